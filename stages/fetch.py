@@ -1,0 +1,36 @@
+"""fetch: bring the images of ``data.source`` into the raw layout.
+
+Inputs: params ``data.*``; ``data.path`` (folder or archive) for the folder/zip sources.
+Outputs: ``data/raw/<train|val|test|unsplit>/<class>/<file>`` and ``data/raw/SOURCE.json``.
+"""
+
+import sys
+from pathlib import Path
+
+from skinlesion.config import load_config
+from skinlesion.errors import cli
+from skinlesion.fetch import fetch
+
+RAW = Path("data/raw")
+
+
+@cli
+def main() -> None:
+    """Run the stage."""
+    data = load_config().data
+    info = fetch(
+        data.source,
+        RAW,
+        path=data.path,
+        kaggle_dataset=data.kaggle_dataset,
+        dermamnist_size=data.dermamnist_size,
+        synthetic_seed=data.synthetic.seed,
+        synthetic_images=data.synthetic.n_images,
+        synthetic_image_size=data.synthetic.image_size,
+    )
+    print(f"fetch: {info['files']} files from {data.source} into {RAW}/ {info['per_split']}"
+          + (f"; {info['unlabelled']} files outside class folders left out" if info["unlabelled"] else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
