@@ -21,6 +21,7 @@ def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> Any:
 
     Returns:
         The augmentation model; on pixels in [0, 255] it returns pixels in [0, 255].
+
     """
     import keras
 
@@ -35,7 +36,9 @@ def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> Any:
     if aug.zoom:
         layers.append(L.RandomZoom(aug.zoom, fill_mode="reflect", seed=next(seeds)))
     if aug.translation:
-        layers.append(L.RandomTranslation(aug.translation, aug.translation, fill_mode="reflect", seed=next(seeds)))
+        layers.append(
+            L.RandomTranslation(aug.translation, aug.translation, fill_mode="reflect", seed=next(seeds))
+        )
     if aug.brightness:
         layers.append(L.RandomBrightness(aug.brightness, value_range=(0.0, 255.0), seed=next(seeds)))
     if aug.contrast:
@@ -54,6 +57,7 @@ def preview_figure(originals: np.ndarray, labels: list[str], augmenter: Any, vie
 
     Returns:
         The matplotlib figure.
+
     """
     from skinlesion.io import pyplot
 
@@ -87,8 +91,11 @@ def sample_per_class(frame: Any, per_class: int, seed: int) -> Any:
 
     Returns:
         The selected rows, grouped by label.
+
     """
     import pandas as pd
 
-    parts = [g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)]
+    parts = [
+        g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)
+    ]
     return pd.concat(parts, ignore_index=True)

@@ -28,6 +28,10 @@ class Backbone:
         default_size: Native ImageNet input size in pixels.
         min_size: Smallest input size the architecture accepts.
         last_conv_layer: Output layer of the last convolutional block, used by Grad-CAM.
+        he_init: Re-draw kernels from He-normal when training without pretrained weights. Needed where
+            BatchNorm (at identity statistics in inference mode) cannot stop Keras' Glorot init from
+            vanishing the signal; plain VGG keeps usable Glorot features and heavy-tailed He ones.
+
     """
 
     name: str
@@ -37,6 +41,7 @@ class Backbone:
     default_size: int
     min_size: int
     last_conv_layer: str
+    he_init: bool = True
 
     def constructor(self) -> Any:
         """Return the ``keras.applications`` constructor."""
@@ -55,7 +60,7 @@ BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
         Backbone("mobilenet", "MobileNet", "mobilenet", "tf", 224, 32, "conv_pw_13_relu"),
-        Backbone("vgg19", "VGG19", "vgg19", "caffe", 224, 32, "block5_conv4"),
+        Backbone("vgg19", "VGG19", "vgg19", "caffe", 224, 32, "block5_conv4", he_init=False),
         Backbone("inceptionv3", "InceptionV3", "inception_v3", "tf", 299, 75, "mixed10"),
         Backbone("resnet50", "ResNet50", "resnet50", "caffe", 224, 32, "conv5_block3_out"),
         Backbone("densenet121", "DenseNet121", "densenet", "torch", 224, 32, "relu"),
@@ -75,6 +80,7 @@ def get_backbone(name: str) -> Backbone:
 
     Raises:
         KeyError: If the name is not registered (config validation reports this to users first).
+
     """
     return BACKBONES[name]
 
@@ -90,6 +96,7 @@ def preprocessing_layers(spec: Backbone) -> list[Any]:
 
     Returns:
         Layers to apply in order to float RGB pixels in [0, 255].
+
     """
     import keras
     import numpy as np

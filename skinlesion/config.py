@@ -56,7 +56,9 @@ class DataConfig:
             self.dermamnist_size,
         )
         if self.source in ("folder", "zip"):
-            _check(bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", "")
+            _check(
+                bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", ""
+            )
         if self.source == "kaggle":
             _check(
                 self.kaggle_dataset.count("/") in (1, 3),
@@ -101,11 +103,18 @@ class AugmentConfig:
     seed: int = 0
 
     def validate(self, key: str) -> None:  # noqa: D102
-        _check(0.0 <= self.rotation <= 1.0, f"{key}.rotation", "must be in [0, 1] (fraction of 360°)", self.rotation)
+        _check(
+            0.0 <= self.rotation <= 1.0,
+            f"{key}.rotation",
+            "must be in [0, 1] (fraction of 360°)",
+            self.rotation,
+        )
         for name in ("zoom", "translation", "brightness", "contrast"):
             value = getattr(self, name)
             _check(0.0 <= value < 1.0, f"{key}.{name}", "must be in [0, 1)", value)
-        _check(self.preview_per_class >= 1, f"{key}.preview_per_class", "must be >= 1", self.preview_per_class)
+        _check(
+            self.preview_per_class >= 1, f"{key}.preview_per_class", "must be >= 1", self.preview_per_class
+        )
         _check(self.preview_views >= 1, f"{key}.preview_views", "must be >= 1", self.preview_views)
 
     @property
@@ -154,12 +163,20 @@ class TrainConfig:
         _check(self.lr_patience >= 1, f"{key}.lr_patience", "must be >= 1", self.lr_patience)
         _check(0.0 < self.lr_factor < 1.0, f"{key}.lr_factor", "must be in (0, 1)", self.lr_factor)
         _check(
-            self.class_weight in ("balanced", "none"), f"{key}.class_weight", "must be balanced or none",
+            self.class_weight in ("balanced", "none"),
+            f"{key}.class_weight",
+            "must be balanced or none",
             self.class_weight,
         )
-        _check(0.0 <= self.label_smoothing < 0.5, f"{key}.label_smoothing", "must be in [0, 0.5)",
-               self.label_smoothing)
-        _check(self.distribute in ("auto", "none"), f"{key}.distribute", "must be auto or none", self.distribute)
+        _check(
+            0.0 <= self.label_smoothing < 0.5,
+            f"{key}.label_smoothing",
+            "must be in [0, 0.5)",
+            self.label_smoothing,
+        )
+        _check(
+            self.distribute in ("auto", "none"), f"{key}.distribute", "must be auto or none", self.distribute
+        )
         _check(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)", self.workers)
         if self.weights not in ("imagenet", "none"):
             for name in BACKBONES:
@@ -234,12 +251,18 @@ class Config:
         self.evaluate.validate("evaluate")
         _check(bool(self.backbones), "backbones", "must list at least one backbone", self.backbones)
         for name in self.backbones:
-            _check(name in BACKBONES, "backbones", f"lists unknown backbone {name!r}; known: "
-                   f"{', '.join(BACKBONES)}", self.backbones)
+            _check(
+                name in BACKBONES,
+                "backbones",
+                f"lists unknown backbone {name!r}; known: {', '.join(BACKBONES)}",
+                self.backbones,
+            )
             _check(name in self.backbone, name, f"section missing: add `{name}: {{image_size: ...}}`", None)
             self.backbone[name].validate(name)
         _check(len(set(self.backbones)) == len(self.backbones), "backbones", "has duplicates", self.backbones)
-        _check(self.model in self.backbones, "model", f"must be one of backbones {self.backbones}", self.model)
+        _check(
+            self.model in self.backbones, "model", f"must be one of backbones {self.backbones}", self.model
+        )
         _check(bool(self.seeds), "seeds", "must list at least one seed", self.seeds)
         _check(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", self.seeds)
 
@@ -287,9 +310,7 @@ def _build(cls: type, raw: dict, key: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(
-            f"params.yaml: unknown key {key}.{unknown[0]} (known: {', '.join(sorted(names))})"
-        )
+        raise ConfigError(f"params.yaml: unknown key {key}.{unknown[0]} (known: {', '.join(sorted(names))})")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in raw:
@@ -310,6 +331,7 @@ def parse_config(raw: dict) -> Config:
 
     Raises:
         ConfigError: On an unknown key, a wrong type or an invalid value; the message names the key.
+
     """
     if not isinstance(raw, dict):
         raise ConfigError("params.yaml must be a mapping of sections")
@@ -356,6 +378,7 @@ def load_config(path: str | Path = "params.yaml") -> Config:
 
     Raises:
         ConfigError: If the file is missing, not YAML, or invalid; the message names the key.
+
     """
     path = Path(path)
     try:
@@ -376,4 +399,3 @@ def as_dict(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [as_dict(v) for v in obj]
     return obj
-

@@ -32,6 +32,7 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
 
     Returns:
         The wrapped entry point, returning the process exit status.
+
     """
 
     @functools.wraps(main)

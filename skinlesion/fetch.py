@@ -54,6 +54,7 @@ def find_dataset_root(root: Path) -> Path:
 
     Returns:
         The folder whose sub-folders are either split folders or class folders.
+
     """
     while True:
         entries = [p for p in root.iterdir() if _visible(p)]
@@ -75,17 +76,21 @@ def layout(root: Path) -> dict[str, Path]:
 
     Raises:
         DataError: If split folders and class folders are mixed, or there are no folders at all.
+
     """
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
     if not dirs:
-        raise DataError(f"{root}: no class folders found; expected <class>/<image> or train|val|test/<class>/")
+        raise DataError(
+            f"{root}: no class folders found; expected <class>/<image> or train|val|test/<class>/"
+        )
     split_dirs = [d for d in dirs if d.name.lower() in SPLIT_ALIASES]
     if not split_dirs:
         return {UNSPLIT: root}
     if len(split_dirs) != len(dirs):
         other = ", ".join(d.name for d in dirs if d not in split_dirs)
         raise DataError(
-            f"{root}: mixes split folders ({', '.join(d.name for d in split_dirs)}) with other folders ({other}); "
+            f"{root}: mixes split folders ({', '.join(d.name for d in split_dirs)}) "
+            f"with other folders ({other}); "
             "move every class folder under train/, val/ or test/, or remove the split folders"
         )
     out: dict[str, Path] = {}
@@ -111,6 +116,7 @@ def import_tree(src: Path, out: Path, progress: bool = True) -> dict[str, int]:
 
     Returns:
         Counts: ``files`` copied and ``unlabelled`` files left out.
+
     """
     from tqdm import tqdm
 
@@ -157,13 +163,16 @@ def check_archive(archive: Path) -> None:
 
     Raises:
         DataError: Naming the first unsafe entry; nothing has been extracted.
+
     """
     for name, kind in _archive_members(archive):
         posix = PurePosixPath(name.replace("\\", "/"))
         if posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
             raise DataError(f"{archive}: unsafe entry {name!r} has an absolute path; refusing to extract")
         if ".." in posix.parts:
-            raise DataError(f"{archive}: unsafe entry {name!r} points outside the archive; refusing to extract")
+            raise DataError(
+                f"{archive}: unsafe entry {name!r} points outside the archive; refusing to extract"
+            )
         if kind == "link":
             raise DataError(f"{archive}: entry {name!r} is a link or special file; refusing to extract")
 
@@ -196,6 +205,7 @@ def kaggle_download(handle: str) -> Path:
 
     Raises:
         DataError: When the download fails (offline, unknown dataset, no permission).
+
     """
     import kagglehub
 
@@ -222,6 +232,7 @@ def dermamnist_download(image_size: int, cache_dir: str | None = None) -> Path:
 
     Raises:
         DataError: When the download fails or the hash does not match.
+
     """
     import keras
 
@@ -258,6 +269,7 @@ def write_dermamnist(npz_path: Path, out: Path, progress: bool = True) -> dict[s
 
     Raises:
         DataError: If the file lacks the expected arrays or labels are out of range.
+
     """
     from PIL import Image
     from tqdm import tqdm
@@ -309,6 +321,7 @@ def fetch(
 
     Returns:
         Provenance and counts, also written to ``out/SOURCE.json``.
+
     """
     from skinlesion import synthetic
 
@@ -317,8 +330,9 @@ def fetch(
     out.mkdir(parents=True)
     info: dict = {"source": source}
     if source == "synthetic":
-        counts = synthetic.generate(out / UNSPLIT, synthetic_images, synthetic_image_size, synthetic_seed,
-                                    progress=progress)
+        counts = synthetic.generate(
+            out / UNSPLIT, synthetic_images, synthetic_image_size, synthetic_seed, progress=progress
+        )
         info.update(seed=synthetic_seed, files=sum(counts.values()), unlabelled=0)
     elif source == "folder":
         folder = Path(path)

@@ -40,6 +40,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
     Returns:
         An RGB image.
+
     """
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -67,6 +68,7 @@ def load_rgb(path: str | Path) -> Image.Image:
 
     Raises:
         ImageLoadError: With reason ``empty``, ``not_an_image``, ``truncated`` or ``corrupt``.
+
     """
     path = Path(path)
     try:
@@ -85,7 +87,9 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise ImageLoadError(path, "not_an_image", "is a directory") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-        raise ImageLoadError(path, reason, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise ImageLoadError(
+            path, reason, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        ) from None
 
 
 def load_array(path: str | Path, image_size: int) -> np.ndarray:
@@ -109,6 +113,7 @@ def load_batch(paths: list[str] | list[Path], image_size: int, workers: int = 0)
 
     Raises:
         ImageLoadError: For the first file that cannot be decoded.
+
     """
     out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
@@ -142,6 +147,7 @@ def check_file(path: str) -> FileCheck:
 
     Returns:
         A :class:`FileCheck`; ``reason`` is empty for a usable image.
+
     """
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if Path(path).name in IGNORED_NAMES:

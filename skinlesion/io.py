@@ -23,10 +23,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Yields:
         A temporary path with the same suffix, for writers that need a file name (Keras, matplotlib).
+
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -54,7 +57,7 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_csv(path: str | Path, frame: Any) -> None:
-    """Write a pandas DataFrame as CSV atomically, without the index and with ``\\n`` line endings."""
+    """Write a pandas DataFrame as CSV atomically, without the index and with Unix line endings."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
 

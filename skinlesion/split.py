@@ -53,6 +53,7 @@ def scan_raw(raw: Path) -> list[tuple[str, str, str]]:
 
     Returns:
         One tuple per file inside a class folder.
+
     """
     out = []
     for split_dir in sorted(p for p in raw.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -79,6 +80,7 @@ def check_files(paths: list[str], workers: int = 0, progress: bool = True) -> li
 
     Returns:
         One check per path, in order.
+
     """
     from tqdm import tqdm
 
@@ -112,11 +114,14 @@ def load_metadata(csv_path: str, id_column: str) -> pd.DataFrame:
 
     Raises:
         DataError: If the file or the id column is missing.
+
     """
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise DataError(f"data.metadata={csv_path} does not exist; fix the path or set data.metadata: ''") from None
+        raise DataError(
+            f"data.metadata={csv_path} does not exist; fix the path or set data.metadata: ''"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"data.metadata={csv_path} is not a readable CSV ({exc})") from None
     if id_column not in frame.columns:
@@ -140,6 +145,7 @@ def deduplicate(records: list[Record], drop_label_conflicts: bool = True) -> tup
 
     Returns:
         The kept records and one skip entry (path, reason, detail) per dropped copy.
+
     """
     by_hash: dict[str, list[Record]] = defaultdict(list)
     for r in records:
@@ -151,13 +157,18 @@ def deduplicate(records: list[Record], drop_label_conflicts: bool = True) -> tup
         if len(labels) > 1:
             others = "; ".join(f"{r.path} [{r.label}]" for r in copies)
             if drop_label_conflicts:
-                skipped += [_skip(r.path, "label_conflict", f"same bytes under labels {labels}: {others}")
-                            for r in copies]
+                skipped += [
+                    _skip(r.path, "label_conflict", f"same bytes under labels {labels}: {others}")
+                    for r in copies
+                ]
                 continue
             first = min(copies, key=lambda r: r.path)
             kept.append(first)
-            skipped += [_skip(r.path, "label_conflict", f"kept {first.path} [{first.label}]; {others}")
-                        for r in copies if r is not first]
+            skipped += [
+                _skip(r.path, "label_conflict", f"kept {first.path} [{first.label}]; {others}")
+                for r in copies
+                if r is not first
+            ]
             continue
         kept.append(copies[0])
         skipped += [_skip(r.path, "duplicate", f"same bytes as {copies[0].path}") for r in copies[1:]]
@@ -183,6 +194,7 @@ def carve(records: list[Record], fraction: float, seed: int, grouped: bool, name
 
     Raises:
         DataError: When a class is too small to appear on both sides.
+
     """
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -204,7 +216,9 @@ def carve(records: list[Record], fraction: float, seed: int, grouped: bool, name
             folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
             rest_idx, carved_idx = next(folds.split(index, labels, groups))
         else:
-            rest_idx, carved_idx = train_test_split(index, test_size=fraction, stratify=labels, random_state=seed)
+            rest_idx, carved_idx = train_test_split(
+                index, test_size=fraction, stratify=labels, random_state=seed
+            )
     except ValueError as exc:
         raise DataError(
             f"split: cannot stratify {len(records)} images of {len(counts)} classes into a {name} split of "
@@ -242,6 +256,7 @@ def split_dataset(
 
     Returns:
         The splits, the skipped files with reasons, and counters.
+
     """
     files = scan_raw(raw)
     if not files:
@@ -270,7 +285,9 @@ def split_dataset(
     records, dup_skips = deduplicate(records, drop_label_conflicts)
     skipped += dup_skips
     if not records:
-        raise DataError(f"{raw}: no usable images ({len(skipped)} files skipped; see data/splits/skipped.csv)")
+        raise DataError(
+            f"{raw}: no usable images ({len(skipped)} files skipped; see data/splits/skipped.csv)"
+        )
 
     splits: dict[str, list[Record]] = {s: [r for r in records if r.given_split == s] for s in ("val", "test")}
     pool = [r for r in records if r.given_split in ("train", UNSPLIT)]
@@ -309,7 +326,9 @@ def data_metrics(result: SplitResult) -> dict:
         "images": {s: len(recs) for s, recs in result.splits.items()}
         | {"total": sum(len(r) for r in result.splits.values())},
         "classes": len(classes),
-        "per_class": {s: dict(sorted(Counter(r.label for r in recs).items())) for s, recs in result.splits.items()},
+        "per_class": {
+            s: dict(sorted(Counter(r.label for r in recs).items())) for s, recs in result.splits.items()
+        },
         "skipped": {reason: reasons.get(reason, 0) for reason in SKIP_REASONS},
         "skipped_total": len(result.skipped),
         "missing_metadata": result.missing_metadata,

@@ -75,6 +75,7 @@ def render(cls: LesionClass, rng: np.random.Generator, image_size: int) -> Image
 
     Returns:
         The RGB image.
+
     """
     cues = CLASSES[rng.integers(len(CLASSES))] if rng.random() < ATYPICAL_RATE else cls
     side = image_size * 2  # drawn at twice the size, then downsampled for antialiased edges
@@ -95,7 +96,9 @@ def render(cls: LesionClass, rng: np.random.Generator, image_size: int) -> Image
     radius = np.full_like(theta, max(0.08, cues.diameter * rng.lognormal(0, 0.18)))
     base_r = float(radius[0, 0])
     for k in (1, 2):
-        radius += base_r * abs(rng.normal(cues.asymmetry, 0.03)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        radius += (
+            base_r * abs(rng.normal(cues.asymmetry, 0.03)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        )
     for k in range(5, 12):
         amp = abs(rng.normal(cues.border, 0.012)) / np.sqrt(k - 4)
         radius += base_r * amp * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
@@ -161,7 +164,11 @@ def _draw_artefacts(draw: ImageDraw.ImageDraw, rng: np.random.Generator, side: i
         t = np.linspace(0, 1, 24)[:, None]
         pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
         shade = int(rng.integers(10, 60))
-        draw.line([tuple(p) for p in pts], fill=(shade, shade - 5 if shade > 5 else 0, 0), width=int(rng.integers(1, 3)))
+        draw.line(
+            [tuple(p) for p in pts],
+            fill=(shade, shade - 5 if shade > 5 else 0, 0),
+            width=int(rng.integers(1, 3)),
+        )
     if rng.random() < 0.2:  # a ruler along one edge
         y0 = side * rng.uniform(0.85, 0.93)
         draw.rectangle((0, y0, side, y0 + side * 0.06), fill=(235, 235, 225))
@@ -177,8 +184,9 @@ def _render_to_file(job: tuple[int, int, int, int, str]) -> None:
         image.save(tmp, format="PNG")
 
 
-def generate(out_dir: str | Path, n_images: int, image_size: int, seed: int, workers: int = 0,
-             progress: bool = True) -> dict[str, int]:
+def generate(
+    out_dir: str | Path, n_images: int, image_size: int, seed: int, workers: int = 0, progress: bool = True
+) -> dict[str, int]:
     """Write ``n_images`` synthetic images as ``out_dir/<class>/syn_<index>.png``.
 
     Args:
@@ -191,6 +199,7 @@ def generate(out_dir: str | Path, n_images: int, image_size: int, seed: int, wor
 
     Returns:
         Images written per class name.
+
     """
     from tqdm import tqdm
 
@@ -200,10 +209,19 @@ def generate(out_dir: str | Path, n_images: int, image_size: int, seed: int, wor
         (out_dir / cls.name).mkdir(parents=True, exist_ok=True)
         counts[cls.name] = count
         for _ in range(count):
-            jobs.append((seed, index, class_index, image_size, str(out_dir / cls.name / f"syn_{index:05d}.png")))
+            jobs.append(
+                (seed, index, class_index, image_size, str(out_dir / cls.name / f"syn_{index:05d}.png"))
+            )
             index += 1
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(tqdm(pool.map(_render_to_file, jobs, chunksize=32), total=len(jobs), desc="synthetic",
-                  disable=not progress, unit="img"))
+        list(
+            tqdm(
+                pool.map(_render_to_file, jobs, chunksize=32),
+                total=len(jobs),
+                desc="synthetic",
+                disable=not progress,
+                unit="img",
+            )
+        )
     return counts

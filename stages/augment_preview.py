@@ -29,8 +29,10 @@ def main() -> None:
     sample = sample_per_class(train, aug.preview_per_class, aug.seed)
     images = load_batch(sample["path"].tolist(), PREVIEW_SIZE)
     augmenter = build_augmenter(aug, seed=aug.seed)
-    save_figure(preview_figure(images, sample["label"].tolist(), augmenter, aug.preview_views),
-                "plots/augment_preview.png")
+    save_figure(
+        preview_figure(images, sample["label"].tolist(), augmenter, aug.preview_views),
+        "plots/augment_preview.png",
+    )
     print(f"augment-preview: {len(sample)} images x {aug.preview_views} views -> plots/augment_preview.png")
 
 

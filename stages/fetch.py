@@ -28,8 +28,10 @@ def main() -> None:
         synthetic_images=data.synthetic.n_images,
         synthetic_image_size=data.synthetic.image_size,
     )
-    print(f"fetch: {info['files']} files from {data.source} into {RAW}/ {info['per_split']}"
-          + (f"; {info['unlabelled']} files outside class folders left out" if info["unlabelled"] else ""))
+    print(
+        f"fetch: {info['files']} files from {data.source} into {RAW}/ {info['per_split']}"
+        + (f"; {info['unlabelled']} files outside class folders left out" if info["unlabelled"] else "")
+    )
 
 
 if __name__ == "__main__":

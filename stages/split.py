@@ -41,8 +41,10 @@ def main() -> None:
     write_json("metrics/data.json", metrics)
     save_figure(plot_class_distribution(metrics["per_class"]), "plots/class_distribution.png")
     skipped = {k: v for k, v in metrics["skipped"].items() if v}
-    print(f"split: {metrics['images']} over {metrics['classes']} classes; "
-          f"skipped {metrics['skipped_total']} {skipped or ''} (see {OUT}/skipped.csv)")
+    print(
+        f"split: {metrics['images']} over {metrics['classes']} classes; "
+        f"skipped {metrics['skipped_total']} {skipped or ''} (see {OUT}/skipped.csv)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skinlesion.config import load_config, parse_config
+from skinlesion.errors import ConfigError
+
+from .conftest import REPO
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_repository_params_are_valid():
+    config = load_config(REPO / "params.yaml")
+    assert config.model in config.backbones
+    assert config.backbone["inceptionv3"].image_size >= 75
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda p: p["train"].update(bogus=1), "train.bogus"),
+        (lambda p: p.update(extra={}), "extra"),
+        (lambda p: p["split"].update(val_fraction="a lot"), "split.val_fraction"),
+        (lambda p: p["split"].update(test_fraction=0.9), "split.test_fraction"),
+        (lambda p: p["inceptionv3"].update(image_size=64), "inceptionv3.image_size"),
+        (lambda p: p.update(model="resnet50"), "model"),
+        (lambda p: p.update(backbones=["mobilenet", "alexnet"]), "backbones"),
+        (lambda p: p["data"].update(source="ftp"), "data.source"),
+        (lambda p: p["data"].update(dermamnist_size=32), "data.dermamnist_size"),
+        (lambda p: p["train"].update(weights="missing/{backbone}.weights.h5"), "train.weights"),
+        (lambda p: p["train"].update(augment_head="yes"), "train.augment_head"),
+        (lambda p: p.update(seeds=[1, 1]), "seeds"),
+    ],
+)
+def test_invalid_params_name_the_key(edit, key):
+    params = raw_params()
+    edit(params)
+    with pytest.raises(ConfigError) as info:
+        parse_config(params)
+    assert key in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_weights_file_template_resolves_per_backbone(tmp_path: Path):
+    params = raw_params()
+    for name in ("mobilenet", "vgg19", "inceptionv3", "resnet50", "densenet121", "efficientnetb0"):
+        (tmp_path / f"{name}.weights.h5").write_bytes(b"x")
+    params["train"]["weights"] = str(tmp_path / "{backbone}.weights.h5")
+    assert parse_config(params).train.weights.endswith("{backbone}.weights.h5")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "params.yaml")

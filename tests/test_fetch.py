@@ -1,0 +1,152 @@
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinlesion import fetch as fetch_mod
+from skinlesion.errors import DataError
+from skinlesion.fetch import check_archive, dermamnist_download, fetch, find_dataset_root, write_dermamnist
+
+from .conftest import make_class_tree, write_image
+
+
+def files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_synthetic_source_writes_unsplit_class_folders(tmp_path: Path):
+    info = fetch("synthetic", tmp_path / "raw", synthetic_images=60, synthetic_image_size=32, progress=False)
+    assert info["files"] == 60 and info["per_split"] == {"unsplit": 60}
+    assert (tmp_path / "raw" / "SOURCE.json").exists()
+
+
+def test_folder_with_kaggle_style_split_folders_and_unicode_names(tmp_path: Path):
+    src = tmp_path / "download" / "my_data"  # a wrapper folder, as in the origin's Kaggle data set
+    make_class_tree(src / "Train", {"basal cell carcinoma": 3, "nævus pigmenté": 2})
+    make_class_tree(src / "Test", {"basal cell carcinoma": 1, "nævus pigmenté": 1}, start=100)
+    (src / "Train" / "README.txt").write_text("no class")
+    assert find_dataset_root(tmp_path / "download") == src
+    info = fetch("folder", tmp_path / "raw", path=str(tmp_path / "download"), progress=False)
+    assert info["per_split"] == {"test": 2, "train": 5}
+    assert info["unlabelled"] == 1
+    assert "train/nævus pigmenté/img_0003.png" in files(tmp_path / "raw")
+
+
+def test_folder_mixing_split_and_class_folders_is_refused(tmp_path: Path):
+    make_class_tree(tmp_path / "src" / "train", {"a": 1})
+    make_class_tree(tmp_path / "src", {"b": 1})
+    with pytest.raises(DataError, match="mixes split folders"):
+        fetch("folder", tmp_path / "raw", path=str(tmp_path / "src"), progress=False)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(DataError, match="data.path"):
+        fetch("folder", tmp_path / "raw", path=str(tmp_path / "nope"), progress=False)
+
+
+def _zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_zip_source_extracts_inside_raw(tmp_path: Path):
+    img = write_image(tmp_path / "i.png", 1).read_bytes()
+    archive = _zip(tmp_path / "d.zip", {"data/a/1.png": img, "data/b/2.png": img + b"", "data/b/3.png": img})
+    info = fetch("zip", tmp_path / "raw", path=str(archive), progress=False)
+    assert info["files"] == 3
+    assert not (tmp_path / "raw" / ".extract").exists()
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
+def test_zip_with_escaping_entry_is_refused_and_writes_nothing_outside(tmp_path: Path, name: str):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = _zip(tmp_path / "evil.zip", {"ok/a/1.png": b"x", name: b"evil"})
+    before = files(tmp_path)
+    with pytest.raises(DataError, match="unsafe entry"):
+        fetch("zip", work / "raw", path=str(archive), progress=False)
+    assert files(tmp_path) - before == set()
+    assert not any(p.name == "evil.png" for p in tmp_path.rglob("*"))
+
+
+def test_tar_with_symlink_is_refused(tmp_path: Path):
+    archive = tmp_path / "l.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("data/a/link.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+        data = b"png"
+        info = tarfile.TarInfo("data/a/1.png")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match="link"):
+        check_archive(archive)
+
+
+def test_kaggle_source_from_a_prepopulated_kagglehub_cache(tmp_path: Path, monkeypatch):
+    from kagglehub.cache import Cache
+    from kagglehub.handle import parse_dataset_handle
+
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kcache"))
+    handle = "vinayjayanti/skin-lesion-image-classification/versions/1"
+    h = parse_dataset_handle(handle)
+    cache = Cache()
+    make_class_tree(Path(cache.get_path(h)) / "my_data" / "train", {"a": 2, "b": 2})
+    make_class_tree(Path(cache.get_path(h)) / "my_data" / "val", {"a": 1, "b": 1}, start=50)
+    cache.mark_as_complete(h)
+    info = fetch("kaggle", tmp_path / "raw", kaggle_dataset=handle, progress=False)
+    assert info["per_split"] == {"train": 4, "val": 2}
+
+
+def test_kaggle_offline_without_cache_fails_with_one_line(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(DataError) as info:
+        fetch("kaggle", tmp_path / "raw", kaggle_dataset="owner/not-cached-anywhere", progress=False)
+    assert "data.kaggle_dataset" in str(info.value) and "\n" not in str(info.value)
+
+
+def _medmnist_npz(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 14), ("val", 7), ("test", 7)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 7).reshape(-1, 1).astype(np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_dermamnist_from_the_keras_cache_keeps_the_official_split(tmp_path: Path, monkeypatch):
+    cache = tmp_path / "keras"
+    npz = _medmnist_npz((cache / "datasets").mkdir(parents=True) or cache / "datasets" / "dermamnist.npz")
+    md5 = hashlib.md5(npz.read_bytes()).hexdigest()
+    # The test's stand-in file has its own hash; the real check (keras.utils.get_file) still runs on it.
+    monkeypatch.setitem(fetch_mod.DERMAMNIST_FILES, 28, ("dermamnist.npz", md5))
+    path = dermamnist_download(28, cache_dir=str(cache))
+    counts = write_dermamnist(path, tmp_path / "raw", progress=False)
+    assert counts == {"train": 14, "val": 7, "test": 7}
+    assert {p.parent.name for p in (tmp_path / "raw" / "test").rglob("*.png")} == set(
+        fetch_mod.DERMAMNIST_CLASSES
+    )
+
+
+def test_dermamnist_with_wrong_hash_and_no_network_fails_clearly(tmp_path: Path):
+    cache = tmp_path / "keras"
+    (cache / "datasets").mkdir(parents=True)
+    _medmnist_npz(cache / "datasets" / "dermamnist.npz")  # not the official bytes: MD5 mismatch
+    with pytest.raises(DataError, match="dermamnist_size=28") as info:
+        dermamnist_download(28, cache_dir=str(cache))
+    assert "\n" not in str(info.value)
+
+
+def test_zip_of_nothing_usable_is_an_error(tmp_path: Path):
+    archive = _zip(tmp_path / "e.zip", {"readme.txt": b"hi"})
+    with pytest.raises(DataError):
+        fetch("zip", tmp_path / "raw", path=str(archive), progress=False)
+    assert os.listdir(tmp_path / "raw") == []

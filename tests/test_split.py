@@ -1,0 +1,126 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from skinlesion.errors import DataError
+from skinlesion.fetch import fetch
+from skinlesion.split import data_metrics, split_dataset, split_frames
+
+from .conftest import corrupt_jpeg, make_class_tree, write_image
+
+ARGS = dict(val_fraction=0.2, test_fraction=0.2, seed=0, workers=1, progress=False)
+
+
+def _raw(tmp_path: Path, classes: dict[str, int]) -> Path:
+    raw = tmp_path / "raw"
+    make_class_tree(raw / "unsplit", classes)
+    return raw
+
+
+def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
+    raw = _raw(tmp_path, {"a": 12, "b": 12})
+    a, b = raw / "unsplit" / "a", raw / "unsplit" / "b"
+    jpeg = write_image(a / "good.jpg", 999, size=48, fmt="JPEG").read_bytes()
+    (a / "corrupt.jpg").write_bytes(corrupt_jpeg(jpeg))
+    (a / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (a / "empty.png").write_bytes(b"")
+    (a / "notes.txt").write_text("not an image")
+    (a / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    write_image(a / "cmyk.jpg", 501, mode="CMYK", fmt="JPEG")
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(b / "sixteen.png")
+    write_image(b / "rgba.png", 502, mode="RGBA")
+    (b / "cross_dup.jpg").write_bytes(jpeg)  # same bytes as a/good.jpg under another label
+    (a / "same_dup.png").write_bytes((a / "img_0000.png").read_bytes())
+
+    result = split_dataset(raw, **ARGS)
+    m = data_metrics(result)
+    assert m["skipped"] == {
+        "empty": 1,
+        "not_an_image": 2,
+        "truncated": 1,
+        "corrupt": 1,
+        "duplicate": 1,
+        "label_conflict": 2,
+    }
+    kept = {Path(r.path).name for recs in result.splits.values() for r in recs}
+    assert {"cmyk.jpg", "sixteen.png", "rgba.png"} <= kept
+    assert not {"good.jpg", "cross_dup.jpg"} & kept
+    conflict = [s for s in result.skipped if s["reason"] == "label_conflict"][0]
+    assert "good.jpg" in conflict["detail"] and "cross_dup.jpg" in conflict["detail"]
+    assert m["images"]["total"] == 24 + 3  # the originals and the three odd formats
+
+
+def test_same_params_same_bytes_and_no_content_in_two_splits(tmp_path: Path):
+    raw = _raw(tmp_path, {"a": 20, "b": 15, "c": 10})
+    first = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS)).items()}
+    second = {
+        k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS | {"workers": 2})).items()
+    }
+    assert first == second
+    frames = split_frames(split_dataset(raw, **ARGS))
+    hashes = [set(f["sha256"]) for f in frames.values()]
+    assert not (hashes[0] & hashes[1] or hashes[0] & hashes[2] or hashes[1] & hashes[2])
+    for frame in frames.values():  # stratified: every class in every split
+        assert set(frame["label"]) == {"a", "b", "c"}
+    assert list(frames["train"].columns[:3]) == ["path", "label", "sha256"]
+
+
+def test_given_splits_are_respected_and_only_val_is_carved(tmp_path: Path):
+    raw = tmp_path / "raw"
+    make_class_tree(raw / "train", {"a": 10, "b": 10})
+    make_class_tree(raw / "test", {"a": 3, "b": 3}, start=500)
+    result = split_dataset(raw, **ARGS)
+    assert all("/test/" in r.path for r in result.splits["test"])
+    assert len(result.splits["test"]) == 6
+    assert all("/train/" in r.path for r in result.splits["val"]) and len(result.splits["val"]) == 4
+
+
+def test_grouped_split_keeps_each_lesion_in_one_split(tmp_path: Path):
+    raw = _raw(tmp_path, {"a": 30, "b": 30})
+    paths = sorted((raw / "unsplit").rglob("*.png"))
+    meta = pd.DataFrame(
+        {"image_id": [p.stem for p in paths], "lesion_id": [f"L{i // 3}" for i in range(len(paths))]}
+    )
+    meta.to_csv(tmp_path / "meta.csv", index=False)
+    result = split_dataset(raw, **ARGS, group_by="lesion_id", metadata=str(tmp_path / "meta.csv"))
+    where = {}
+    for split, recs in result.splits.items():
+        for r in recs:
+            assert where.setdefault(r.group, split) == split
+    assert len(where) == 20 and all(result.splits.values())
+
+
+def test_group_by_without_metadata_or_column_is_a_clear_error(tmp_path: Path):
+    raw = _raw(tmp_path, {"a": 10, "b": 10})
+    with pytest.raises(DataError, match="split.group_by"):
+        split_dataset(raw, **ARGS, group_by="lesion_id")
+    pd.DataFrame({"image_id": ["x"], "other": ["y"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match="not a column"):
+        split_dataset(raw, **ARGS, group_by="lesion_id", metadata=str(tmp_path / "m.csv"))
+
+
+def test_class_too_small_gets_a_clear_message(tmp_path: Path):
+    raw = _raw(tmp_path, {"a": 20, "rare": 1})
+    with pytest.raises(DataError, match="class 'rare' has 1 image"):
+        split_dataset(raw, **ARGS)
+
+
+def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, ham_dir: Path):
+    fetch("folder", tmp_path / "raw", path=str(ham_dir), progress=False)
+    result = split_dataset(
+        tmp_path / "raw",
+        val_fraction=0.15,
+        test_fraction=0.15,
+        seed=0,
+        progress=False,
+        group_by="lesion_id",
+        metadata=str(ham_dir / "HAM10000_metadata.csv"),
+    )
+    m = data_metrics(result)
+    assert m["images"]["total"] == 1123 and m["classes"] == 7 and m["missing_metadata"] == 0
+    groups = [{r.group for r in recs} for recs in result.splits.values()]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert 0.10 < m["images"]["test"] / 1123 < 0.20
