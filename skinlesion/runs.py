@@ -1,0 +1,46 @@
+"""Where each run's files live, and reading the split CSVs: shared by train, evaluate and aggregate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skinlesion.errors import DataError
+
+SPLITS_DIR = Path("data/splits")
+
+
+def run_dir(root: str | Path, backbone: str, seed: int) -> Path:
+    """The folder of one run under ``root``: ``<root>/<backbone>/seed<k>``."""
+    return Path(root) / backbone / f"seed{seed}"
+
+
+def read_split(name: str, splits_dir: str | Path = SPLITS_DIR) -> pd.DataFrame:
+    """Read ``<splits_dir>/<name>.csv`` (columns path,label,sha256,group).
+
+    Raises:
+        DataError: If the file is missing or the split is empty.
+
+    """
+    path = Path(splits_dir) / f"{name}.csv"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path} not found: run `dvc repro split` first") from None
+    if frame.empty:
+        raise DataError(f"{path} is empty: the {name} split has no images; check metrics/data.json")
+    return frame
+
+
+def split_labels(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Map labels to indices of ``classes``, leaving out rows of unknown classes.
+
+    Returns:
+        The integer labels and the rows they belong to.
+
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    kept = frame[frame["label"].isin(index)].reset_index(drop=True)
+    return kept["label"].map(index).to_numpy(dtype=np.int64), kept

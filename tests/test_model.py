@@ -1,0 +1,84 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinlesion.augment import build_augmenter
+from skinlesion.backbones import get_backbone
+from skinlesion.config import AugmentConfig
+from skinlesion.errors import ConfigError
+from skinlesion.model import build_backbone, build_classifier, unfreeze_top
+
+SMALL = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
+
+
+def classifier(name: str, weights: str = "none", n_classes: int = 4):
+    spec = get_backbone(name)
+    base = build_backbone(spec, SMALL[name], weights)
+    return build_classifier(spec, base, SMALL[name], n_classes, 0.2, build_augmenter(AugmentConfig(), seed=0))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_each_backbone_builds_small_and_outputs_one_probability_per_class(name: str):
+    clf = classifier(name)
+    probs = np.asarray(clf.model.predict(np.zeros((2, 50, 40, 3), np.uint8), verbose=0))
+    assert probs.shape == (2, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert not clf.base.trainable
+
+
+def test_local_weights_file_is_loaded(tmp_path: Path):
+    spec = get_backbone("mobilenet")
+    source = build_backbone(spec, 32, "none", seed=7)
+    path = tmp_path / "mobilenet.weights.h5"
+    source.save_weights(path)
+    loaded = build_backbone(spec, 32, str(tmp_path / "{backbone}.weights.h5"))
+    for a, b in zip(source.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = build_backbone(spec, 32, "none", seed=8)
+    assert not np.array_equal(np.asarray(other.weights[0]), np.asarray(source.weights[0]))
+
+
+def test_imagenet_offline_is_a_one_line_config_error(tmp_path: Path, monkeypatch):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.mobilenet.file_utils.get_file", offline)
+    with pytest.raises(ConfigError, match="train.weights=none") as info:
+        build_backbone(get_backbone("mobilenet"), 128, "imagenet")
+    assert "\n" not in str(info.value)
+
+
+def test_unfreeze_top_keeps_batchnorm_frozen():
+    import keras
+
+    clf = classifier("mobilenet")
+    unfreeze_top(clf.base, 6)
+    top = clf.base.layers[-6:]
+    assert any(layer.trainable for layer in top)
+    assert all(not layer.trainable for layer in clf.base.layers[:-6])
+    assert all(not layer.trainable for layer in top if isinstance(layer, keras.layers.BatchNormalization))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, name: str):
+    clf = classifier(name)
+    path = tmp_path / "model.keras"
+    clf.model.save(path)
+    image = np.random.default_rng(0).integers(0, 256, (1, 60, 70, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", image)
+    expected = np.asarray(clf.model.predict(image, verbose=0))
+    code = (
+        "import sys, numpy as np, keras\n"
+        f"m = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
+        f"p = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)\n"
+        "assert not any(k.startswith('skinlesion') for k in sys.modules)\n"
+        f"np.save({str(tmp_path / 'p.npy')!r}, p)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,114 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinlesion.backbones import get_backbone
+from skinlesion.config import AugmentConfig, BackboneConfig, TrainConfig
+from skinlesion.synthetic import generate
+from skinlesion.train import class_weights, fit_phase, train_run
+
+TRAIN = TrainConfig(batch_size=16, epochs_head=3, epochs_finetune=2, weights="none", patience=5, workers=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    generate(root, 60, 32, seed=1, workers=1, progress=False)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    classes = sorted({Path(p).parent.name for p in paths})
+    labels = np.array([classes.index(Path(p).parent.name) for p in paths])
+    return paths, labels, classes
+
+
+def _run(tiny_data, state_dir: Path, seed: int = 0, train: TrainConfig = TRAIN):
+    paths, labels, classes = tiny_data
+    return train_run(
+        spec=get_backbone("mobilenet"),
+        backbone=BackboneConfig(image_size=32, unfreeze=4),
+        train_cfg=train,
+        augment_cfg=AugmentConfig(),
+        seed=seed,
+        classes=classes,
+        train_paths=paths[::2],
+        y_train=labels[::2],
+        val_paths=paths[1::2],
+        y_val=labels[1::2],
+        state_dir=state_dir,
+        log=lambda _: None,
+    )
+
+
+def test_same_seed_gives_identical_weights_and_history(tiny_data, tmp_path: Path):
+    a = _run(tiny_data, tmp_path / "a")
+    b = _run(tiny_data, tmp_path / "b")
+    for x, y in zip(a.model.weights, b.model.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert a.history == b.history
+    assert [r["phase"] for r in a.history] == ["head"] * 3 + ["finetune"] * 2
+    np.testing.assert_array_equal(a.val_probabilities, b.val_probabilities)
+    c = _run(tiny_data, tmp_path / "c", seed=1)
+    assert not np.array_equal(a.val_probabilities, c.val_probabilities)
+
+
+def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: Path, monkeypatch):
+    import skinlesion.train as train_mod
+
+    reference = _run(tiny_data, tmp_path / "ref")
+    calls = {"n": 0}
+    real = train_mod.epoch_batches
+
+    def crash_in_finetune(x, y, batch_size, seed, phase, epoch):
+        if phase == 1 and epoch == 1:
+            raise KeyboardInterrupt  # stands in for kill -9 after the first fine-tuning epoch
+        calls["n"] += 1
+        return real(x, y, batch_size, seed, phase, epoch)
+
+    monkeypatch.setattr(train_mod, "epoch_batches", crash_in_finetune)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_data, tmp_path / "state")
+    monkeypatch.setattr(train_mod, "epoch_batches", real)
+    resumed = _run(tiny_data, tmp_path / "state")
+    assert resumed.resumed_from == {"head": 3, "finetune": 1}
+    assert resumed.history == reference.history
+    for x, y in zip(reference.model.weights, resumed.model.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
+    import keras
+    import tensorflow as tf
+
+    from skinlesion.model import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, 0.5, 0.0)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = keras.utils.to_categorical(np.random.default_rng(1).integers(0, 2, 32), 2)
+    rows, _ = fit_phase(
+        model,
+        lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        (x[:8], y[:8]),
+        phase=0,
+        epochs=6,
+        learning_rate=0.5,
+        patience=2,
+        lr_patience=1,
+        lr_factor=0.5,
+        class_weight=None,
+        seed=0,
+        state_dir=tmp_path,
+        batch_size=8,
+        log=lambda _: None,
+    )
+    best = min(r["val_loss"] for r in rows)
+    final = model.evaluate(x[:8], y[:8], verbose=0, return_dict=True)["loss"]
+    assert final == pytest.approx(best, rel=1e-5)
+    assert any(r["lr"] < 0.5 for r in rows[1:]) or len(rows) < 3
+
+
+def test_class_weights_from_training_labels():
+    weights = class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
+    assert weights[0] == pytest.approx(4 / 6) and weights[1] == pytest.approx(2.0) and weights[2] == 1.0
+    assert class_weights(np.array([0, 1]), 2, "none") is None
