@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from skinlesion.evaluate import (
+    bootstrap_ci,
+    calibration_bins,
+    classification_metrics,
+    expected_calibration_error,
+    fast_metrics,
+    per_class_report,
+    roc_curves,
+    tta_views,
+)
+
+
+def onehot_probs(pred: list[int], n: int, confidence: float = 0.7) -> np.ndarray:
+    probs = np.full((len(pred), n), (1 - confidence) / (n - 1))
+    probs[np.arange(len(pred)), pred] = confidence
+    return probs
+
+
+def test_hand_computed_case_with_a_class_never_predicted():
+    # Class 2 is in the test split but never predicted.
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = [0, 0, 1, 0, 1, 0]
+    m = classification_metrics(y, onehot_probs(pred, 3), n_bins=10)
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["balanced_accuracy"] == pytest.approx((1 + 0.5 + 0) / 3)
+    # F1: class 0 P=2/4 R=1 -> 2/3; class 1 P=1/2 R=1/2 -> 1/2; class 2 -> 0.
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert m["log_loss"] == pytest.approx(-np.log(0.7) * 3 / 6 - np.log(0.15) * 3 / 6)
+    # Every prediction has confidence 0.7 and half are right: ECE = |0.7 - 0.5|.
+    assert m["ece"] == pytest.approx(0.2)
+
+
+def test_a_class_absent_from_the_test_split():
+    y = np.array([0, 0, 1, 1])  # class 2 exists in the model but not in this test split
+    probs = onehot_probs([0, 1, 1, 1], 3)
+    m = classification_metrics(y, probs)
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert m["roc_auc_macro"] is not None
+    report, text = per_class_report(y, probs.argmax(1), ["a", "b", "c"])
+    assert report["c"]["support"] == 0 and "c" in text
+
+
+def test_top2_and_auc_against_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    probs = rng.dirichlet(np.ones(4), 200)
+    m = classification_metrics(y, probs)
+    assert m["top2_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, probs, k=2))
+    assert m["roc_auc_macro"] == pytest.approx(
+        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro")
+    )
+
+
+def test_fast_metrics_agree_with_sklearn():
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 5, 300), rng.integers(0, 4, 300)
+    fast = fast_metrics(y, p, 5, np.unique(y))
+    assert fast["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
+    assert fast["macro_f1"] == pytest.approx(
+        skm.f1_score(y, p, labels=np.unique(y), average="macro", zero_division=0)
+    )
+
+
+def test_bootstrap_is_deterministic_under_a_seed_and_brackets_the_estimate():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 150)
+    p = np.where(rng.random(150) < 0.7, y, rng.integers(0, 3, 150))
+    a = bootstrap_ci(y, p, resamples=1000, confidence=0.95, seed=5)
+    b = bootstrap_ci(y, p, resamples=1000, confidence=0.95, seed=5)
+    c = bootstrap_ci(y, p, resamples=1000, confidence=0.95, seed=6)
+    assert a == b and a != c
+    acc = float((y == p).mean())
+    assert a["accuracy"]["low"] < acc < a["accuracy"]["high"]
+
+
+def test_calibration_table_and_ece():
+    y = np.array([0, 1, 0, 1])
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.45, 0.55]])
+    table = calibration_bins(y, probs, 10)
+    assert table["count"].sum() == 4
+    # Bin 0.9-1.0: confidence 0.95, accuracy 0.5; bin 0.5-0.6: confidence 0.55, accuracy 1.0.
+    assert expected_calibration_error(y, probs, 10) == pytest.approx((2 * 0.45 + 2 * 0.45) / 4)
+
+
+def test_roc_curves_and_tta_views():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    probs = onehot_probs([0, 1, 2, 0, 2, 1], 3)
+    roc = roc_curves(y, probs, ["a", "b", "c"])
+    assert list(roc.columns) == ["fpr", "a", "b", "c", "macro"] and roc["a"].iloc[-1] == 1.0
+    images = np.arange(2 * 4 * 4 * 3).reshape(2, 4, 4, 3)
+    views = tta_views(images, 3)
+    assert len(views) == 4 and all(v.shape == images.shape for v in views)
