@@ -1,0 +1,80 @@
+"""Speed-up of training the head on cached backbone features over running the frozen backbone each epoch.
+
+Usage (after `dvc repro split`): python benchmarks/bench_train.py [--epochs 12]
+For each default backbone at its params.yaml size, on the training split: the time of one head epoch
+through the whole frozen model, against one feature extraction pass plus per-epoch head training.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    import keras
+    import numpy as np
+
+    from skinlesion.augment import build_augmenter
+    from skinlesion.backbones import get_backbone
+    from skinlesion.config import AugmentConfig, load_config
+    from skinlesion.images import load_batch
+    from skinlesion.model import build_backbone, build_classifier, compile_model
+    from skinlesion.runs import read_split
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=12)
+    args = parser.parse_args()
+    config = load_config()
+    train = read_split("train")
+    labels = keras.utils.to_categorical(train["label"].astype("category").cat.codes, train["label"].nunique())
+    no_aug = AugmentConfig(
+        horizontal_flip=False,
+        vertical_flip=False,
+        rotation=0,
+        zoom=0,
+        translation=0,
+        brightness=0,
+        contrast=0,
+    )
+    print(f"cores: {os.cpu_count()}, training images: {len(train)}, head epochs: {args.epochs}")
+    for name in config.backbones:
+        section = config.backbone[name]
+        spec = get_backbone(name)
+        x = load_batch(train["path"].tolist(), section.image_size)
+        clf = build_classifier(
+            spec,
+            build_backbone(spec, section.image_size, "none"),
+            section.image_size,
+            labels.shape[1],
+            section.dropout,
+            build_augmenter(no_aug),
+        )
+        clf.norm.adapt(np.zeros((2, clf.base.output.shape[-1]), "float32"))
+        compile_model(clf.model, 1e-3, 0.0)
+        clf.model.fit(x[:64], labels[:64], batch_size=32, epochs=1, verbose=0)  # warm-up: tracing
+        start = time.perf_counter()
+        clf.model.fit(x, labels, batch_size=32, epochs=1, verbose=0)
+        full_epoch = time.perf_counter() - start
+        start = time.perf_counter()
+        features = clf.features.predict(x, batch_size=32, verbose=0)
+        extract = time.perf_counter() - start
+        compile_model(clf.head, 1e-3, 0.0)
+        clf.head.fit(features[:64], labels[:64], batch_size=32, epochs=1, verbose=0)
+        start = time.perf_counter()
+        clf.head.fit(features, labels, batch_size=32, epochs=1, verbose=0)
+        head_epoch = time.perf_counter() - start
+        uncached = full_epoch * args.epochs
+        cached = extract + head_epoch * args.epochs
+        print(
+            f"{name:12s} {section.image_size}px: full-model epoch {full_epoch:.2f} s; "
+            f"feature pass {extract:.2f} s "
+            f"+ head epoch {head_epoch:.3f} s -> phase 1 of {args.epochs} epochs {uncached:.1f} s vs "
+            f"{cached:.1f} s ({uncached / cached:.1f}x faster)"
+        )
+
+
+if __name__ == "__main__":
+    main()
