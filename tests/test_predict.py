@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skinlesion.augment import build_augmenter
+from skinlesion.backbones import get_backbone
+from skinlesion.config import AugmentConfig
+from skinlesion.evaluate import predict_probabilities
+from skinlesion.images import load_batch
+from skinlesion.model import build_backbone, build_classifier
+from skinlesion.predict import load_model_and_labels, predict_files
+
+from .conftest import REPO, corrupt_jpeg, make_class_tree
+
+SIZES = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+def save_model(folder: Path, name: str = "mobilenet") -> Path:
+    spec = get_backbone(name)
+    base = build_backbone(spec, SIZES[name], "none")
+    clf = build_classifier(spec, base, SIZES[name], len(CLASSES), 0.2, build_augmenter(AugmentConfig(), seed=0))
+    folder.mkdir(parents=True, exist_ok=True)
+    clf.model.save(folder / "model.keras")
+    (folder / "labels.json").write_text(json.dumps({"classes": CLASSES, "image_size": SIZES[name]}))
+    return folder / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return save_model(tmp_path_factory.mktemp("model"))
+
+
+def test_predictions_equal_what_evaluate_computes(model_path: Path, tmp_path: Path):
+    make_class_tree(tmp_path / "imgs", {"a": 5, "b": 4})
+    files = sorted((tmp_path / "imgs").rglob("*.png"))
+    model, classes, size = load_model_and_labels(model_path)
+    rows, errors = predict_files(model, classes, size, files, batch_size=4, progress=False)
+    assert not errors and len(rows) == 9
+    expected = predict_probabilities(model, load_batch(files, size))
+    got = np.array([[r[f"p_{c}"] for c in classes] for r in rows])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    assert [r["predicted"] for r in rows] == [classes[i] for i in expected.argmax(1)]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": str(Path(sys.executable).parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "skinlesion.predict", *args], capture_output=True, text=True, cwd=REPO, env=env
+    )
+
+
+def test_cli_on_the_ham_sample_with_bad_files(model_path: Path, tmp_path: Path, ham_dir: Path):
+    jpeg = next((ham_dir / "mel").glob("*.jpg")).read_bytes()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "corrupt.jpg").write_bytes(corrupt_jpeg(jpeg))
+    (tmp_path / "bad" / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred.csv"
+    proc = run_cli(str(model_path), str(ham_dir / "mel"), str(ham_dir / "df"), str(tmp_path / "bad"), "-o", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    frame = pd.read_csv(out)
+    assert len(frame) == 200 + 60 and {"path", "predicted", "probability", "top_k", "p_mel"} <= set(frame.columns)
+    assert "corrupt.jpg: corrupt" in proc.stderr and "notes.txt: not_an_image" in proc.stderr
+
+
+def test_cli_json_missing_path_and_bad_model(model_path: Path, tmp_path: Path):
+    make_class_tree(tmp_path / "imgs", {"a": 2})
+    proc = run_cli(str(model_path), str(tmp_path / "imgs"), str(tmp_path / "missing.jpg"), "--format", "json")
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1 and len(result["predictions"]) == 2
+    assert result["errors"][0]["path"].endswith("missing.jpg")
+    (tmp_path / "fake.keras").write_text("not a model")
+    bad = run_cli(str(tmp_path / "fake.keras"), str(tmp_path / "imgs"))
+    assert bad.returncode == 2 and "not a loadable Keras model" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_explain_writes_one_overlay_per_image_for_each_backbone(name: str, tmp_path: Path):
+    path = save_model(tmp_path / "m", name)
+    make_class_tree(tmp_path / "imgs", {"a": 2, "b": 1})
+    model, classes, size = load_model_and_labels(path)
+    files = sorted((tmp_path / "imgs").rglob("*.png"))
+    predict_files(model, classes, size, files, explain_dir=tmp_path / "cam", progress=False)
+    overlays = sorted((tmp_path / "cam").glob("*.png"))
+    assert [p.name for p in overlays] == sorted(f"{f.stem}_gradcam.png" for f in files)
