@@ -27,9 +27,7 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
 
     start = time.perf_counter()
-    fetch(
-        "synthetic", raw, synthetic_images=args.images, synthetic_image_size=args.image_size, progress=False
-    )
+    fetch("synthetic", raw, synthetic_images=args.images, synthetic_image_size=args.image_size, progress=False)
     fetch_s = time.perf_counter() - start
     start = time.perf_counter()
     result = split_dataset(raw, val_fraction=0.15, test_fraction=0.15, seed=0, progress=False)

@@ -107,9 +107,7 @@ def tests_table(tests: list[dict]) -> str:
     for t in tests:
         ps = ", ".join(f"seed {s}: {r['p']:.3g}" for s, r in t["seeds"].items())
         verdict = (
-            f"**{t['better']}** better (p < {ALPHA} on every seed)"
-            if t["significant"]
-            else "no significant difference"
+            f"**{t['better']}** better (p < {ALPHA} on every seed)" if t["significant"] else "no significant difference"
         )
         lines.append(f"| {t['a']} vs {t['b']} | {ps} | {verdict} |")
     return "\n".join(lines)
@@ -233,11 +231,14 @@ def render_report(
         lines += [
             f"### {b}",
             "",
-            f"![confusion]({base}/confusion.png) ![roc]({base}/roc.png) "
-            f"![reliability]({base}/reliability.png)",
+            f"![confusion]({base}/confusion.png) ![roc]({base}/roc.png) ![reliability]({base}/reliability.png)",
             "",
         ]
     lines += [
+        "## Grad-CAM (headline model, predicted class)",
+        "",
+        "![Grad-CAM](../plots/gradcam.png)",
+        "",
         "## Augmentation",
         "",
         "![augmentation](../plots/augment_preview.png)",
@@ -265,9 +266,7 @@ def training_curves_figure(histories: dict[str, dict[int, pd.DataFrame]]):
     for i, (backbone, runs) in enumerate(sorted(histories.items())):
         for seed, h in sorted(runs.items()):
             step = np.arange(1, len(h) + 1)
-            kw = dict(
-                color=colours[i % len(colours)], alpha=0.8, label=backbone if seed == min(runs) else None
-            )
+            kw = dict(color=colours[i % len(colours)], alpha=0.8, label=backbone if seed == min(runs) else None)
             axes[0].plot(step, h["val_loss"], **kw)
             axes[1].plot(step, h["val_accuracy"], **kw)
     axes[0].set(xlabel="epoch (head, then fine-tuning)", ylabel="validation loss")

@@ -36,9 +36,7 @@ def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> Any:
     if aug.zoom:
         layers.append(L.RandomZoom(aug.zoom, fill_mode="reflect", seed=next(seeds)))
     if aug.translation:
-        layers.append(
-            L.RandomTranslation(aug.translation, aug.translation, fill_mode="reflect", seed=next(seeds))
-        )
+        layers.append(L.RandomTranslation(aug.translation, aug.translation, fill_mode="reflect", seed=next(seeds)))
     if aug.brightness:
         layers.append(L.RandomBrightness(aug.brightness, value_range=(0.0, 255.0), seed=next(seeds)))
     if aug.contrast:
@@ -79,23 +77,3 @@ def preview_figure(originals: np.ndarray, labels: list[str], augmenter: Any, vie
         axes[0, j + 1].set_title(f"augmented {j + 1}", fontsize=8)
     fig.suptitle("Training augmentation (same layers as the model)", fontsize=10)
     return fig
-
-
-def sample_per_class(frame: Any, per_class: int, seed: int) -> Any:
-    """Pick up to ``per_class`` rows of each label (labels sorted), reproducibly.
-
-    Args:
-        frame: A split CSV as a DataFrame with a ``label`` column.
-        per_class: Rows per label.
-        seed: Random state.
-
-    Returns:
-        The selected rows, grouped by label.
-
-    """
-    import pandas as pd
-
-    parts = [
-        g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)
-    ]
-    return pd.concat(parts, ignore_index=True)

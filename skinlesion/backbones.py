@@ -115,9 +115,7 @@ def preprocessing_layers(spec: Backbone) -> list[Any]:
     if spec.preprocess == "torch":
         return [
             layers.Rescaling(1.0 / 255.0, name="preprocess_scale"),
-            layers.Normalization(
-                mean=list(_TORCH_MEAN), variance=[s * s for s in _TORCH_STD], name="preprocess_torch"
-            ),
+            layers.Normalization(mean=list(_TORCH_MEAN), variance=[s * s for s in _TORCH_STD], name="preprocess_torch"),
         ]
     if spec.preprocess == "none":
         return []

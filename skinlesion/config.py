@@ -56,9 +56,7 @@ class DataConfig:
             self.dermamnist_size,
         )
         if self.source in ("folder", "zip"):
-            _check(
-                bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", ""
-            )
+            _check(bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", "")
         if self.source == "kaggle":
             _check(
                 self.kaggle_dataset.count("/") in (1, 3),
@@ -112,9 +110,7 @@ class AugmentConfig:
         for name in ("zoom", "translation", "brightness", "contrast"):
             value = getattr(self, name)
             _check(0.0 <= value < 1.0, f"{key}.{name}", "must be in [0, 1)", value)
-        _check(
-            self.preview_per_class >= 1, f"{key}.preview_per_class", "must be >= 1", self.preview_per_class
-        )
+        _check(self.preview_per_class >= 1, f"{key}.preview_per_class", "must be >= 1", self.preview_per_class)
         _check(self.preview_views >= 1, f"{key}.preview_views", "must be >= 1", self.preview_views)
 
     @property
@@ -174,9 +170,7 @@ class TrainConfig:
             "must be in [0, 0.5)",
             self.label_smoothing,
         )
-        _check(
-            self.distribute in ("auto", "none"), f"{key}.distribute", "must be auto or none", self.distribute
-        )
+        _check(self.distribute in ("auto", "none"), f"{key}.distribute", "must be auto or none", self.distribute)
         _check(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)", self.workers)
         if self.weights not in ("imagenet", "none"):
             for name in BACKBONES:
@@ -229,6 +223,21 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Deployment export settings."""
+
+    quantization: str = "float16"
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        _check(
+            self.quantization in ("none", "float16", "dynamic_range"),
+            f"{key}.quantization",
+            "must be none, float16 or dynamic_range",
+            self.quantization,
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole of params.yaml."""
 
@@ -240,6 +249,7 @@ class Config:
     augment: AugmentConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    export: ExportConfig
     backbone: dict[str, BackboneConfig]
 
     def validate(self) -> None:
@@ -249,6 +259,7 @@ class Config:
         self.augment.validate("augment")
         self.train.validate("train")
         self.evaluate.validate("evaluate")
+        self.export.validate("export")
         _check(bool(self.backbones), "backbones", "must list at least one backbone", self.backbones)
         for name in self.backbones:
             _check(
@@ -260,9 +271,7 @@ class Config:
             _check(name in self.backbone, name, f"section missing: add `{name}: {{image_size: ...}}`", None)
             self.backbone[name].validate(name)
         _check(len(set(self.backbones)) == len(self.backbones), "backbones", "has duplicates", self.backbones)
-        _check(
-            self.model in self.backbones, "model", f"must be one of backbones {self.backbones}", self.model
-        )
+        _check(self.model in self.backbones, "model", f"must be one of backbones {self.backbones}", self.model)
         _check(bool(self.seeds), "seeds", "must list at least one seed", self.seeds)
         _check(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", self.seeds)
 
@@ -345,6 +354,7 @@ def parse_config(raw: dict) -> Config:
         "augment": AugmentConfig,
         "train": TrainConfig,
         "evaluate": EvaluateConfig,
+        "export": ExportConfig,
     }
     values = {}
     for key, hint in top.items():

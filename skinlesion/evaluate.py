@@ -84,9 +84,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     return float((table["count"] * (table["confidence"] - table["accuracy"]).abs()).sum() / len(y_true))
 
 
-def classification_metrics(
-    y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10
-) -> dict[str, float | None]:
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> dict[str, float | None]:
     """Headline metrics of a probabilistic classifier.
 
     Args:
@@ -111,9 +109,7 @@ def classification_metrics(
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
         "macro_f1": _macro_f1(y_true, y_pred, present),
-        "weighted_f1": float(
-            skm.f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)
-        ),
+        "weighted_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
         "roc_auc_macro": auc,
         "top2_accuracy": float(skm.top_k_accuracy_score(y_true, probs, k=min(2, n_classes), labels=labels))
         if n_classes > 2
@@ -150,8 +146,7 @@ def bootstrap_ci(
             samples[m][i] = value
     alpha = (1 - confidence) / 2
     return {
-        k: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
-        for k, v in samples.items()
+        k: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))} for k, v in samples.items()
     }
 
 
@@ -160,9 +155,7 @@ def fast_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, f1_labe
 
     A thousand bootstrap resamples through scikit-learn's scorers take seconds; this takes milliseconds.
     """
-    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
+    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     diag, rows, cols = np.diag(cm).astype(float), cm.sum(axis=1), cm.sum(axis=0)
     seen = rows > 0
     recall = np.divide(diag, rows, out=np.zeros_like(diag), where=rows > 0)
@@ -247,9 +240,7 @@ def plot_reliability(table: pd.DataFrame, ece: float, n_bins: int, title: str):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     width = 1.0 / n_bins
-    ax.bar(
-        table["bin"] * width + width / 2, table["accuracy"], width=width * 0.9, alpha=0.7, label="accuracy"
-    )
+    ax.bar(table["bin"] * width + width / 2, table["accuracy"], width=width * 0.9, alpha=0.7, label="accuracy")
     ax.plot(table["confidence"], table["accuracy"], "o", color="black", ms=3, label="bin mean confidence")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title} (ECE {ece:.3f})")

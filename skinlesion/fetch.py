@@ -80,9 +80,7 @@ def layout(root: Path) -> dict[str, Path]:
     """
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
     if not dirs:
-        raise DataError(
-            f"{root}: no class folders found; expected <class>/<image> or train|val|test/<class>/"
-        )
+        raise DataError(f"{root}: no class folders found; expected <class>/<image> or train|val|test/<class>/")
     split_dirs = [d for d in dirs if d.name.lower() in SPLIT_ALIASES]
     if not split_dirs:
         return {UNSPLIT: root}
@@ -148,9 +146,7 @@ def _archive_members(archive: Path) -> list[tuple[str, str]]:
             return out
     try:
         with tarfile.open(archive) as tf:
-            return [
-                (m.name, "file" if m.isfile() else "dir" if m.isdir() else "link") for m in tf.getmembers()
-            ]
+            return [(m.name, "file" if m.isfile() else "dir" if m.isdir() else "link") for m in tf.getmembers()]
     except tarfile.TarError as exc:
         raise DataError(f"data.path={archive}: not a readable .zip or .tar archive ({exc})") from None
 
@@ -170,9 +166,7 @@ def check_archive(archive: Path) -> None:
         if posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
             raise DataError(f"{archive}: unsafe entry {name!r} has an absolute path; refusing to extract")
         if ".." in posix.parts:
-            raise DataError(
-                f"{archive}: unsafe entry {name!r} points outside the archive; refusing to extract"
-            )
+            raise DataError(f"{archive}: unsafe entry {name!r} points outside the archive; refusing to extract")
         if kind == "link":
             raise DataError(f"{archive}: entry {name!r} is a link or special file; refusing to extract")
 

@@ -87,9 +87,7 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise ImageLoadError(path, "not_an_image", "is a directory") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-        raise ImageLoadError(
-            path, reason, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        ) from None
+        raise ImageLoadError(path, reason, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
 def load_array(path: str | Path, image_size: int) -> np.ndarray:

@@ -50,9 +50,7 @@ def build_backbone(spec: Backbone, image_size: int, weights: str, seed: int = 0)
     """
     resolved = resolve_weights(weights, spec.name)
     try:
-        base = spec.constructor()(
-            include_top=False, weights=resolved, input_shape=(image_size, image_size, 3)
-        )
+        base = spec.constructor()(include_top=False, weights=resolved, input_shape=(image_size, image_size, 3))
     except Exception as exc:  # Keras raises URLError, HTTPError, OSError or ValueError here
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if resolved == "imagenet":
@@ -91,11 +89,7 @@ def he_initialise(base: Any, seed: int) -> None:
             continue
         shape = tuple(kernel.shape)
         # A depthwise kernel (h, w, channels, multiplier) mixes only its own channel: fan-in is h*w.
-        fan_in = (
-            shape[0] * shape[1]
-            if isinstance(layer, keras.layers.DepthwiseConv2D)
-            else int(np.prod(shape[:-1]))
-        )
+        fan_in = shape[0] * shape[1] if isinstance(layer, keras.layers.DepthwiseConv2D) else int(np.prod(shape[:-1]))
         kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype("float32"))
 
 
@@ -204,3 +198,19 @@ def load_classifier(path: str | Path) -> Any:
     import keras
 
     return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def inference_model(model: Any) -> Any:
+    """Rebuild a saved classifier without its augmentation block, sharing all weights.
+
+    Random augmentation layers are inactive at inference, but exporters trace every branch and
+    TFLite has no kernels for their random ops; this graph has none of them.
+    """
+    import keras
+
+    image = keras.Input((None, None, 3), name="image")
+    x = image
+    for layer in model.layers[1:]:
+        if layer.name != "augmentation":
+            x = layer(x)
+    return keras.Model(image, x, name=model.name)

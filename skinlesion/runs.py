@@ -44,3 +44,19 @@ def split_labels(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, p
     index = {c: i for i, c in enumerate(classes)}
     kept = frame[frame["label"].isin(index)].reset_index(drop=True)
     return kept["label"].map(index).to_numpy(dtype=np.int64), kept
+
+
+def sample_per_class(frame: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    """Pick up to ``per_class`` rows of each label (labels sorted), reproducibly.
+
+    Args:
+        frame: A split CSV as a DataFrame with a ``label`` column.
+        per_class: Rows per label.
+        seed: Random state.
+
+    Returns:
+        The selected rows, grouped by label.
+
+    """
+    parts = [g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)]
+    return pd.concat(parts, ignore_index=True)

@@ -119,9 +119,7 @@ def load_metadata(csv_path: str, id_column: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise DataError(
-            f"data.metadata={csv_path} does not exist; fix the path or set data.metadata: ''"
-        ) from None
+        raise DataError(f"data.metadata={csv_path} does not exist; fix the path or set data.metadata: ''") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"data.metadata={csv_path} is not a readable CSV ({exc})") from None
     if id_column not in frame.columns:
@@ -158,8 +156,7 @@ def deduplicate(records: list[Record], drop_label_conflicts: bool = True) -> tup
             others = "; ".join(f"{r.path} [{r.label}]" for r in copies)
             if drop_label_conflicts:
                 skipped += [
-                    _skip(r.path, "label_conflict", f"same bytes under labels {labels}: {others}")
-                    for r in copies
+                    _skip(r.path, "label_conflict", f"same bytes under labels {labels}: {others}") for r in copies
                 ]
                 continue
             first = min(copies, key=lambda r: r.path)
@@ -216,9 +213,7 @@ def carve(records: list[Record], fraction: float, seed: int, grouped: bool, name
             folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
             rest_idx, carved_idx = next(folds.split(index, labels, groups))
         else:
-            rest_idx, carved_idx = train_test_split(
-                index, test_size=fraction, stratify=labels, random_state=seed
-            )
+            rest_idx, carved_idx = train_test_split(index, test_size=fraction, stratify=labels, random_state=seed)
     except ValueError as exc:
         raise DataError(
             f"split: cannot stratify {len(records)} images of {len(counts)} classes into a {name} split of "
@@ -285,9 +280,7 @@ def split_dataset(
     records, dup_skips = deduplicate(records, drop_label_conflicts)
     skipped += dup_skips
     if not records:
-        raise DataError(
-            f"{raw}: no usable images ({len(skipped)} files skipped; see data/splits/skipped.csv)"
-        )
+        raise DataError(f"{raw}: no usable images ({len(skipped)} files skipped; see data/splits/skipped.csv)")
 
     splits: dict[str, list[Record]] = {s: [r for r in records if r.given_split == s] for s in ("val", "test")}
     pool = [r for r in records if r.given_split in ("train", UNSPLIT)]
@@ -326,9 +319,7 @@ def data_metrics(result: SplitResult) -> dict:
         "images": {s: len(recs) for s, recs in result.splits.items()}
         | {"total": sum(len(r) for r in result.splits.values())},
         "classes": len(classes),
-        "per_class": {
-            s: dict(sorted(Counter(r.label for r in recs).items())) for s, recs in result.splits.items()
-        },
+        "per_class": {s: dict(sorted(Counter(r.label for r in recs).items())) for s, recs in result.splits.items()},
         "skipped": {reason: reasons.get(reason, 0) for reason in SKIP_REASONS},
         "skipped_total": len(result.skipped),
         "missing_metadata": result.missing_metadata,

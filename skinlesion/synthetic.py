@@ -96,9 +96,7 @@ def render(cls: LesionClass, rng: np.random.Generator, image_size: int) -> Image
     radius = np.full_like(theta, max(0.08, cues.diameter * rng.lognormal(0, 0.18)))
     base_r = float(radius[0, 0])
     for k in (1, 2):
-        radius += (
-            base_r * abs(rng.normal(cues.asymmetry, 0.03)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-        )
+        radius += base_r * abs(rng.normal(cues.asymmetry, 0.03)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
     for k in range(5, 12):
         amp = abs(rng.normal(cues.border, 0.012)) / np.sqrt(k - 4)
         radius += base_r * amp * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
@@ -209,9 +207,7 @@ def generate(
         (out_dir / cls.name).mkdir(parents=True, exist_ok=True)
         counts[cls.name] = count
         for _ in range(count):
-            jobs.append(
-                (seed, index, class_index, image_size, str(out_dir / cls.name / f"syn_{index:05d}.png"))
-            )
+            jobs.append((seed, index, class_index, image_size, str(out_dir / cls.name / f"syn_{index:05d}.png")))
             index += 1
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -4,8 +4,8 @@ Inputs: every run's ``metrics/<backbone>/seed<k>.json``, ``.../seed<k>/{train.js
 ``plots/<backbone>/seed<k>/history.csv`` and ``models/<backbone>/seed<k>/``; ``metrics/data.json``;
 params ``model``, ``backbones``, ``seeds``, ``data.source``.
 Outputs: ``metrics/metrics.json`` (headline), ``metrics/summary.json``, ``metrics/summary.md``,
-``plots/comparison.png``, ``plots/training_curves.png``, ``models/model.keras`` + ``models/labels.json``,
-``reports/report.md``.
+``plots/comparison.png``, ``plots/training_curves.png``, ``plots/gradcam.png``,
+``models/model.keras`` + ``models/labels.json``, ``reports/report.md``.
 """
 
 import shutil
@@ -16,8 +16,23 @@ import pandas as pd
 from skinlesion import aggregate as ag
 from skinlesion.config import load_config
 from skinlesion.errors import cli
+from skinlesion.images import load_batch
 from skinlesion.io import atomic_path, read_json, save_figure, write_json, write_text
-from skinlesion.runs import run_dir
+from skinlesion.runs import read_split, run_dir, sample_per_class
+
+GRADCAM_PER_CLASS = 2  # test images per class in the Grad-CAM grid
+GRADCAM_DISPLAY = 128  # pixels per overlay thumbnail
+
+
+def gradcam_figure(model_path: str, labels: dict):
+    """Grad-CAM overlays of a few test images per class for the headline model."""
+    from skinlesion.explain import GradCam, gradcam_grid
+    from skinlesion.model import load_classifier
+
+    sample = sample_per_class(read_split("test"), GRADCAM_PER_CLASS, seed=0)
+    heats, probs = GradCam(load_classifier(model_path))(load_batch(sample["path"].tolist(), labels["image_size"]))
+    titles = [f"{a} → {labels['classes'][p]}" for a, p in zip(sample["label"], probs.argmax(1), strict=True)]
+    return gradcam_grid(load_batch(sample["path"].tolist(), GRADCAM_DISPLAY), heats, titles)
 
 
 @cli
@@ -55,10 +70,9 @@ def main() -> None:
     source = run_dir("models", config.model, selected)
     with atomic_path("models/model.keras") as tmp:
         shutil.copyfile(source / "model.keras", tmp)
-    write_json(
-        "models/labels.json", read_json(source / "labels.json") | {"backbone": config.model, "seed": selected}
-    )
+    write_json("models/labels.json", read_json(source / "labels.json") | {"backbone": config.model, "seed": selected})
 
+    save_figure(gradcam_figure("models/model.keras", read_json("models/labels.json")), "plots/gradcam.png")
     save_figure(ag.comparison_figure(per_run), "plots/comparison.png")
     save_figure(ag.training_curves_figure(histories), "plots/training_curves.png")
     report = ag.render_report(
@@ -73,9 +87,7 @@ def main() -> None:
         synthetic=config.data.source == "synthetic",
     )
     write_text("reports/report.md", report)
-    significant = [
-        f"{t['better']} > {t['a'] if t['better'] == t['b'] else t['b']}" for t in tests if t["significant"]
-    ]
+    significant = [f"{t['better']} > {t['a'] if t['better'] == t['b'] else t['b']}" for t in tests if t["significant"]]
     print(
         f"aggregate: {config.model} seed {selected} selected by validation; test balanced accuracy "
         f"{headline['balanced_accuracy']:.3f}; significant: {', '.join(significant) or 'none'}"

@@ -8,11 +8,12 @@ import sys
 
 import pandas as pd
 
-from skinlesion.augment import build_augmenter, preview_figure, sample_per_class
+from skinlesion.augment import build_augmenter, preview_figure
 from skinlesion.config import load_config
 from skinlesion.errors import cli
 from skinlesion.images import load_batch
 from skinlesion.io import save_figure
+from skinlesion.runs import sample_per_class
 
 PREVIEW_SIZE = 128  # pixels per thumbnail: large enough to see hair, dots and the border
 

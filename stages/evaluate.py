@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args(argv)
     cfg = load_config().evaluate
-    models, metrics, plots = (
-        run_dir(root, args.backbone, args.seed) for root in ("models", "metrics", "plots")
-    )
+    models, metrics, plots = (run_dir(root, args.backbone, args.seed) for root in ("models", "metrics", "plots"))
     labels = read_json(models / "labels.json")
     classes = labels["classes"]
     test = read_split("test")
@@ -47,18 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     y_pred = probs.argmax(axis=1)
 
     result = ev.classification_metrics(y_true, probs, cfg.calibration_bins)
-    result["ci"] = ev.bootstrap_ci(
-        y_true, y_pred, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed
-    )
+    result["ci"] = ev.bootstrap_ci(y_true, y_pred, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
     result["test_images"] = int(len(test))
     if cfg.tta:
         tta_probs = ev.predict_probabilities(model, images, tta=cfg.tta)
-        tta_probs = (
-            pd.DataFrame(tta_probs, columns=classes).reindex(columns=all_classes, fill_value=0.0).to_numpy()
-        )
-        result["tta"] = {"views": cfg.tta + 1} | ev.classification_metrics(
-            y_true, tta_probs, cfg.calibration_bins
-        )
+        tta_probs = pd.DataFrame(tta_probs, columns=classes).reindex(columns=all_classes, fill_value=0.0).to_numpy()
+        result["tta"] = {"views": cfg.tta + 1} | ev.classification_metrics(y_true, tta_probs, cfg.calibration_bins)
     write_json(metrics.with_suffix(".json"), result)
 
     report, text = ev.per_class_report(y_true, y_pred, all_classes)
@@ -81,9 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(plots / "calibration.csv", table)
     save_figure(ev.plot_confusion(y_true, y_pred, all_classes, title), plots / "confusion.png")
     save_figure(ev.plot_roc(roc, title), plots / "roc.png")
-    save_figure(
-        ev.plot_reliability(table, result["ece"], cfg.calibration_bins, title), plots / "reliability.png"
-    )
+    save_figure(ev.plot_reliability(table, result["ece"], cfg.calibration_bins, title), plots / "reliability.png")
     ci = result["ci"]["balanced_accuracy"]
     print(
         f"evaluate@{args.backbone}-{args.seed}: balanced accuracy {result['balanced_accuracy']:.3f} "

@@ -24,9 +24,7 @@ def test_pairwise_verdict_requires_every_seed():
     truth = ["x"] * 40
 
     def frame(correct: int) -> pd.DataFrame:
-        return pd.DataFrame(
-            {"path": paths, "actual": truth, "predicted": ["x"] * correct + ["y"] * (40 - correct)}
-        )
+        return pd.DataFrame({"path": paths, "actual": truth, "predicted": ["x"] * correct + ["y"] * (40 - correct)})
 
     strong = {0: frame(38), 1: frame(39)}
     weak = {0: frame(10), 1: frame(12)}

@@ -51,9 +51,7 @@ def test_top2_and_auc_against_sklearn():
     probs = rng.dirichlet(np.ones(4), 200)
     m = classification_metrics(y, probs)
     assert m["top2_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, probs, k=2))
-    assert m["roc_auc_macro"] == pytest.approx(
-        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro")
-    )
+    assert m["roc_auc_macro"] == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
 
 
 def test_fast_metrics_agree_with_sklearn():
@@ -61,9 +59,7 @@ def test_fast_metrics_agree_with_sklearn():
     y, p = rng.integers(0, 5, 300), rng.integers(0, 4, 300)
     fast = fast_metrics(y, p, 5, np.unique(y))
     assert fast["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
-    assert fast["macro_f1"] == pytest.approx(
-        skm.f1_score(y, p, labels=np.unique(y), average="macro", zero_division=0)
-    )
+    assert fast["macro_f1"] == pytest.approx(skm.f1_score(y, p, labels=np.unique(y), average="macro", zero_division=0))
 
 
 def test_bootstrap_is_deterministic_under_a_seed_and_brackets_the_estimate():

@@ -131,9 +131,7 @@ def test_dermamnist_from_the_keras_cache_keeps_the_official_split(tmp_path: Path
     path = dermamnist_download(28, cache_dir=str(cache))
     counts = write_dermamnist(path, tmp_path / "raw", progress=False)
     assert counts == {"train": 14, "val": 7, "test": 7}
-    assert {p.parent.name for p in (tmp_path / "raw" / "test").rglob("*.png")} == set(
-        fetch_mod.DERMAMNIST_CLASSES
-    )
+    assert {p.parent.name for p in (tmp_path / "raw" / "test").rglob("*.png")} == set(fetch_mod.DERMAMNIST_CLASSES)
 
 
 def test_dermamnist_with_wrong_hash_and_no_network_fails_clearly(tmp_path: Path):

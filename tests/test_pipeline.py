@@ -63,9 +63,7 @@ def env() -> dict:
 
 
 def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=root, env=env(), capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -107,6 +105,11 @@ def test_full_repro_status_and_no_op_second_run(project: Path):
         "metrics/inceptionv3/seed0.json",
         "plots/vgg19/seed0/confusion.png",
         "metrics/mobilenet/seed0/predictions.csv",
+        "plots/gradcam.png",
+        "models/MODEL_CARD.md",
+        "models/export/model.tflite",
+        "models/export/saved_model/saved_model.pb",
+        "metrics/export.json",
     ):
         assert (project / rel).exists(), rel
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
@@ -116,14 +119,16 @@ def test_full_repro_status_and_no_op_second_run(project: Path):
     assert "balanced_accuracy" in shown and "metrics/vgg19/seed0.json" in shown
     headline = json.loads((project / "metrics" / "metrics.json").read_text())
     assert headline["model"] == "mobilenet" and headline["selected_seed"] == 0
+    agreement = json.loads((project / "metrics" / "export.json").read_text())
+    assert agreement["label_agreement"] == 1.0 and agreement["max_abs_diff"] < 0.02
 
 
-def test_changing_model_reruns_only_aggregate(project: Path):
+def test_changing_model_reruns_only_aggregate_and_export(project: Path):
     subprocess.run(["git", "add", "-A"], cwd=project, check=True, env=env())
     subprocess.run(["git", "commit", "-qm", "baseline"], cwd=project, check=True, env=env())
     out = dvc(project, "exp", "run", "-S", "model=inceptionv3")
     ran = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Running stage")]
-    assert ran == ["Running stage 'aggregate':"]
+    assert ran == ["Running stage 'aggregate':", "Running stage 'export':"]  # nothing trains or re-evaluates
     diff = dvc(project, "metrics", "diff", "--json").stdout
     assert "metrics/metrics.json" in diff
     assert json.loads((project / "metrics" / "metrics.json").read_text())["model"] == "inceptionv3"

@@ -56,9 +56,7 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
 def test_same_params_same_bytes_and_no_content_in_two_splits(tmp_path: Path):
     raw = _raw(tmp_path, {"a": 20, "b": 15, "c": 10})
     first = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS)).items()}
-    second = {
-        k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS | {"workers": 2})).items()
-    }
+    second = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS | {"workers": 2})).items()}
     assert first == second
     frames = split_frames(split_dataset(raw, **ARGS))
     hashes = [set(f["sha256"]) for f in frames.values()]
@@ -81,9 +79,7 @@ def test_given_splits_are_respected_and_only_val_is_carved(tmp_path: Path):
 def test_grouped_split_keeps_each_lesion_in_one_split(tmp_path: Path):
     raw = _raw(tmp_path, {"a": 30, "b": 30})
     paths = sorted((raw / "unsplit").rglob("*.png"))
-    meta = pd.DataFrame(
-        {"image_id": [p.stem for p in paths], "lesion_id": [f"L{i // 3}" for i in range(len(paths))]}
-    )
+    meta = pd.DataFrame({"image_id": [p.stem for p in paths], "lesion_id": [f"L{i // 3}" for i in range(len(paths))]})
     meta.to_csv(tmp_path / "meta.csv", index=False)
     result = split_dataset(raw, **ARGS, group_by="lesion_id", metadata=str(tmp_path / "meta.csv"))
     where = {}
