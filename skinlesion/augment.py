@@ -75,5 +75,6 @@ def preview_figure(originals: np.ndarray, labels: list[str], augmenter: Any, vie
     axes[0, 0].set_title("original", fontsize=8)
     for j in range(views):
         axes[0, j + 1].set_title(f"augmented {j + 1}", fontsize=8)
-    fig.suptitle("Training augmentation (same layers as the model)", fontsize=10)
+    fig.tight_layout()
+    fig.suptitle("Training augmentation (same layers as the model)", fontsize=10, y=1.01)
     return fig

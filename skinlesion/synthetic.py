@@ -164,7 +164,7 @@ def _draw_artefacts(draw: ImageDraw.ImageDraw, rng: np.random.Generator, side: i
         shade = int(rng.integers(10, 60))
         draw.line(
             [tuple(p) for p in pts],
-            fill=(shade, shade - 5 if shade > 5 else 0, 0),
+            fill=(shade, int(shade * 0.75), int(shade * 0.55)),  # dark brown to black
             width=int(rng.integers(1, 3)),
         )
     if rng.random() < 0.2:  # a ruler along one edge

@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score
+
 from skinlesion.backbones import get_backbone
 from skinlesion.config import as_dict, load_config
 from skinlesion.errors import ConfigError, cli
@@ -75,9 +78,6 @@ def main(argv: list[str] | None = None) -> None:
         result.model.save(tmp)
     write_json(out / "labels.json", {"classes": classes, "image_size": backbone.image_size})
     write_json(out / "config.json", resolved)
-    import pandas as pd
-    from sklearn.metrics import balanced_accuracy_score
-
     write_csv(run_dir("plots", args.backbone, args.seed) / "history.csv", pd.DataFrame(result.history))
     predicted = result.val_probabilities.argmax(axis=1)
     summary = {
