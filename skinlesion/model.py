@@ -160,6 +160,28 @@ def build_classifier(
     return Classifier(model, base, features, head, norm)
 
 
+def fit_feature_norm(norm: Any, features: Any) -> None:
+    """Set the head's standardisation: per-feature training mean, one pooled standard deviation.
+
+    Backbone features' variances span orders of magnitude, and some features are constant on the
+    training split; dividing each by its own deviation magnified those on new images up to ~3e4-fold
+    (random-init InceptionV3), giving huge logits, exploding validation loss and fragile half-precision
+    exports. One pooled scale keeps the relative sizes (validation balanced accuracy of a linear probe
+    on the demo features: 0.58-0.61 per-feature vs 0.52-0.67 pooled).
+
+    Args:
+        norm: The classifier's ``Normalization`` layer.
+        features: ``(n, d)`` training-split features.
+    """
+    import numpy as np
+
+    norm.adapt(features)
+    variance = next(w for w in norm.weights if w.path.endswith("variance"))
+    pooled = float(np.var(np.asarray(features, dtype="float64"), axis=0).mean())
+    variance.assign(np.full(variance.shape, pooled, dtype=variance.dtype))
+    norm.finalize_state()
+
+
 def unfreeze_top(base: Any, n_layers: int) -> int:
     """Make the top ``n_layers`` of the backbone trainable, keeping BatchNormalization frozen.
 

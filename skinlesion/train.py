@@ -253,7 +253,7 @@ def train_run(
 
     from skinlesion.augment import build_augmenter
     from skinlesion.images import load_batch
-    from skinlesion.model import build_backbone, build_classifier, compile_model, unfreeze_top
+    from skinlesion.model import build_backbone, build_classifier, compile_model, fit_feature_norm, unfreeze_top
 
     set_determinism(seed)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -294,7 +294,7 @@ def train_run(
     # The frozen backbone's features do not change between epochs: compute them once, to fit the
     # head's standardisation and, without head augmentation, to train the head on directly.
     f_train = clf.features.predict(x_train, batch_size=train_cfg.batch_size, verbose=0)
-    clf.norm.adapt(f_train)
+    fit_feature_norm(clf.norm, f_train)
     result.timings["feature_extraction_s"] = time.perf_counter() - start
     if train_cfg.augment_head:
         compile_model(clf.model, train_cfg.lr_head, train_cfg.label_smoothing)

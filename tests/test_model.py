@@ -66,19 +66,40 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, name: str):
+def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, name: str, ham_dir: Path):
+    from PIL import Image
+
     clf = classifier(name)
     path = tmp_path / "model.keras"
     clf.model.save(path)
-    image = np.random.default_rng(0).integers(0, 256, (1, 60, 70, 3), dtype=np.uint8)
-    np.save(tmp_path / "x.npy", image)
-    expected = np.asarray(clf.model.predict(image, verbose=0))
+    jpeg = sorted((ham_dir / "mel").glob("*.jpg"))[0]  # a real dermoscopic JPEG at its native 224 px
+    expected = np.asarray(clf.model.predict(np.asarray(Image.open(jpeg).convert("RGB"))[None], verbose=0))
     code = (
         "import sys, numpy as np, keras\n"
         f"m = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
-        f"p = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)\n"
+        f"x = keras.utils.img_to_array(keras.utils.load_img({str(jpeg)!r}))[None]\n"
+        "p = m.predict(x, verbose=0)\n"
         "assert not any(k.startswith('skinlesion') for k in sys.modules)\n"
         f"np.save({str(tmp_path / 'p.npy')!r}, p)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_feature_norm_centres_per_feature_and_scales_by_one_pooled_deviation():
+    import keras
+
+    from skinlesion.model import fit_feature_norm
+
+    rng = np.random.default_rng(0)
+    scales = np.array([1e-6, 1e-3, 1.0, 0.0])  # includes a feature that is constant in training
+    features = (rng.normal(size=(200, 4)) * scales + [5.0, -2.0, 0.5, 3.0]).astype("float32")
+    norm = keras.layers.Normalization()
+    fit_feature_norm(norm, features)
+    out = np.asarray(norm(features))
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-3)
+    assert np.sqrt((out**2).mean()) == pytest.approx(1.0, rel=1e-2)
+    # A feature constant in training stays bounded on new data instead of being divided by ~0.
+    shifted = features.copy()
+    shifted[:, 3] += 0.01
+    assert np.abs(np.asarray(norm(shifted))[:, 3]).max() < 1.0

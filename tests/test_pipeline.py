@@ -141,3 +141,11 @@ def test_plots_show_writes_html(project: Path):
     for name in ("confusion", "confusion_normalized", "history", "calibration", "roc"):
         assert f"plots_mobilenet_seed0_{name}_csv" in page, (name, out.stdout)
     assert "plots/vgg19/seed0/confusion.png" in page
+
+
+def test_editing_one_backbone_section_affects_only_its_runs(project: Path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["vgg19"]["dropout"] = 0.5
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = json.loads(dvc(project, "status", "--json").stdout)
+    assert sorted(changed) == ["train@vgg19-0"]
