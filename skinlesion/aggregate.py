@@ -136,6 +136,7 @@ def comparison_figure(per_run: dict[str, dict[int, dict]], metrics: tuple[str, .
         col="metric",
         col_wrap=4,
         kind="strip",
+        jitter=False,  # seaborn's jitter draws from NumPy's global RNG: the PNG would change every run
         sharey=False,
         height=2.4,
         aspect=1.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,14 @@ SPLITS_DIR = Path("data/splits")
 def run_dir(root: str | Path, backbone: str, seed: int) -> Path:
     """The folder of one run under ``root``: ``<root>/<backbone>/seed<k>``."""
     return Path(root) / backbone / f"seed{seed}"
+
+
+def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """Parse ``--backbone NAME --seed K``, the arguments of the per-run matrix stages."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    return parser.parse_args(argv)
 
 
 def read_split(name: str, splits_dir: str | Path = SPLITS_DIR) -> pd.DataFrame:

@@ -296,30 +296,21 @@ def train_run(
     f_train = clf.features.predict(x_train, batch_size=train_cfg.batch_size, verbose=0)
     fit_feature_norm(clf.norm, f_train)
     result.timings["feature_extraction_s"] = time.perf_counter() - start
-    if train_cfg.augment_head:
-        compile_model(clf.model, train_cfg.lr_head, train_cfg.label_smoothing)
-        rows, resumed = fit_phase(
-            clf.model,
-            lambda e: epoch_batches(xt, yt, train_cfg.batch_size, seed, 0, e),
-            (x_val, onehot_val),
-            phase=0,
-            epochs=train_cfg.epochs_head,
-            learning_rate=train_cfg.lr_head,
-            **common,
-        )
-    else:
-        f_val = clf.features.predict(x_val, batch_size=train_cfg.batch_size, verbose=0)
-        ft = tf.constant(f_train)
-        compile_model(clf.head, train_cfg.lr_head, train_cfg.label_smoothing)
-        rows, resumed = fit_phase(
-            clf.head,
-            lambda e: epoch_batches(ft, yt, train_cfg.batch_size, seed, 0, e),
-            (f_val, onehot_val),
-            phase=0,
-            epochs=train_cfg.epochs_head,
-            learning_rate=train_cfg.lr_head,
-            **common,
-        )
+    if train_cfg.augment_head:  # the whole model, frozen backbone, augmented images
+        head_model, head_x, head_val = clf.model, xt, x_val
+    else:  # the head alone, on the cached features
+        head_model, head_x = clf.head, tf.constant(f_train)
+        head_val = clf.features.predict(x_val, batch_size=train_cfg.batch_size, verbose=0)
+    compile_model(head_model, train_cfg.lr_head, train_cfg.label_smoothing)
+    rows, resumed = fit_phase(
+        head_model,
+        lambda e: epoch_batches(head_x, yt, train_cfg.batch_size, seed, 0, e),
+        (head_val, onehot_val),
+        phase=0,
+        epochs=train_cfg.epochs_head,
+        learning_rate=train_cfg.lr_head,
+        **common,
+    )
     result.history += rows
     result.resumed_from["head"] = resumed
     result.timings["head_s"] = time.perf_counter() - start

@@ -8,7 +8,6 @@ Outputs: ``metrics/<backbone>/seed<k>.json`` (headline metrics, bootstrap CIs, o
 roc.png,reliability.png}``.
 """
 
-import argparse
 import sys
 
 import pandas as pd
@@ -19,16 +18,13 @@ from skinlesion.errors import cli
 from skinlesion.images import load_batch
 from skinlesion.io import read_json, save_figure, write_csv, write_json, write_text
 from skinlesion.model import load_classifier
-from skinlesion.runs import read_split, run_dir
+from skinlesion.runs import read_split, run_arguments, run_dir
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
     """Run the stage."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = run_arguments(argv, __doc__.splitlines()[0])
     cfg = load_config().evaluate
     models, metrics, plots = (run_dir(root, args.backbone, args.seed) for root in ("models", "metrics", "plots"))
     labels = read_json(models / "labels.json")

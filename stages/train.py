@@ -6,7 +6,6 @@ Outputs: ``models/<backbone>/seed<k>/{model.keras,labels.json,config.json}``,
 ``plots/<backbone>/seed<k>/history.csv`` (per-epoch curves), ``metrics/<backbone>/seed<k>/train.json``.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from skinlesion.backbones import get_backbone
 from skinlesion.config import as_dict, load_config
 from skinlesion.errors import ConfigError, cli
 from skinlesion.io import atomic_path, write_csv, write_json
-from skinlesion.runs import read_split, run_dir, split_labels
+from skinlesion.runs import read_split, run_arguments, run_dir, split_labels
 from skinlesion.train import clear_state, fingerprint, train_run
 
 STATE_ROOT = Path(".cache/train")
@@ -27,10 +26,7 @@ STATE_ROOT = Path(".cache/train")
 @cli
 def main(argv: list[str] | None = None) -> None:
     """Run the stage."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = run_arguments(argv, __doc__.splitlines()[0])
     config = load_config()
     if args.backbone not in config.backbone:
         raise ConfigError(f"--backbone {args.backbone}: no such section in params.yaml")
@@ -85,7 +81,6 @@ def main(argv: list[str] | None = None) -> None:
         "val_accuracy": float((predicted == y_val).mean()),
         "best_val_loss": min(r["val_loss"] for r in result.history),
         "epochs": len(result.history),
-        "train_seconds": round(elapsed, 1),
     }
     write_json(run_dir("metrics", args.backbone, args.seed) / "train.json", summary)
     clear_state(state_dir)

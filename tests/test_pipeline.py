@@ -149,3 +149,12 @@ def test_editing_one_backbone_section_affects_only_its_runs(project: Path):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = json.loads(dvc(project, "status", "--json").stdout)
     assert sorted(changed) == ["train@vgg19-0"]
+
+
+def test_adding_seeds_adds_runs_without_touching_existing_ones(project: Path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["seeds"] = [0, 1]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(dvc(project, "status", "--json").stdout))
+    assert {"train@mobilenet-1", "train@vgg19-1", "train@inceptionv3-1"} <= changed
+    assert not {"train@mobilenet-0", "train@inceptionv3-0", "evaluate@mobilenet-0"} & changed
