@@ -253,15 +253,16 @@ def split_dataset(
         The splits, the skipped files with reasons, and counters.
 
     """
-    files = scan_raw(raw)
-    if not files:
-        raise DataError(f"{raw}: no files; run the fetch stage first")
-    checks = check_files([f[0] for f in files], workers, progress)
+    # Metadata problems are found before the slow part (decoding every file).
     meta = load_metadata(metadata, metadata_id_column) if metadata else None
     if group_by and meta is None:
         raise DataError(f"split.group_by={group_by} needs data.metadata (a CSV with a {group_by!r} column)")
     if group_by and group_by not in meta.columns:
         raise DataError(f"split.group_by={group_by} is not a column of data.metadata={metadata}")
+    files = scan_raw(raw)
+    if not files:
+        raise DataError(f"{raw}: no files; run the fetch stage first")
+    checks = check_files([f[0] for f in files], workers, progress)
 
     skipped, records, missing = [], [], 0
     for (path, given, label), check in zip(files, checks, strict=True):
