@@ -215,6 +215,23 @@ def compile_model(model: Any, learning_rate: float, label_smoothing: float) -> N
     )
 
 
+def inference_copy(model: Any) -> Any:
+    """An uncompiled copy with the same weights, to save without optimizer state.
+
+    A saved optimizer built for the fine-tuned layers does not match the one Keras rebuilds for the
+    frozen model on loading, which makes ``keras.saving.load_model`` warn; an inference artefact needs
+    none.
+    """
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # its mean/variance tensors are derived from the weights just set
+    return copy
+
+
 def load_classifier(path: str | Path) -> Any:
     """Load a saved classifier in safe mode (no Lambda layers or custom objects are needed)."""
     import keras

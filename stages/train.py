@@ -17,6 +17,7 @@ from skinlesion.backbones import get_backbone
 from skinlesion.config import as_dict, load_config
 from skinlesion.errors import ConfigError, cli
 from skinlesion.io import atomic_path, write_csv, write_json
+from skinlesion.model import inference_copy
 from skinlesion.runs import read_split, run_arguments, run_dir, split_labels
 from skinlesion.train import clear_state, fingerprint, train_run
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = run_dir("models", args.backbone, args.seed)
     with atomic_path(out / "model.keras") as tmp:
-        result.model.save(tmp)
+        inference_copy(result.model).save(tmp)
     write_json(out / "labels.json", {"classes": classes, "image_size": backbone.image_size})
     write_json(out / "config.json", resolved)
     write_csv(run_dir("plots", args.backbone, args.seed) / "history.csv", pd.DataFrame(result.history))

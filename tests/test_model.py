@@ -103,3 +103,25 @@ def test_feature_norm_centres_per_feature_and_scales_by_one_pooled_deviation():
     shifted = features.copy()
     shifted[:, 3] += 0.01
     assert np.abs(np.asarray(norm(shifted))[:, 3]).max() < 1.0
+
+
+def test_inference_copy_saves_without_optimizer_and_predicts_the_same(tmp_path: Path):
+    import warnings
+
+    import keras
+
+    from skinlesion.model import compile_model, fit_feature_norm, inference_copy, unfreeze_top
+
+    clf = classifier("mobilenet")
+    fit_feature_norm(clf.norm, np.random.default_rng(0).normal(size=(16, clf.base.output.shape[-1])))
+    unfreeze_top(clf.base, 4)
+    compile_model(clf.model, 1e-3, 0.0)
+    images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    clf.model.fit(images, keras.utils.to_categorical(np.arange(8) % 4, 4), epochs=1, verbose=0)
+    clf.base.trainable = False
+    inference_copy(clf.model).save(tmp_path / "m.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert not [w for w in caught if "optimizer" in str(w.message)]
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), clf.model.predict(images, verbose=0), atol=1e-6)
