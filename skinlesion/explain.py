@@ -38,17 +38,14 @@ class GradCam:
     def __init__(self, model: Any):
         import keras
 
+        from skinlesion.model import inference_model
+
         self.base, self.backbone = find_backbone(model)
         conv = self.base.get_layer(BACKBONES[self.backbone].last_conv_layer).output
         self.inner = keras.Model(self.base.inputs, [conv, self.base.output])
-        index = model.layers.index(self.base)
-        # Layers before the backbone except the augmentation block (inactive at inference anyway).
-        self.before = [
-            layer
-            for layer in model.layers[1:index]
-            if not isinstance(layer, keras.Sequential) and not layer.name.startswith("augmentation")
-        ]
-        self.after = model.layers[index + 1 :]
+        layers = inference_model(model).layers  # the same layer objects, without augmentation
+        index = layers.index(self.base)
+        self.before, self.after = layers[1:index], layers[index + 1 :]
 
     def __call__(self, images: np.ndarray, class_index: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """Compute heat maps.
