@@ -43,15 +43,6 @@ def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 32, 
     return np.mean([model.predict(v, batch_size=batch_size, verbose=0) for v in views], axis=0)
 
 
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    # Recall averaged over the classes present in y_true: a class never predicted counts as 0 recall.
-    return float(skm.balanced_accuracy_score(y_true, y_pred))
-
-
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> float:
-    return float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
-
-
 def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> pd.DataFrame:
     """Reliability table of top-1 confidence in equal-width bins.
 
@@ -107,8 +98,9 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 
         auc = float(np.mean([skm.roc_auc_score(y_true == c, probs[:, c]) for c in present]))
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
-        "macro_f1": _macro_f1(y_true, y_pred, present),
+        # Recall averaged over the classes present in y_true: a class never predicted counts as 0.
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "weighted_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
         "roc_auc_macro": auc,
         "top2_accuracy": float(skm.top_k_accuracy_score(y_true, probs, k=min(2, n_classes), labels=labels))

@@ -6,6 +6,7 @@ and respects train/val/test folders the source already had. Identical bytes neve
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections import Counter, defaultdict
@@ -85,21 +86,11 @@ def check_files(paths: list[str], workers: int = 0, progress: bool = True) -> li
     from tqdm import tqdm
 
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(paths), desc="validate", unit="img", disable=not progress)
-    if workers == 1 or len(paths) < 64:
-        results = []
-        for p in paths:
-            results.append(check_file(p))
-            bar.update()
-        bar.close()
-        return results
-    results = []
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for result in pool.imap(check_file, paths, chunksize=32):
-            results.append(result)
-            bar.update()
-    bar.close()
-    return results
+    serial = workers == 1 or len(paths) < 64  # starting a pool costs more than checking a few files
+    with contextlib.ExitStack() as stack:
+        pool = None if serial else stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+        results = pool.imap(check_file, paths, chunksize=32) if pool else map(check_file, paths)
+        return list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=not progress))
 
 
 def load_metadata(csv_path: str, id_column: str) -> pd.DataFrame:

@@ -10,6 +10,7 @@ roc.png,reliability.png}``.
 
 import sys
 
+import numpy as np
 import pandas as pd
 
 from skinlesion import evaluate as ev
@@ -36,17 +37,20 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_classifier(models / "model.keras")
     images = load_batch(test["path"].tolist(), labels["image_size"])
-    probs = ev.predict_probabilities(model, images)
-    probs = pd.DataFrame(probs, columns=classes).reindex(columns=all_classes, fill_value=0.0).to_numpy()
+    unknown = len(all_classes) - len(classes)  # zero-probability columns of the test-only classes
+
+    def predict(tta: int) -> np.ndarray:
+        return np.pad(ev.predict_probabilities(model, images, tta=tta), ((0, 0), (0, unknown)))
+
+    probs = predict(0)
     y_pred = probs.argmax(axis=1)
 
     result = ev.classification_metrics(y_true, probs, cfg.calibration_bins)
     result["ci"] = ev.bootstrap_ci(y_true, y_pred, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
     result["test_images"] = int(len(test))
     if cfg.tta:
-        tta_probs = ev.predict_probabilities(model, images, tta=cfg.tta)
-        tta_probs = pd.DataFrame(tta_probs, columns=classes).reindex(columns=all_classes, fill_value=0.0).to_numpy()
-        result["tta"] = {"views": cfg.tta + 1} | ev.classification_metrics(y_true, tta_probs, cfg.calibration_bins)
+        tta_metrics = ev.classification_metrics(y_true, predict(cfg.tta), cfg.calibration_bins)
+        result["tta"] = {"views": cfg.tta + 1} | tta_metrics
     write_json(metrics.with_suffix(".json"), result)
 
     report, text = ev.per_class_report(y_true, y_pred, all_classes)
