@@ -14,8 +14,8 @@ import shutil
 import time
 from pathlib import Path
 
-from skinlesion.fetch import fetch
-from skinlesion.split import split_dataset
+from skinlesion.data.fetch import fetch
+from skinlesion.data.split import split_dataset
 
 
 def main() -> None:

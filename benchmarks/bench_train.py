@@ -17,12 +17,12 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from skinlesion.augment import build_augmenter
-    from skinlesion.backbones import get_backbone
-    from skinlesion.config import AugmentConfig, load_config
-    from skinlesion.images import load_batch
-    from skinlesion.model import build_backbone, build_classifier, compile_model
-    from skinlesion.runs import read_split
+    from skinlesion.core.backbones import get_backbone
+    from skinlesion.core.config import AugmentConfig, load_config
+    from skinlesion.core.images import load_batch
+    from skinlesion.core.layout import read_split
+    from skinlesion.modeling.augment import build_augmenter
+    from skinlesion.modeling.model import build_backbone, build_classifier, compile_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)

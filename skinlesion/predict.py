@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m skinlesion.predict models/model.keras IMAGE_OR_FOLDER [...] [-o predictions.csv]
+    python -m skinlesion.predict models/headline/model.keras IMAGE_OR_FOLDER [...] [-o predictions.csv]
         [--format csv|json] [--top-k 3] [--batch-size 32] [--explain DIR]
 
 Class names and the input size come from ``labels.json`` beside the model. Files that cannot be read
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinlesion.errors import SkinLesionError, cli
-from skinlesion.images import ImageLoadError, load_array
-from skinlesion.io import read_json, write_csv, write_text
+from skinlesion.core.errors import SkinLesionError, cli
+from skinlesion.core.images import ImageLoadError, load_array
+from skinlesion.core.io import read_json, write_csv, write_text
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
@@ -45,7 +45,7 @@ def load_model_and_labels(model_path: str | Path) -> tuple[object, list[str], in
     Raises:
         SkinLesionError: One line naming the file when either cannot be read.
     """
-    from skinlesion.model import load_classifier
+    from skinlesion.modeling.model import load_classifier
 
     model_path = Path(model_path)
     try:
@@ -92,7 +92,7 @@ def predict_files(
     rows, errors = [], []
     cam = None
     if explain_dir is not None:
-        from skinlesion.explain import GradCam
+        from skinlesion.evaluation.explain import GradCam
 
         cam = GradCam(model)
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress, file=sys.stderr)
@@ -128,9 +128,9 @@ def predict_files(
 def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir: Path) -> None:
     from PIL import Image
 
-    from skinlesion.explain import overlay
-    from skinlesion.images import load_rgb
-    from skinlesion.io import atomic_path
+    from skinlesion.core.images import load_rgb
+    from skinlesion.core.io import atomic_path
+    from skinlesion.evaluation.explain import overlay
 
     heats, _ = cam(images)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,92 +1,89 @@
 """aggregate: compare backbones across seeds, test differences, pick the headline run, write the report.
 
-Inputs: every run's ``metrics/<backbone>/seed<k>.json``, ``.../seed<k>/{train.json,predictions.csv}``,
-``plots/<backbone>/seed<k>/history.csv`` and ``models/<backbone>/seed<k>/``; ``metrics/data.json``;
-params ``model``, ``backbones``, ``seeds``, ``data.source``.
-Outputs: ``metrics/metrics.json`` (headline), ``metrics/summary.json``, ``metrics/summary.md``,
-``plots/comparison.png``, ``plots/training_curves.png``, ``plots/gradcam.png``,
-``models/model.keras`` + ``models/labels.json``, ``reports/report.md``.
+Inputs: ``runs/`` (every run's training log, evaluation summary, predictions, ROC and calibration),
+``reports/data.json``, ``data/splits/test.csv``; params ``model``, ``backbones``, ``seeds``, ``data.source``.
+Outputs: ``metrics/metrics.json`` (headline), ``metrics/backbones.json``, ``reports/summary.{json,md}``,
+``reports/report.md``, ``models/headline/{model.keras,labels.json}``, the comparison plot data
+``plots/{curves,roc,calibration,confusion}.csv`` and the pictures ``plots/comparison.png``, ``plots/gradcam.png``.
 """
 
 import shutil
 import sys
+from dataclasses import replace
 
-import pandas as pd
-
-from skinlesion import aggregate as ag
-from skinlesion.config import load_config
-from skinlesion.errors import cli
-from skinlesion.images import load_batch
-from skinlesion.io import atomic_path, read_json, save_figure, write_json, write_text
-from skinlesion.runs import read_split, run_dir, sample_per_class
+from skinlesion.core import layout
+from skinlesion.core.config import load_config
+from skinlesion.core.errors import cli
+from skinlesion.core.images import load_batch
+from skinlesion.core.io import atomic_path, read_json, save_figure, write_csv, write_json, write_text
+from skinlesion.core.layout import LabelMap, RunPaths, read_split, sample_per_class
+from skinlesion.evaluation import aggregate as ag
 
 GRADCAM_PER_CLASS = 2  # test images per class in the Grad-CAM grid
 GRADCAM_DISPLAY = 128  # pixels per overlay thumbnail
 
 
-def gradcam_figure(model_path: str, labels: dict):
+def gradcam_figure(model_dir, labels: LabelMap):
     """Grad-CAM overlays of a few test images per class for the headline model."""
-    from skinlesion.explain import GradCam, gradcam_grid
-    from skinlesion.model import load_classifier
+    from skinlesion.evaluation.explain import GradCam, gradcam_grid
+    from skinlesion.modeling.model import load_classifier
 
     sample = sample_per_class(read_split("test"), GRADCAM_PER_CLASS, seed=0)
-    heats, probs = GradCam(load_classifier(model_path))(load_batch(sample["path"].tolist(), labels["image_size"]))
-    titles = [f"{a} → {labels['classes'][p]}" for a, p in zip(sample["label"], probs.argmax(1), strict=True)]
-    return gradcam_grid(load_batch(sample["path"].tolist(), GRADCAM_DISPLAY), heats, titles)
+    paths = sample["path"].tolist()
+    heats, probs = GradCam(load_classifier(model_dir / layout.MODEL_FILE))(load_batch(paths, labels.image_size))
+    titles = [f"{a}\n→ {labels.classes[p]}" for a, p in zip(sample["label"], probs.argmax(1), strict=True)]
+    return gradcam_grid(load_batch(paths, GRADCAM_DISPLAY), heats, titles)
+
+
+def publish_headline(run: RunPaths) -> LabelMap:
+    """Copy the selected run's model folder to ``models/headline``, its label map naming the run."""
+    with atomic_path(layout.HEADLINE_MODEL / layout.MODEL_FILE) as tmp:
+        shutil.copyfile(run.model, tmp)
+    labels = replace(LabelMap.read(run.model_dir), backbone=run.backbone, seed=run.seed)
+    labels.write(layout.HEADLINE_MODEL)
+    return labels
 
 
 @cli
 def main() -> None:
     """Run the stage."""
     config = load_config()
-    per_run, predictions, val_scores, histories = {}, {}, {}, {}
-    for b in config.backbones:
-        per_run[b], predictions[b], histories[b] = {}, {}, {}
-        for s in config.seeds:
-            metrics = run_dir("metrics", b, s)
-            per_run[b][s] = read_json(metrics.with_suffix(".json"))
-            predictions[b][s] = pd.read_csv(metrics / "predictions.csv", keep_default_na=False)
-            histories[b][s] = pd.read_csv(run_dir("plots", b, s) / "history.csv")
-            if b == config.model:
-                val_scores[s] = read_json(metrics / "train.json")["val_balanced_accuracy"]
-
-    summary = ag.summarise(per_run)
-    tests = ag.pairwise_tests(predictions)
-    selected = ag.select_run(val_scores)
-    headline = per_run[config.model][selected]
-    write_json("metrics/summary.json", {"backbones": summary, "pairwise_mcnemar": tests})
-    write_text("metrics/summary.md", ag.summary_table(summary) + "\n\n" + ag.tests_table(tests) + "\n")
+    runs = ag.collect_runs(config.backbones, config.seeds)
+    summary = ag.summarise(runs.metrics)
+    tests = ag.pairwise_tests(runs.predictions)
+    selected = ag.select_run(runs.val_scores[config.model])
+    headline = runs.metrics[config.model][selected]
     write_json(
-        "metrics/metrics.json",
-        {
-            "model": config.model,
-            "selected_seed": selected,
-            "selected_val_balanced_accuracy": val_scores[selected],
-            "test": {k: headline[k] for k in (*ag.HEADLINE, "ci") if k in headline},
-            "mean_over_seeds": {m: v["mean"] for m, v in summary[config.model].items()},
-            "std_over_seeds": {m: v["std"] for m, v in summary[config.model].items()},
-        },
+        layout.HEADLINE_METRICS,
+        ag.headline_metrics(config.model, selected, runs.val_scores[config.model][selected], headline, summary),
+        sort_keys=False,
     )
-    source = run_dir("models", config.model, selected)
-    with atomic_path("models/model.keras") as tmp:
-        shutil.copyfile(source / "model.keras", tmp)
-    write_json("models/labels.json", read_json(source / "labels.json") | {"backbone": config.model, "seed": selected})
+    write_json(layout.BACKBONE_METRICS, ag.backbone_metrics(summary))
+    write_json(layout.SUMMARY_JSON, {"backbones": summary, "pairwise_mcnemar": tests})
+    write_text(layout.SUMMARY_MD, ag.summary_table(summary) + "\n\n" + ag.tests_table(tests) + "\n")
 
-    save_figure(gradcam_figure("models/model.keras", read_json("models/labels.json")), "plots/gradcam.png")
-    save_figure(ag.comparison_figure(per_run), "plots/comparison.png")
-    save_figure(ag.training_curves_figure(histories), "plots/training_curves.png")
+    curves, roc = ag.curves_frame(runs.curves), ag.roc_frame(runs.roc)
+    calibration = ag.calibration_frame(runs.calibration)
+    confusion = runs.predictions[config.model][selected][["actual", "predicted"]]
+    for path, frame in ((layout.CURVES, curves), (layout.ROC, roc), (layout.CALIBRATION, calibration)):
+        write_csv(path, frame)
+    write_csv(layout.CONFUSION, confusion)
+    figure = ag.comparison_figure(runs.metrics, curves, roc, calibration, confusion, f"{config.model} seed {selected}")
+    save_figure(figure, layout.COMPARISON)
+
+    labels = publish_headline(RunPaths(config.model, selected))
+    save_figure(gradcam_figure(layout.HEADLINE_MODEL, labels), layout.GRADCAM)
     report = ag.render_report(
-        data=read_json("metrics/data.json"),
+        data=read_json(layout.DATA_SUMMARY),
         model=config.model,
         selected_seed=selected,
         summary=summary,
         tests=tests,
         headline=headline,
-        backbones=config.backbones,
         seeds=config.seeds,
         synthetic=config.data.source == "synthetic",
     )
-    write_text("reports/report.md", report)
+    write_text(layout.REPORT, report)
     significant = [f"{t['better']} > {t['a'] if t['better'] == t['b'] else t['b']}" for t in tests if t["significant"]]
     print(
         f"aggregate: {config.model} seed {selected} selected by validation; test balanced accuracy "

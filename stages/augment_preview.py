@@ -1,19 +1,18 @@
 """augment-preview: show training images beside augmented versions made by the training augmenter.
 
-Inputs: ``data/splits/train.csv`` and its images; params ``augment``.
+Inputs: ``data/splits/train.csv`` and its images; params ``augment`` (what training draws) and
+``preview`` (how many images and views).
 Outputs: ``plots/augment_preview.png``.
 """
 
 import sys
 
-import pandas as pd
-
-from skinlesion.augment import build_augmenter, preview_figure
-from skinlesion.config import load_config
-from skinlesion.errors import cli
-from skinlesion.images import load_batch
-from skinlesion.io import save_figure
-from skinlesion.runs import sample_per_class
+from skinlesion.core.config import load_config
+from skinlesion.core.errors import cli
+from skinlesion.core.images import load_batch
+from skinlesion.core.io import save_figure
+from skinlesion.core.layout import AUGMENT_PREVIEW, read_split, sample_per_class
+from skinlesion.modeling.augment import build_augmenter, preview_figure
 
 PREVIEW_SIZE = 128  # pixels per thumbnail: large enough to see hair, dots and the border
 
@@ -24,17 +23,14 @@ def main() -> None:
     import keras
 
     config = load_config()
-    aug = config.augment
-    keras.utils.set_random_seed(aug.seed)
-    train = pd.read_csv("data/splits/train.csv", keep_default_na=False)
-    sample = sample_per_class(train, aug.preview_per_class, aug.seed)
+    preview = config.preview
+    keras.utils.set_random_seed(preview.seed)
+    sample = sample_per_class(read_split("train"), preview.per_class, preview.seed)
     images = load_batch(sample["path"].tolist(), PREVIEW_SIZE)
-    augmenter = build_augmenter(aug, seed=aug.seed)
-    save_figure(
-        preview_figure(images, sample["label"].tolist(), augmenter, aug.preview_views),
-        "plots/augment_preview.png",
-    )
-    print(f"augment-preview: {len(sample)} images x {aug.preview_views} views -> plots/augment_preview.png")
+    augmenter = build_augmenter(config.augment, seed=preview.seed)
+    figure = preview_figure(images, sample["label"].tolist(), augmenter, preview.views)
+    save_figure(figure, AUGMENT_PREVIEW)
+    print(f"augment-preview: {len(sample)} images x {preview.views} views -> {AUGMENT_PREVIEW}")
 
 
 if __name__ == "__main__":

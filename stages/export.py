@@ -1,26 +1,26 @@
 """export: turn the headline model into deployable artefacts and a model card.
 
-Inputs: ``models/model.keras``, ``models/labels.json``, ``metrics/metrics.json``, ``metrics/data.json``,
+Inputs: ``models/headline/{model.keras,labels.json}``, ``metrics/metrics.json``, ``reports/data.json``,
 ``data/splits/test.csv``; params ``export``, ``data.source``.
 Outputs: ``models/export/saved_model/``, ``models/export/model.tflite``, ``models/export/labels.json``,
 ``models/MODEL_CARD.md``, ``metrics/export.json`` (TFLite/Keras agreement on test images).
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from skinlesion.config import load_config
-from skinlesion.errors import cli
-from skinlesion.export import export_saved_model, export_tflite, model_card, tflite_predict
-from skinlesion.images import load_batch
-from skinlesion.io import read_json, write_json, write_text
-from skinlesion.model import load_classifier
-from skinlesion.runs import read_split
+from skinlesion.core import layout
+from skinlesion.core.config import load_config
+from skinlesion.core.errors import cli
+from skinlesion.core.images import load_batch
+from skinlesion.core.io import read_json, write_json, write_text
+from skinlesion.core.layout import read_split, sample_per_class
+from skinlesion.evaluation.export import export_saved_model, export_tflite, model_card, tflite_predict
+from skinlesion.modeling.model import load_classifier
 
-OUT = Path("models/export")
-AGREEMENT_IMAGES = 64  # enough test images to see quantisation flip a label, few enough to stay fast
+OUT = layout.EXPORT_DIR
+AGREEMENT_IMAGES = 64  # about this many test images, every class: enough to see quantisation flip a label
 MIN_AGREEMENT = 0.99  # below this top-1 agreement with Keras, the stage warns
 
 
@@ -28,14 +28,16 @@ MIN_AGREEMENT = 0.99  # below this top-1 agreement with Keras, the stage warns
 def main() -> None:
     """Run the stage."""
     config = load_config()
-    labels = read_json("models/labels.json")
-    model = load_classifier("models/model.keras")
-    saved = export_saved_model(model, labels["image_size"], OUT / "saved_model")
+    labels = layout.LabelMap.read(layout.HEADLINE_MODEL)
+    model = load_classifier(layout.HEADLINE_MODEL / layout.MODEL_FILE)
+    saved = export_saved_model(model, labels.image_size, OUT / "saved_model")
     tflite = export_tflite(saved, OUT / "model.tflite", config.export.quantization)
-    write_json(OUT / "labels.json", labels)
+    labels.write(OUT)
 
-    test = read_split("test").head(AGREEMENT_IMAGES)
-    images = load_batch(test["path"].tolist(), labels["image_size"]).astype("float32")
+    test = read_split("test")
+    # Stratified: the first rows of the path-sorted split would be one or two classes only.
+    test = sample_per_class(test, max(1, AGREEMENT_IMAGES // test["label"].nunique()), seed=0)
+    images = load_batch(test["path"].tolist(), labels.image_size).astype("float32")
     keras_probs = model.predict(images, verbose=0)
     lite_probs = tflite_predict(tflite, images)
     agreement = {
@@ -44,16 +46,17 @@ def main() -> None:
         "label_agreement": float((keras_probs.argmax(1) == lite_probs.argmax(1)).mean()),
         "tflite_megabytes": round(tflite.stat().st_size / 2**20, 2),
     }
-    write_json("metrics/export.json", agreement)
+    # Only the two agreement figures are metrics (columns of `dvc exp show`); the card has the rest.
+    write_json(layout.EXPORT_METRICS, {k: agreement[k] for k in ("label_agreement", "max_abs_diff")})
     card = model_card(
         labels=labels,
-        headline=read_json("metrics/metrics.json"),
-        data=read_json("metrics/data.json"),
+        headline=read_json(layout.HEADLINE_METRICS),
+        data=read_json(layout.DATA_SUMMARY),
         source=config.data.source,
         quantization=config.export.quantization,
         agreement=agreement,
     )
-    write_text("models/MODEL_CARD.md", card)
+    write_text(layout.MODEL_CARD, card)
     if agreement["label_agreement"] < MIN_AGREEMENT:
         print(
             f"warning: TFLite ({config.export.quantization}) disagrees with Keras on "

@@ -5,13 +5,11 @@ Outputs: ``data/raw/<train|val|test|unsplit>/<class>/<file>`` and ``data/raw/SOU
 """
 
 import sys
-from pathlib import Path
 
-from skinlesion.config import load_config
-from skinlesion.errors import cli
-from skinlesion.fetch import fetch
-
-RAW = Path("data/raw")
+from skinlesion.core.config import load_config
+from skinlesion.core.errors import cli
+from skinlesion.core.layout import RAW
+from skinlesion.data.fetch import fetch
 
 
 @cli

@@ -1,22 +1,21 @@
 """split: validate every raw image once, deduplicate, and split train/val/test without leakage.
 
-Inputs: ``data/raw/``; params ``split.*``, ``data.metadata``, ``data.metadata_id_column``.
+Inputs: ``data/raw/``, the ``data.metadata`` CSV; params ``split.*``, ``data.metadata``,
+``data.metadata_id_column`` (``runtime.workers`` is read but not tracked: speed only).
 Outputs: ``data/splits/{train,val,test}.csv`` (path,label,sha256,group), ``data/splits/skipped.csv``
-(path,reason,detail), ``metrics/data.json``, ``plots/class_distribution.png``.
+(path,reason,detail), ``reports/data.json`` (counts per split and class, skips by reason),
+``plots/class_counts.csv``.
 """
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from skinlesion.config import load_config
-from skinlesion.errors import cli
-from skinlesion.io import save_figure, write_csv, write_json
-from skinlesion.split import data_metrics, plot_class_distribution, split_dataset, split_frames
-
-RAW = Path("data/raw")
-OUT = Path("data/splits")
+from skinlesion.core.config import load_config
+from skinlesion.core.errors import cli
+from skinlesion.core.io import write_csv, write_json
+from skinlesion.core.layout import CLASS_COUNTS, DATA_SUMMARY, RAW, SKIPPED, SPLITS
+from skinlesion.data.split import class_counts, data_summary, split_dataset, split_frames
 
 
 @cli
@@ -32,18 +31,18 @@ def main() -> None:
         metadata=config.data.metadata,
         metadata_id_column=config.data.metadata_id_column,
         drop_label_conflicts=config.split.drop_label_conflicts,
-        workers=config.split.workers,
+        workers=config.runtime.workers,
     )
     for name, frame in split_frames(result).items():
-        write_csv(OUT / f"{name}.csv", frame)
-    write_csv(OUT / "skipped.csv", pd.DataFrame(result.skipped, columns=["path", "reason", "detail"]))
-    metrics = data_metrics(result)
-    write_json("metrics/data.json", metrics)
-    save_figure(plot_class_distribution(metrics["per_class"]), "plots/class_distribution.png")
-    skipped = {k: v for k, v in metrics["skipped"].items() if v}
+        write_csv(SPLITS / f"{name}.csv", frame)
+    write_csv(SKIPPED, pd.DataFrame(result.skipped, columns=["path", "reason", "detail"]))
+    summary = data_summary(result)
+    write_json(DATA_SUMMARY, summary)
+    write_csv(CLASS_COUNTS, class_counts(summary["per_class"]))
+    skipped = {k: v for k, v in summary["skipped"].items() if v}
     print(
-        f"split: {metrics['images']} over {metrics['classes']} classes; "
-        f"skipped {metrics['skipped_total']} {skipped or ''} (see {OUT}/skipped.csv)"
+        f"split: {summary['images']} over {summary['classes']} classes; "
+        f"skipped {summary['skipped_total']} {skipped or ''} (see {SKIPPED})"
     )
 
 

@@ -1,27 +1,24 @@
 """train: fit one backbone with one seed (a matrix stage over ``backbones`` x ``seeds``).
 
 Inputs: ``data/splits/{train,val}.csv`` and their images; params ``train``, ``augment`` and the
-backbone's own section. Checkpoints for resuming live in ``.cache/train/`` (outside DVC's outputs).
-Outputs: ``models/<backbone>/seed<k>/{model.keras,labels.json,config.json}``,
-``plots/<backbone>/seed<k>/history.csv`` (per-epoch curves), ``metrics/<backbone>/seed<k>/train.json``.
+backbone's own section (``runtime`` is read but not tracked: it changes speed, not results).
+Checkpoints for resuming live in ``.cache/train/`` (outside DVC's outputs).
+Outputs, in ``runs/<backbone>/seed<k>/``: ``model/{model.keras,labels.json}``, ``config.json`` (the
+resolved config) and ``train/`` (dvclive: per-epoch curves over both phases, best-epoch summary).
 """
 
 import sys
 import time
-from pathlib import Path
 
-import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
-from skinlesion.backbones import get_backbone
-from skinlesion.config import as_dict, load_config
-from skinlesion.errors import ConfigError, cli
-from skinlesion.io import atomic_path, write_csv, write_json
-from skinlesion.model import inference_copy
-from skinlesion.runs import read_split, run_arguments, run_dir, split_labels
-from skinlesion.train import clear_state, fingerprint, train_run
-
-STATE_ROOT = Path(".cache/train")
+from skinlesion.core.backbones import get_backbone
+from skinlesion.core.config import as_dict, load_config
+from skinlesion.core.errors import ConfigError, cli
+from skinlesion.core.io import save_keras_model, write_json
+from skinlesion.core.layout import TRAIN_STATE, LabelMap, RunPaths, read_split, run_arguments, split_labels
+from skinlesion.modeling.model import inference_copy
+from skinlesion.modeling.train import TrainData, TrainingLog, clear_state, fingerprint, train_run
 
 
 @cli
@@ -32,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.backbone not in config.backbone:
         raise ConfigError(f"--backbone {args.backbone}: no such section in params.yaml")
     spec, backbone = get_backbone(args.backbone), config.backbone[args.backbone]
+    run = RunPaths(args.backbone, args.seed)
 
     train, val = read_split("train"), read_split("val")
     classes = sorted(train["label"].unique())
@@ -48,46 +46,44 @@ def main(argv: list[str] | None = None) -> None:
         "augment": as_dict(config.augment),
     }
     key = fingerprint(resolved, train["sha256"].tolist(), val_kept["sha256"].tolist())
-    state_dir = STATE_ROOT / args.backbone / f"seed{args.seed}" / key
+    state_dir = TRAIN_STATE / args.backbone / f"seed{args.seed}" / key
 
     start = time.perf_counter()
     print(
-        f"train@{args.backbone}-{args.seed}: {len(train)} train / {len(val_kept)} val images, "
+        f"train@{run.name}: {len(train)} train / {len(val_kept)} val images, "
         f"{len(classes)} classes, {backbone.image_size}px, weights={config.train.weights}"
     )
+    log = TrainingLog(run.train_log)
     result = train_run(
         spec=spec,
         backbone=backbone,
         train_cfg=config.train,
         augment_cfg=config.augment,
+        runtime=config.runtime,
         seed=args.seed,
-        classes=classes,
-        train_paths=train["path"].tolist(),
-        y_train=y_train,
-        val_paths=val_kept["path"].tolist(),
-        y_val=y_val,
+        data=TrainData(classes, train["path"].tolist(), y_train, val_kept["path"].tolist(), y_val),
         state_dir=state_dir,
+        on_epoch=log,
     )
     elapsed = time.perf_counter() - start
 
-    out = run_dir("models", args.backbone, args.seed)
-    with atomic_path(out / "model.keras") as tmp:
-        inference_copy(result.model).save(tmp)
-    write_json(out / "labels.json", {"classes": classes, "image_size": backbone.image_size})
-    write_json(out / "config.json", resolved)
-    write_csv(run_dir("plots", args.backbone, args.seed) / "history.csv", pd.DataFrame(result.history))
+    save_keras_model(inference_copy(result.model), run.model)
+    LabelMap(tuple(classes), backbone.image_size).write(run.model_dir)
+    write_json(run.config, resolved)
     predicted = result.val_probabilities.argmax(axis=1)
+    best = min(range(len(result.history)), key=lambda i: result.history[i]["val_loss"])
     summary = {
         "val_balanced_accuracy": float(balanced_accuracy_score(y_val, predicted)),
         "val_accuracy": float((predicted == y_val).mean()),
-        "best_val_loss": min(r["val_loss"] for r in result.history),
+        "best_val_loss": result.history[best]["val_loss"],
+        "best_step": best,
         "epochs": len(result.history),
     }
-    write_json(run_dir("metrics", args.backbone, args.seed) / "train.json", summary)
+    log.close(summary)
     clear_state(state_dir)
     timings = {k: round(v, 1) for k, v in result.timings.items()}
     print(
-        f"train@{args.backbone}-{args.seed}: val balanced accuracy {summary['val_balanced_accuracy']:.3f}, "
+        f"train@{run.name}: val balanced accuracy {summary['val_balanced_accuracy']:.3f}, "
         f"{summary['epochs']} epochs in {elapsed:.0f}s {timings}"
         + (f", resumed from {result.resumed_from}" if any(result.resumed_from.values()) else "")
     )

@@ -4,7 +4,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlesion.aggregate import mcnemar_test, pairwise_tests, render_report, select_run, summarise
+from skinlesion.evaluation.aggregate import (
+    backbone_metrics,
+    calibration_frame,
+    comparison_figure,
+    curves_frame,
+    headline_metrics,
+    mcnemar_test,
+    pairwise_tests,
+    render_report,
+    roc_frame,
+    select_run,
+    summarise,
+)
 
 
 def test_mcnemar_on_a_constructed_table():
@@ -86,10 +98,67 @@ def test_report_renders_from_fixture_metrics(tmp_path: Path):
         summary=summary,
         tests=tests,
         headline=per_run["mobilenet"][1],
-        backbones=["mobilenet", "vgg19"],
         seeds=[0, 1],
         synthetic=True,
     )
     assert "say nothing" in text and "**mobilenet** better" in text
     assert "corrupt: 1" in text and "0.550 ± 0.071" in text
-    assert "../plots/mobilenet/seed0/confusion.png" in text and "seed 1" in text
+    assert "../plots/comparison.png" in text and "seed 1" in text
+    assert "balanced accuracy 0.600 (95 % CI 0.500–0.700)" in text
+
+
+def test_headline_metrics_lead_with_test_balanced_accuracy_and_keep_the_table_small():
+    per_run = {"mobilenet": {0: _metrics(0.5), 1: _metrics(0.6)}, "vgg19": {0: _metrics(0.4), 1: _metrics(0.3)}}
+    summary = summarise(per_run)
+    head = headline_metrics("mobilenet", 1, 0.7, per_run["mobilenet"][1], summary)
+    assert next(iter(head)) == "test" and next(iter(head["test"])) == "balanced_accuracy"
+    assert head["test"]["balanced_accuracy"] == 0.6 and head["seed"] == 1 and head["val_balanced_accuracy"] == 0.7
+    assert head["seeds"]["balanced_accuracy"]["mean"] == pytest.approx(0.55)
+    assert set(head["ci"]) == {"accuracy", "balanced_accuracy", "macro_f1"}  # only what the run has
+    assert backbone_metrics(summary)["vgg19"] == {
+        "mean": pytest.approx(0.35),
+        "std": pytest.approx(np.std([0.4, 0.3], ddof=1)),
+    }
+
+
+def test_comparison_data_overlays_runs_and_pools_seeds(tmp_path: Path):
+    def history(losses, phases):
+        return pd.DataFrame(
+            {
+                "step": range(len(losses)),
+                "phase": phases,
+                "val_loss": losses,
+                "val_accuracy": 0.5,
+                "loss": 1.0,
+                "accuracy": 0.5,
+                "lr": 0.001,
+            }
+        )
+
+    curves = curves_frame({"mobilenet": {0: history([3, 2, 1], [0, 0, 1]), 1: history([4, 3], [0, 1])}})
+    assert curves.groupby("run")["step"].apply(list).to_dict() == {"mobilenet-0": [0, 1, 2], "mobilenet-1": [0, 1]}
+    grid = np.linspace(0, 1, 3)
+    roc = roc_frame(
+        {
+            "vgg19": {
+                0: pd.DataFrame({"fpr": grid, "macro": [0, 0.5, 1]}),
+                1: pd.DataFrame({"fpr": grid, "macro": [0, 0.9, 1]}),
+            }
+        }
+    )
+    assert roc["tpr"].tolist() == pytest.approx([0, 0.7, 1])
+    cal = calibration_frame(
+        {
+            "vgg19": {
+                0: pd.DataFrame({"bin": [8], "confidence": [0.85], "accuracy": [1.0], "count": [1]}),
+                1: pd.DataFrame({"bin": [8], "confidence": [0.81], "accuracy": [0.0], "count": [3]}),
+            }
+        }
+    )
+    # Pooled by count: (0.85 + 3 * 0.81) / 4 and (1 + 0) / 4.
+    assert cal[["confidence", "accuracy", "count"]].iloc[0].tolist() == pytest.approx([0.82, 0.25, 4])
+    confusion = pd.DataFrame({"actual": ["a", "b", "b"], "predicted": ["a", "a", "b"]})
+    per_run = {"vgg19": {0: _metrics(0.5), 1: _metrics(0.6)}}
+    curves = curves_frame({"vgg19": {0: history([3, 2, 1], [0, 0, 1]), 1: history([4, 3], [0, 1])}})
+    figure = comparison_figure(per_run, curves, roc, cal, confusion, "vgg19 seed 1")
+    assert len(figure.axes) >= 10

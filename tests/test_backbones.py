@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from skinlesion.backbones import BACKBONES, get_backbone, preprocessing_layers
+from skinlesion.core.backbones import BACKBONES, get_backbone, preprocessing_layers
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skinlesion.config import load_config, parse_config
-from skinlesion.errors import ConfigError
+from skinlesion.core.config import load_config, parse_config
+from skinlesion.core.errors import ConfigError
 
 from .conftest import REPO
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from skinlesion.evaluate import (
+from skinlesion.evaluation.evaluate import (
     bootstrap_ci,
     calibration_bins,
     classification_metrics,
@@ -66,12 +66,16 @@ def test_bootstrap_is_deterministic_under_a_seed_and_brackets_the_estimate():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 150)
     p = np.where(rng.random(150) < 0.7, y, rng.integers(0, 3, 150))
-    a = bootstrap_ci(y, p, resamples=1000, confidence=0.95, seed=5)
-    b = bootstrap_ci(y, p, resamples=1000, confidence=0.95, seed=5)
-    c = bootstrap_ci(y, p, resamples=1000, confidence=0.95, seed=6)
+    probs = np.full((150, 3), 0.1)
+    probs[np.arange(150), p] = 0.8
+    a = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5, n_bins=10)
+    b = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5, n_bins=10)
+    c = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=6, n_bins=10)
     assert a == b and a != c
-    acc = float((y == p).mean())
-    assert a["accuracy"]["low"] < acc < a["accuracy"]["high"]
+    assert set(a) == {"balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro", "ece"}
+    point = classification_metrics(y, probs, 10)
+    for metric, interval in a.items():
+        assert interval["low"] < point[metric] < interval["high"], metric
 
 
 def test_calibration_table_and_ece():

@@ -1,12 +1,12 @@
 import numpy as np
 
-from skinlesion.explain import GradCam, overlay
+from skinlesion.evaluation.explain import GradCam, overlay
 
 from .test_predict import save_model
 
 
 def test_gradcam_maps_are_normalised_and_match_the_prediction(tmp_path):
-    from skinlesion.model import load_classifier
+    from skinlesion.modeling.model import load_classifier
 
     model = load_classifier(save_model(tmp_path, "vgg19"))
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype("float32")

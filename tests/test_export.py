@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from skinlesion.export import export_saved_model, export_tflite, model_card, tflite_predict
-from skinlesion.images import load_batch
-from skinlesion.model import fit_feature_norm, load_classifier
+from skinlesion.core.images import load_batch
+from skinlesion.core.layout import LabelMap
+from skinlesion.evaluation.export import export_saved_model, export_tflite, model_card, tflite_predict
+from skinlesion.modeling.model import fit_feature_norm, load_classifier
 
 from .test_predict import save_model
 
@@ -47,12 +48,12 @@ def test_tflite_agrees_with_keras_on_real_images(tmp_path, ham_dir, quantization
 def test_model_card_states_limits_and_uncertainty():
     ci = {k: {"low": 0.4, "high": 0.6} for k in ("accuracy", "balanced_accuracy", "macro_f1")}
     headline = {
-        "test": {"balanced_accuracy": 0.5, "accuracy": 0.55, "macro_f1": 0.5, "ece": 0.1, "ci": ci},
-        "mean_over_seeds": {"balanced_accuracy": 0.5, "accuracy": 0.5},
-        "std_over_seeds": {"balanced_accuracy": 0.02, "accuracy": 0.03},
+        "test": {"balanced_accuracy": 0.5, "accuracy": 0.55, "macro_f1": 0.5, "ece": 0.1},
+        "ci": ci,
+        "seeds": {"balanced_accuracy": {"mean": 0.5, "std": 0.02}, "macro_f1": {"mean": 0.45, "std": 0.03}},
     }
     card = model_card(
-        labels={"classes": ["a", "b"], "image_size": 32, "backbone": "mobilenet", "seed": 1},
+        labels=LabelMap(("a", "b"), 32, "mobilenet", 1),
         headline=headline,
         data={"images": {"train": 8, "val": 2, "test": 2}, "skipped_total": 0},
         source="synthetic",
@@ -60,3 +61,4 @@ def test_model_card_states_limits_and_uncertainty():
         agreement={"images": 2, "max_abs_diff": 0.001, "label_agreement": 1.0},
     )
     assert "Not a diagnostic device" in card and "0.400–0.600" in card and "say nothing clinical" in card
+    assert "macro-F1 0.450 ± 0.030" in card and "`mobilenet` (seed 1)" in card

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinlesion import fetch as fetch_mod
-from skinlesion.errors import DataError
-from skinlesion.fetch import check_archive, dermamnist_download, fetch, find_dataset_root, write_dermamnist
+from skinlesion.core.errors import DataError
+from skinlesion.data import fetch as fetch_mod
+from skinlesion.data.fetch import check_archive, dermamnist_download, fetch, find_dataset_root, write_dermamnist
 
 from .conftest import make_class_tree, write_image
 

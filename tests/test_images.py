@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinlesion.images import ImageLoadError, check_file, load_array, load_rgb
+from skinlesion.core.images import ImageLoadError, check_file, load_array, load_rgb
 
 from .conftest import corrupt_jpeg, write_image
 

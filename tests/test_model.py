@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinlesion.augment import build_augmenter
-from skinlesion.backbones import get_backbone
-from skinlesion.config import AugmentConfig
-from skinlesion.errors import ConfigError
-from skinlesion.model import build_backbone, build_classifier, unfreeze_top
+from skinlesion.core.backbones import get_backbone
+from skinlesion.core.config import AugmentConfig
+from skinlesion.core.errors import ConfigError
+from skinlesion.modeling.augment import build_augmenter
+from skinlesion.modeling.model import build_backbone, build_classifier, unfreeze_top
 
 SMALL = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
 
@@ -89,7 +89,7 @@ def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, 
 def test_feature_norm_centres_per_feature_and_scales_by_one_pooled_deviation():
     import keras
 
-    from skinlesion.model import fit_feature_norm
+    from skinlesion.modeling.model import fit_feature_norm
 
     rng = np.random.default_rng(0)
     scales = np.array([1e-6, 1e-3, 1.0, 0.0])  # includes a feature that is constant in training
@@ -110,7 +110,7 @@ def test_inference_copy_saves_without_optimizer_and_predicts_the_same(tmp_path: 
 
     import keras
 
-    from skinlesion.model import compile_model, fit_feature_norm, inference_copy, unfreeze_top
+    from skinlesion.modeling.model import compile_model, fit_feature_norm, inference_copy, unfreeze_top
 
     clf = classifier("mobilenet")
     fit_feature_norm(clf.norm, np.random.default_rng(0).normal(size=(16, clf.base.output.shape[-1])))

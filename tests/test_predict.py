@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlesion.augment import build_augmenter
-from skinlesion.backbones import get_backbone
-from skinlesion.config import AugmentConfig
-from skinlesion.evaluate import predict_probabilities
-from skinlesion.images import load_batch
-from skinlesion.model import build_backbone, build_classifier
+from skinlesion.core.backbones import get_backbone
+from skinlesion.core.config import AugmentConfig
+from skinlesion.core.images import load_batch
+from skinlesion.evaluation.evaluate import predict_probabilities
+from skinlesion.modeling.augment import build_augmenter
+from skinlesion.modeling.model import build_backbone, build_classifier
 from skinlesion.predict import load_model_and_labels, predict_files
 
 from .conftest import REPO, corrupt_jpeg, make_class_tree

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from skinlesion.errors import DataError
-from skinlesion.fetch import fetch
-from skinlesion.split import data_metrics, split_dataset, split_frames
+from skinlesion.core.errors import DataError
+from skinlesion.data.fetch import fetch
+from skinlesion.data.split import data_summary, split_dataset, split_frames
 
 from .conftest import corrupt_jpeg, make_class_tree, write_image
 
@@ -36,7 +36,7 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     (a / "same_dup.png").write_bytes((a / "img_0000.png").read_bytes())
 
     result = split_dataset(raw, **ARGS)
-    m = data_metrics(result)
+    m = data_summary(result)
     assert m["skipped"] == {
         "empty": 1,
         "not_an_image": 2,
@@ -115,7 +115,7 @@ def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, h
         group_by="lesion_id",
         metadata=str(ham_dir / "HAM10000_metadata.csv"),
     )
-    m = data_metrics(result)
+    m = data_summary(result)
     assert m["images"]["total"] == 1123 and m["classes"] == 7 and m["missing_metadata"] == 0
     groups = [{r.group for r in recs} for recs in result.splits.values()]
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from skinlesion.synthetic import CLASSES, class_counts, generate
+from skinlesion.data.synthetic import CLASSES, class_counts, generate
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

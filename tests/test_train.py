@@ -3,12 +3,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinlesion.backbones import get_backbone
-from skinlesion.config import AugmentConfig, BackboneConfig, TrainConfig
-from skinlesion.synthetic import generate
-from skinlesion.train import class_weights, fit_phase, train_run
+from skinlesion.core.backbones import get_backbone
+from skinlesion.core.config import AugmentConfig, BackboneConfig, RuntimeConfig, TrainConfig
+from skinlesion.data.synthetic import generate
+from skinlesion.modeling.train import TrainData, TrainingLog, class_weights, fit_phase, read_training_log, train_run
 
-TRAIN = TrainConfig(batch_size=16, epochs_head=3, epochs_finetune=2, weights="none", patience=5, workers=1)
+TRAIN = TrainConfig(batch_size=16, epochs_head=3, epochs_finetune=2, weights="none", patience=5)
 
 
 @pytest.fixture(scope="module")
@@ -21,22 +21,27 @@ def tiny_data(tmp_path_factory):
     return paths, labels, classes
 
 
-def _run(tiny_data, state_dir: Path, seed: int = 0, train: TrainConfig = TRAIN):
+def _run(tiny_data, state_dir: Path, seed: int = 0, train: TrainConfig = TRAIN, on_epoch=lambda row: None):
     paths, labels, classes = tiny_data
     return train_run(
         spec=get_backbone("mobilenet"),
         backbone=BackboneConfig(image_size=32, unfreeze=4),
         train_cfg=train,
         augment_cfg=AugmentConfig(),
+        runtime=RuntimeConfig(workers=1, distribute="none"),
         seed=seed,
-        classes=classes,
-        train_paths=paths[::2],
-        y_train=labels[::2],
-        val_paths=paths[1::2],
-        y_val=labels[1::2],
+        data=TrainData(classes, paths[::2], labels[::2], paths[1::2], labels[1::2]),
         state_dir=state_dir,
+        on_epoch=on_epoch,
         log=lambda _: None,
     )
+
+
+def _logged_run(tiny_data, state_dir: Path, log_dir: Path):
+    log = TrainingLog(log_dir)
+    result = _run(tiny_data, state_dir, on_epoch=log)
+    log.close({"epochs": len(result.history)})
+    return result
 
 
 def test_same_seed_gives_identical_weights_and_history(tiny_data, tmp_path: Path):
@@ -52,9 +57,9 @@ def test_same_seed_gives_identical_weights_and_history(tiny_data, tmp_path: Path
 
 
 def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: Path, monkeypatch):
-    import skinlesion.train as train_mod
+    import skinlesion.modeling.train as train_mod
 
-    reference = _run(tiny_data, tmp_path / "ref")
+    reference = _logged_run(tiny_data, tmp_path / "ref", tmp_path / "ref_log")
     calls = {"n": 0}
     real = train_mod.epoch_batches
 
@@ -66,11 +71,19 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: 
 
     monkeypatch.setattr(train_mod, "epoch_batches", crash_in_finetune)
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny_data, tmp_path / "state")
+        _logged_run(tiny_data, tmp_path / "state", tmp_path / "log")
     monkeypatch.setattr(train_mod, "epoch_batches", real)
-    resumed = _run(tiny_data, tmp_path / "state")
+    resumed = _logged_run(tiny_data, tmp_path / "state", tmp_path / "log")
     assert resumed.resumed_from == {"head": 3, "finetune": 1}
     assert resumed.history == reference.history
+    # The dvclive log of the resumed run is byte-identical to the uninterrupted run's.
+    ref_files = {p.relative_to(tmp_path / "ref_log"): p.read_bytes() for p in (tmp_path / "ref_log").rglob("*.*")}
+    log_files = {p.relative_to(tmp_path / "log"): p.read_bytes() for p in (tmp_path / "log").rglob("*.*")}
+    assert ref_files == log_files and len(ref_files) >= len(train_mod.LOGGED) + 1
+    curves = read_training_log(tmp_path / "log")
+    assert curves["step"].tolist() == list(range(5))  # one rising step over both phases
+    assert curves["phase"].tolist() == [0, 0, 0, 1, 1]
+    assert curves["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in reference.history])
     for x, y in zip(reference.model.weights, resumed.model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -79,7 +92,7 @@ def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
     import keras
     import tensorflow as tf
 
-    from skinlesion.model import compile_model
+    from skinlesion.modeling.model import compile_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])

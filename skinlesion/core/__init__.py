@@ -1,0 +1,1 @@
+"""Shared foundations every stage imports: params, registry, errors, atomic I/O, image loading, file layout."""

@@ -1,0 +1,222 @@
+"""Where every stage's files live, and the typed contracts of the files stages hand each other.
+
+This module is the only place that spells an output path: stages, dvc.yaml and tests take them from
+here (dvc.yaml repeats them, and ``tests/test_dvc_yaml.py`` checks the two agree). Each training run
+owns one folder, ``runs/<backbone>/seed<k>/``::
+
+    model/          model.keras + labels.json     (train; DVC-cached, what evaluate depends on)
+    config.json     the resolved config the run was trained with (train)
+    train/          dvclive log: per-epoch curves over both phases, best-epoch summary (train)
+    eval/           dvclive summary of test metrics, predictions, per-class report, ROC, calibration (evaluate)
+
+so ``aggregate`` depends on ``runs/`` as a whole, and adding a backbone or a seed needs no edit of
+dvc.yaml. A *model folder* (a run's ``model/``, or the headline ``models/headline/``) always holds
+``model.keras`` with its :class:`LabelMap` in ``labels.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skinlesion.core.errors import DataError
+from skinlesion.core.io import read_json, write_json
+
+RAW = Path("data/raw")
+SPLITS = Path("data/splits")
+SKIPPED = SPLITS / "skipped.csv"
+RUNS = Path("runs")
+TRAIN_STATE = Path(".cache/train")  # resumable checkpoints: outside DVC's outputs, which DVC deletes on rerun
+
+DATA_SUMMARY = Path("reports/data.json")
+REPORT = Path("reports/report.md")
+SUMMARY_JSON = Path("reports/summary.json")
+SUMMARY_MD = Path("reports/summary.md")
+
+HEADLINE_METRICS = Path("metrics/metrics.json")
+BACKBONE_METRICS = Path("metrics/backbones.json")
+EXPORT_METRICS = Path("metrics/export.json")
+
+HEADLINE_MODEL = Path("models/headline")
+EXPORT_DIR = Path("models/export")
+MODEL_CARD = Path("models/MODEL_CARD.md")
+
+PLOTS = Path("plots")
+CLASS_COUNTS = PLOTS / "class_counts.csv"
+AUGMENT_PREVIEW = PLOTS / "augment_preview.png"
+CURVES = PLOTS / "curves.csv"
+ROC = PLOTS / "roc.csv"
+CALIBRATION = PLOTS / "calibration.csv"
+CONFUSION = PLOTS / "confusion.csv"
+COMPARISON = PLOTS / "comparison.png"
+GRADCAM = PLOTS / "gradcam.png"
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one training run (one backbone, one seed)."""
+
+    backbone: str
+    seed: int
+
+    @property
+    def root(self) -> Path:
+        """``runs/<backbone>/seed<k>``."""
+        return RUNS / self.backbone / f"seed{self.seed}"
+
+    @property
+    def model_dir(self) -> Path:
+        """The run's model folder (model.keras + labels.json)."""
+        return self.root / "model"
+
+    @property
+    def model(self) -> Path:
+        """The run's saved classifier."""
+        return self.model_dir / MODEL_FILE
+
+    @property
+    def config(self) -> Path:
+        """The resolved config the run was trained with."""
+        return self.root / "config.json"
+
+    @property
+    def train_log(self) -> Path:
+        """The dvclive folder of training."""
+        return self.root / "train"
+
+    @property
+    def train_summary(self) -> Path:
+        """Dvclive summary of training: validation scores of the kept weights."""
+        return self.train_log / "metrics.json"
+
+    @property
+    def eval_summary(self) -> Path:
+        """Dvclive summary of evaluation: test metrics with bootstrap CIs."""
+        return self.eval_dir / "metrics.json"
+
+    @property
+    def calibration(self) -> Path:
+        """Reliability table: bin, mean confidence, accuracy, count."""
+        return self.eval_dir / "calibration.csv"
+
+    @property
+    def eval_dir(self) -> Path:
+        """The dvclive folder of evaluation and the per-run evaluation files."""
+        return self.root / "eval"
+
+    @property
+    def predictions(self) -> Path:
+        """Per-image test predictions: path, actual, predicted, one ``p_<class>`` column per class."""
+        return self.eval_dir / "predictions.csv"
+
+    @property
+    def roc(self) -> Path:
+        """One-vs-rest ROC curves on a common FPR grid, with their macro mean."""
+        return self.eval_dir / "roc.csv"
+
+    @property
+    def name(self) -> str:
+        """``<backbone>-<seed>``, as in the DVC stage names ``train@<backbone>-<seed>``."""
+        return f"{self.backbone}-{self.seed}"
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """What a model folder's ``labels.json`` holds: output index → class name, and the input size.
+
+    ``backbone`` and ``seed`` say which run a headline model came from (empty/None inside a run).
+    """
+
+    classes: tuple[str, ...]
+    image_size: int
+    backbone: str = ""
+    seed: int | None = None
+
+    def write(self, model_dir: str | Path) -> None:
+        """Write ``<model_dir>/labels.json`` atomically."""
+        data = {"classes": list(self.classes), "image_size": self.image_size}
+        if self.backbone:
+            data |= {"backbone": self.backbone, "seed": self.seed}
+        write_json(Path(model_dir) / LABELS_FILE, data)
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> LabelMap:
+        """Read the label map of a model folder.
+
+        Raises:
+            DataError: If the file is missing or lacks ``classes``/``image_size``.
+
+        """
+        path = Path(model_dir) / LABELS_FILE
+        try:
+            data = read_json(path)
+            return cls(
+                classes=tuple(data["classes"]),
+                image_size=int(data["image_size"]),
+                backbone=data.get("backbone", ""),
+                seed=data.get("seed"),
+            )
+        except FileNotFoundError:
+            raise DataError(f"{path} not found: every model folder needs the labels.json written beside it") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: not a skinlesion label map ({type(exc).__name__}: {exc})") from None
+
+
+def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """Parse ``--backbone NAME --seed K``, the arguments of the per-run matrix stages."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    return parser.parse_args(argv)
+
+
+def read_split(name: str, splits_dir: str | Path = SPLITS) -> pd.DataFrame:
+    """Read ``<splits_dir>/<name>.csv`` (columns path,label,sha256,group).
+
+    Raises:
+        DataError: If the file is missing or the split is empty.
+
+    """
+    path = Path(splits_dir) / f"{name}.csv"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path} not found: run `dvc repro split` first") from None
+    if frame.empty:
+        raise DataError(f"{path} is empty: the {name} split has no images; check {DATA_SUMMARY}")
+    return frame
+
+
+def split_labels(frame: pd.DataFrame, classes: list[str] | tuple[str, ...]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Map labels to indices of ``classes``, leaving out rows of unknown classes.
+
+    Returns:
+        The integer labels and the rows they belong to.
+
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    kept = frame[frame["label"].isin(index)].reset_index(drop=True)
+    return kept["label"].map(index).to_numpy(dtype=np.int64), kept
+
+
+def sample_per_class(frame: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    """Pick up to ``per_class`` rows of each label (labels sorted), reproducibly.
+
+    Args:
+        frame: A split CSV as a DataFrame with a ``label`` column.
+        per_class: Rows per label.
+        seed: Random state.
+
+    Returns:
+        The selected rows, grouped by label.
+
+    """
+    parts = [g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)]
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,1 @@
+"""Scoring, comparing, explaining and exporting trained models: evaluate, aggregate and export."""

@@ -1,0 +1,276 @@
+"""Test-set metrics with bootstrap confidence intervals, calibration, and the evaluation plots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+HEADLINE = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "roc_auc_macro",
+    "top2_accuracy",
+    "log_loss",
+    "ece",
+)
+# The experiment table's metrics (headline first): each with a bootstrap confidence interval.
+KEY_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro", "ece")
+
+
+def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:
+    """The original batch plus up to ``n_views`` flipped/rotated copies (label-preserving in dermoscopy)."""
+    transforms: list[Callable[[np.ndarray], np.ndarray]] = [
+        lambda x: x[:, :, ::-1],
+        lambda x: x[:, ::-1, :],
+        lambda x: np.rot90(x, 1, axes=(1, 2)),
+        lambda x: np.rot90(x, 2, axes=(1, 2)),
+        lambda x: np.rot90(x, 3, axes=(1, 2)),
+        lambda x: np.swapaxes(x, 1, 2),
+        lambda x: np.rot90(np.swapaxes(x, 1, 2), 2, axes=(1, 2)),
+        lambda x: np.rot90(x[:, :, ::-1], 1, axes=(1, 2)),
+    ]
+    return [images] + [np.ascontiguousarray(t(images)) for t in transforms[:n_views]]
+
+
+def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 32, tta: int = 0) -> np.ndarray:
+    """Class probabilities, averaged over ``tta`` extra views when ``tta`` > 0."""
+    views = tta_views(images, tta)
+    return np.mean([model.predict(v, batch_size=batch_size, verbose=0) for v in views], axis=0)
+
+
+def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> pd.DataFrame:
+    """Reliability table of top-1 confidence in equal-width bins.
+
+    Returns:
+        One row per non-empty bin: ``bin``, ``confidence`` (mean), ``accuracy``, ``count``.
+
+    """
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = index == b
+        if mask.any():
+            rows.append(
+                {
+                    "bin": b,
+                    "confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                    "count": int(mask.sum()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["bin", "confidence", "accuracy", "count"])
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> float:
+    """Count-weighted mean gap between confidence and accuracy over the bins."""
+    table = calibration_bins(y_true, probs, n_bins)
+    return float((table["count"] * (table["confidence"] - table["accuracy"]).abs()).sum() / len(y_true))
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> dict[str, float | None]:
+    """Headline metrics of a probabilistic classifier.
+
+    Args:
+        y_true: Integer labels in ``range(probs.shape[1])``.
+        probs: ``(n, n_classes)`` probabilities.
+        n_bins: Calibration bins.
+
+    Returns:
+        accuracy, balanced_accuracy, macro_f1, weighted_f1, roc_auc_macro (one-vs-rest over the classes
+        present in ``y_true``; ``None`` with fewer than two), top2_accuracy, log_loss and ece.
+
+    """
+    n_classes = probs.shape[1]
+    labels = list(range(n_classes))
+    y_pred = probs.argmax(axis=1)
+    present = sorted(set(y_true.tolist()))
+    auc = None
+    if len(present) >= 2:
+        # Classes absent from the test split have no positives: AUC is undefined for them.
+        auc = float(np.mean([skm.roc_auc_score(y_true == c, probs[:, c]) for c in present]))
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        # Recall averaged over the classes present in y_true: a class never predicted counts as 0.
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "weighted_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
+        "roc_auc_macro": auc,
+        "top2_accuracy": float(skm.top_k_accuracy_score(y_true, probs, k=min(2, n_classes), labels=labels))
+        if n_classes > 2
+        else float(skm.accuracy_score(y_true, y_pred)),
+        "log_loss": float(skm.log_loss(y_true, np.clip(probs, 1e-7, 1.0), labels=labels)),
+        "ece": expected_calibration_error(y_true, probs, n_bins),
+    }
+
+
+def bootstrap_ci(
+    y_true: np.ndarray, probs: np.ndarray, *, resamples: int, confidence: float, seed: int, n_bins: int
+) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap confidence intervals of the :data:`KEY_METRICS`.
+
+    Args:
+        y_true: Integer labels.
+        probs: ``(n, n_classes)`` probabilities.
+        resamples: Number of resamples with replacement.
+        confidence: Interval coverage, e.g. 0.95.
+        seed: Random seed; the same seed gives the same intervals.
+        n_bins: Calibration bins of the ECE.
+
+    Returns:
+        ``{metric: {"low": ..., "high": ...}}`` (ROC-AUC left out when the test split has one class).
+
+    """
+    present = np.array(sorted(set(y_true.tolist())))
+    y_pred = probs.argmax(axis=1)
+    k = probs.shape[1]
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    samples: dict[str, list[float]] = {m: [] for m in KEY_METRICS}
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        yt, pr = y_true[idx], probs[idx]
+        for m, value in fast_metrics(yt, y_pred[idx], k, present).items():
+            samples[m].append(value)
+        samples["ece"].append(expected_calibration_error(yt, pr, n_bins))
+        if len(present) >= 2:
+            # Classes with no positive (or no negative) in a resample have no AUC: averaged over the rest.
+            aucs = [skm.roc_auc_score(yt == c, pr[:, c]) for c in present if 0 < (yt == c).sum() < n]
+            if aucs:
+                samples["roc_auc_macro"].append(float(np.mean(aucs)))
+    alpha = (1 - confidence) / 2
+    return {
+        m: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
+        for m, v in samples.items()
+        if v
+    }
+
+
+def log_summary(directory: str | Path, result: dict) -> None:
+    """Write a run's evaluation summary as a dvclive ``metrics.json`` in ``directory``.
+
+    Nested keys become dvclive names (``ci/balanced_accuracy/low``); ``None`` values (undefined
+    metrics) are left out.
+    """
+    from dvclive import Live
+
+    live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+    for name, value in _leaves(result):
+        if value is not None:
+            live.log_metric(name, value, plot=False)
+    live.end()
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out += _leaves(value, f"{name}/") if isinstance(value, dict) else [(name, value)]
+    return out
+
+
+def fast_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, f1_labels: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy and macro-F1 from one confusion matrix (same definitions as sklearn).
+
+    A thousand bootstrap resamples through scikit-learn's scorers take seconds; this takes milliseconds.
+    """
+    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    diag, rows, cols = np.diag(cm).astype(float), cm.sum(axis=1), cm.sum(axis=0)
+    seen = rows > 0
+    recall = np.divide(diag, rows, out=np.zeros_like(diag), where=rows > 0)
+    precision = np.divide(diag, cols, out=np.zeros_like(diag), where=cols > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(diag), where=denom > 0)
+    return {
+        "accuracy": float(diag.sum() / len(y_true)),
+        "balanced_accuracy": float(recall[seen].mean()),
+        "macro_f1": float(f1[f1_labels].mean()),
+    }
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> tuple[dict, str]:
+    """scikit-learn's classification report over every class (support 0 for classes absent from test)."""
+    labels = list(range(len(classes)))
+    kwargs = dict(labels=labels, target_names=classes, zero_division=0)
+    return (
+        skm.classification_report(y_true, y_pred, output_dict=True, **kwargs),
+        skm.classification_report(y_true, y_pred, digits=3, **kwargs),
+    )
+
+
+def roc_curves(y_true: np.ndarray, probs: np.ndarray, classes: list[str], points: int = 101) -> pd.DataFrame:
+    """One-vs-rest ROC per class present, interpolated on a common FPR grid, plus their macro mean.
+
+    Returns:
+        Columns ``fpr``, one per present class, and ``macro``.
+
+    """
+    grid = np.linspace(0, 1, points)
+    frame = {"fpr": grid}
+    for c, name in enumerate(classes):
+        if (y_true == c).any() and (y_true != c).any():
+            fpr, tpr, _ = skm.roc_curve(y_true == c, probs[:, c])
+            frame[name] = np.interp(grid, fpr, tpr)
+    out = pd.DataFrame(frame)
+    out["macro"] = out.drop(columns="fpr").mean(axis=1) if out.shape[1] > 1 else np.nan
+    return out.round(6)
+
+
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], title: str):
+    """Confusion matrix (counts and row-normalised shares) drawn with mlxtend."""
+    from mlxtend.plotting import plot_confusion_matrix
+
+    from skinlesion.core.io import pyplot
+
+    pyplot()
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
+    size = 1.0 + 0.9 * len(classes)
+    fig, ax = plot_confusion_matrix(
+        conf_mat=matrix, class_names=classes, show_normed=True, colorbar=True, figsize=(size, size)
+    )
+    ax.set_title(title)
+    return fig
+
+
+def plot_roc(roc: pd.DataFrame, title: str):
+    """Per-class ROC curves and their macro average."""
+    from skinlesion.core.io import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for column in roc.columns[1:]:
+        ax.plot(
+            roc["fpr"],
+            roc[column],
+            lw=2.5 if column == "macro" else 1.2,
+            ls="--" if column == "macro" else "-",
+            label=column,
+        )
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_reliability(table: pd.DataFrame, ece: float, n_bins: int, title: str):
+    """Reliability diagram: accuracy against confidence per bin, with the diagonal of perfect calibration."""
+    from skinlesion.core.io import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    width = 1.0 / n_bins
+    ax.bar(table["bin"] * width + width / 2, table["accuracy"], width=width * 0.9, alpha=0.7, label="accuracy")
+    ax.plot(table["confidence"], table["accuracy"], "o", color="black", ms=3, label="bin mean confidence")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title} (ECE {ece:.3f})")
+    ax.legend(fontsize=7, loc="upper left")
+    return fig

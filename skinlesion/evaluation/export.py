@@ -1,0 +1,151 @@
+"""Deployment artefacts: a TensorFlow SavedModel, a quantised TFLite model and a model card."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinlesion.core.io import atomic_path
+
+QUANTIZATIONS = ("none", "float16", "dynamic_range")
+
+
+def export_saved_model(model: Any, image_size: int, out_dir: Path) -> Path:
+    """Export the inference graph (no augmentation) as a SavedModel with a ``serve`` endpoint.
+
+    The signature takes ``(batch, image_size, image_size, 3)`` float pixels in 0–255, the same input as
+    the Keras model after the loader's resize; the folder is replaced atomically.
+
+    Args:
+        model: The saved classifier.
+        image_size: Its input side length.
+        out_dir: The SavedModel folder to (re)create.
+
+    Returns:
+        ``out_dir``.
+    """
+    import tensorflow as tf
+
+    from skinlesion.modeling.model import inference_model
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
+        inference_model(model).export(staging / "m", format="tf_saved_model", input_signature=[spec], verbose=False)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging / "m", out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def export_tflite(saved_model: Path, out_path: Path, quantization: str) -> Path:
+    """Convert a SavedModel to TFLite, optionally with float16 or dynamic-range weight quantisation.
+
+    Args:
+        saved_model: Folder written by :func:`export_saved_model`.
+        out_path: The ``.tflite`` file.
+        quantization: ``none`` (float32), ``float16`` (half-size weights, float compute) or
+            ``dynamic_range`` (int8 weights, quarter size).
+
+    Returns:
+        ``out_path``.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(converter.convert())
+    return out_path
+
+
+def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
+    """Run a TFLite model on a batch of ``(n, s, s, 3)`` pixels; returns probabilities."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], images.astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])
+
+
+def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantization: str, agreement: dict) -> str:
+    """Markdown model card: classes, data and split, headline metrics with uncertainty, use and limits.
+
+    Args:
+        labels: The headline model's :class:`~skinlesion.core.layout.LabelMap`.
+        headline: ``metrics/metrics.json``.
+        data: ``reports/data.json``.
+        source: ``data.source``.
+        quantization: ``export.quantization``.
+        agreement: TFLite-vs-Keras agreement (``metrics/export.json``).
+
+    Returns:
+        Markdown text.
+    """
+    test, ci, seeds = headline["test"], headline["ci"], headline["seeds"]
+    classes = ", ".join(f"`{c}`" for c in labels.classes)
+    lines = [
+        f"# Model card: skinlesion `{labels.backbone}` (seed {labels.seed})",
+        "",
+        "**Not a diagnostic device.** For research and education only; it must not be used to diagnose,",
+        "triage or treat any patient.",
+        "",
+        "## Model",
+        "",
+        f"- Backbone: {labels.backbone} (transfer learning: frozen backbone + head, then top layers "
+        "fine-tuned), input RGB 0–255 resized to "
+        f"{labels.image_size}×{labels.image_size}; output: one probability per class.",
+        f"- Classes ({len(labels.classes)}): {classes}.",
+        f"- Files: `headline/model.keras` (Keras 3) with `headline/labels.json`, `export/saved_model/` "
+        "(TensorFlow SavedModel, `serve` endpoint), "
+        f"`export/model.tflite` ({'float32' if quantization == 'none' else quantization + ' quantised'}), "
+        "`export/labels.json` (class order).",
+        f"- TFLite vs Keras on {agreement['images']} test images: max |Δp| {agreement['max_abs_diff']:.4f}, "
+        f"top-1 agreement {agreement['label_agreement']:.1%}.",
+        "",
+        "## Training data",
+        "",
+        f"- Source: `{source}`"
+        + (
+            " — synthetic images generated by the pipeline; **results say nothing clinical**."
+            if source == "synthetic"
+            else "."
+        ),
+        f"- Split: {data['images']['train']} train / {data['images']['val']} validation / {data['images']['test']} "
+        f"test images, stratified by class; {data['skipped_total']} files skipped by validation.",
+        "",
+        "## Performance (test split)",
+        "",
+        f"- Selected run (by validation balanced accuracy): balanced accuracy {test['balanced_accuracy']:.3f} "
+        f"(95 % CI {ci['balanced_accuracy']['low']:.3f}–{ci['balanced_accuracy']['high']:.3f}), accuracy "
+        f"{test['accuracy']:.3f} (95 % CI {ci['accuracy']['low']:.3f}–{ci['accuracy']['high']:.3f}), macro-F1 "
+        f"{test['macro_f1']:.3f}, ECE {test['ece']:.3f}.",
+        f"- Across seeds: balanced accuracy {seeds['balanced_accuracy']['mean']:.3f} ± "
+        f"{seeds['balanced_accuracy']['std']:.3f}, macro-F1 {seeds['macro_f1']['mean']:.3f} ± "
+        f"{seeds['macro_f1']['std']:.3f}.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- Intended use: benchmarking and teaching transfer learning on dermoscopic images.",
+        "- Not validated on any clinical population; performance depends on the device, skin type, body site",
+        "  and image quality, and may be much lower on images unlike the training data.",
+        "- Probabilities are not calibrated risks; see the reliability curves (`dvc plots show`).",
+        "- Known biases of public dermoscopy data (few dark skin types, referral-centre case mix) carry over.",
+        "",
+    ]
+    return "\n".join(lines)

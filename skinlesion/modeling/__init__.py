@@ -1,0 +1,1 @@
+"""The classifier graph, augmentation and training: the train and augment-preview stages."""

@@ -1,0 +1,255 @@
+"""The classifier graph: raw image → resize → augmentation → backbone preprocessing → backbone → head.
+
+Preprocessing lives inside the model, built from built-in layers, so a saved ``.keras`` file predicts
+from raw uint8 pixels of any size and loads in safe mode with nothing but Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skinlesion.core.backbones import Backbone, preprocessing_layers
+from skinlesion.core.errors import ConfigError
+
+
+def resolve_weights(weights: str, backbone: str) -> str | None:
+    """Turn ``train.weights`` into the ``weights`` argument of a keras.applications constructor.
+
+    Args:
+        weights: ``imagenet``, ``none`` or a file path (``{backbone}`` is replaced by the name).
+        backbone: Registry name.
+
+    Returns:
+        ``"imagenet"``, ``None`` or the file path.
+
+    """
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    return weights.format(backbone=backbone)
+
+
+def build_backbone(spec: Backbone, image_size: int, weights: str, seed: int = 0) -> Any:
+    """Instantiate a headless backbone, frozen.
+
+    Args:
+        spec: Registry entry.
+        image_size: Input side length.
+        weights: ``train.weights`` value.
+        seed: Seed of the random initialisation when ``weights`` is ``none``.
+
+    Returns:
+        The backbone model (``include_top=False``, ``trainable=False``).
+
+    Raises:
+        ConfigError: When ImageNet weights cannot be downloaded (offline) or a weights file does not fit.
+
+    """
+    resolved = resolve_weights(weights, spec.name)
+    try:
+        base = spec.constructor()(include_top=False, weights=resolved, input_shape=(image_size, image_size, 3))
+    except Exception as exc:  # Keras raises URLError, HTTPError, OSError or ValueError here
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if resolved == "imagenet":
+            raise ConfigError(
+                f"train.weights=imagenet: could not get the ImageNet weights of {spec.name} ({first}). "
+                "Without network, set train.weights=none or a local weights file path"
+            ) from None
+        raise ConfigError(
+            f"train.weights={weights}: cannot load {resolved} into {spec.name} at {image_size}px ({first})"
+        ) from None
+    if resolved is None and spec.he_init:
+        he_initialise(base, seed)
+    base.trainable = False
+    return base
+
+
+def he_initialise(base: Any, seed: int) -> None:
+    """Re-draw every convolution/dense kernel of a randomly initialised backbone from He-normal.
+
+    Keras' default Glorot init halves the signal variance at each ReLU, so a deep random backbone's
+    pooled features vanish (MobileNet's reach ~1e-20, below float32 normalisation). He init keeps the
+    variance, so ``train.weights=none`` gives usable random features and trainable top layers.
+
+    Args:
+        base: Backbone built with ``weights=None``.
+        seed: Seed of the draw.
+
+    """
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in base.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        shape = tuple(kernel.shape)
+        # A depthwise kernel (h, w, channels, multiplier) mixes only its own channel: fan-in is h*w.
+        fan_in = shape[0] * shape[1] if isinstance(layer, keras.layers.DepthwiseConv2D) else int(np.prod(shape[:-1]))
+        kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype("float32"))
+
+
+@dataclass
+class Classifier:
+    """The trainable pieces of one classifier; all share the same layer objects (and weights).
+
+    Attributes:
+        model: Raw image (any size, pixels 0–255) → class probabilities, with augmentation.
+        base: The backbone.
+        features: Raw image → pooled backbone features, without augmentation (feature caching).
+        head: Pooled features → class probabilities (standardise, dropout, dense softmax).
+        norm: The head's feature standardisation, to ``adapt`` on training features before training.
+
+    """
+
+    model: Any
+    base: Any
+    features: Any
+    head: Any
+    norm: Any
+
+
+def build_classifier(
+    spec: Backbone, base: Any, image_size: int, n_classes: int, dropout: float, augmenter: Any
+) -> Classifier:
+    """Assemble the classifier around a backbone.
+
+    Args:
+        spec: Registry entry (for the preprocessing mode).
+        base: The backbone from :func:`build_backbone`.
+        image_size: Side the input is resized to.
+        n_classes: Number of classes.
+        dropout: Dropout rate before the classifier.
+        augmenter: Augmentation model (active only in training).
+
+    Returns:
+        The :class:`Classifier`.
+
+    """
+    import keras
+
+    L = keras.layers
+    resize = L.Resizing(image_size, image_size, name="resize")
+    preprocess = preprocessing_layers(spec)
+    pool = L.GlobalAveragePooling2D(name="pool")
+    # Backbone feature scales differ by orders of magnitude between architectures and initialisations;
+    # standardising with training-split statistics gives the head one well-conditioned problem.
+    norm = L.Normalization(name="feature_norm")
+    drop = L.Dropout(dropout, name="dropout")
+    dense = L.Dense(n_classes, activation="softmax", name="classifier", dtype="float32")
+
+    def trunk(x, augment: bool):
+        x = resize(x)
+        if augment and augmenter.layers:
+            x = augmenter(x)
+        for layer in preprocess:
+            x = layer(x)
+        # training=False keeps BatchNorm in inference mode even when the top layers are unfrozen.
+        return pool(base(x, training=False))
+
+    image = keras.Input((None, None, 3), name="image")
+    model = keras.Model(image, dense(drop(norm(trunk(image, augment=True)))), name=f"{spec.name}_classifier")
+    image2 = keras.Input((None, None, 3), name="image")
+    features = keras.Model(image2, trunk(image2, augment=False), name=f"{spec.name}_features")
+    pooled = keras.Input((base.output.shape[-1],), name="features")
+    head = keras.Model(pooled, dense(drop(norm(pooled))), name=f"{spec.name}_head")
+    return Classifier(model, base, features, head, norm)
+
+
+def fit_feature_norm(norm: Any, features: Any) -> None:
+    """Set the head's standardisation: per-feature training mean, one pooled standard deviation.
+
+    Backbone features' variances span orders of magnitude, and some features are constant on the
+    training split; dividing each by its own deviation magnified those on new images up to ~3e4-fold
+    (random-init InceptionV3), giving huge logits, exploding validation loss and fragile half-precision
+    exports. One pooled scale keeps the relative sizes (validation balanced accuracy of a linear probe
+    on the demo features: 0.58-0.61 per-feature vs 0.52-0.67 pooled).
+
+    Args:
+        norm: The classifier's ``Normalization`` layer.
+        features: ``(n, d)`` training-split features.
+    """
+    import numpy as np
+
+    norm.adapt(features)
+    variance = next(w for w in norm.weights if w.path.endswith("variance"))
+    pooled = float(np.var(np.asarray(features, dtype="float64"), axis=0).mean())
+    variance.assign(np.full(variance.shape, pooled, dtype=variance.dtype))
+    norm.finalize_state()
+
+
+def unfreeze_top(base: Any, n_layers: int) -> int:
+    """Make the top ``n_layers`` of the backbone trainable, keeping BatchNormalization frozen.
+
+    Args:
+        base: The backbone.
+        n_layers: Layers counted from the top.
+
+    Returns:
+        The number of layers made trainable.
+
+    """
+    import keras
+
+    base.trainable = True
+    count = 0
+    for i, layer in enumerate(reversed(base.layers)):
+        train = i < n_layers and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = train
+        count += train and bool(layer.weights)
+    return count
+
+
+def compile_model(model: Any, learning_rate: float, label_smoothing: float) -> None:
+    """Compile with Adam and categorical cross-entropy on softmax outputs (one-hot targets)."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+
+
+def inference_copy(model: Any) -> Any:
+    """An uncompiled copy with the same weights, to save without optimizer state.
+
+    A saved optimizer built for the fine-tuned layers does not match the one Keras rebuilds for the
+    frozen model on loading, which makes ``keras.saving.load_model`` warn; an inference artefact needs
+    none.
+    """
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # its mean/variance tensors are derived from the weights just set
+    return copy
+
+
+def load_classifier(path: str | Path) -> Any:
+    """Load a saved classifier in safe mode (no Lambda layers or custom objects are needed)."""
+    import keras
+
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def inference_model(model: Any) -> Any:
+    """Rebuild a saved classifier without its augmentation block, sharing all weights.
+
+    Random augmentation layers are inactive at inference, but exporters trace every branch and
+    TFLite has no kernels for their random ops; this graph has none of them.
+    """
+    import keras
+
+    image = keras.Input((None, None, 3), name="image")
+    x = image
+    for layer in model.layers[1:]:
+        if layer.name != "augmentation":
+            x = layer(x)
+    return keras.Model(image, x, name=model.name)
