@@ -48,11 +48,7 @@ def load_model_and_labels(model_path: str | Path) -> tuple[object, list[str], in
     from skinlesion.modeling.model import load_classifier
 
     model_path = Path(model_path)
-    try:
-        model = load_classifier(model_path)
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a non-model file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SkinLesionError(f"{model_path}: not a loadable Keras model ({first})") from None
+    model = load_classifier(model_path)
     labels_path = model_path.with_name("labels.json")
     try:
         labels = read_json(labels_path)

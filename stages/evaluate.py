@@ -28,15 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config.evaluate
     run = RunPaths(args.backbone, args.seed)
     labels = LabelMap.read(run.model_dir)
-    classes = list(labels.classes)
     test = read_split("test")
-    # A test class unknown to the model keeps its own index: it is never predicted, and counts so.
-    all_classes = classes + sorted(set(test["label"]) - set(classes))
-    y_true = test["label"].map({c: i for i, c in enumerate(all_classes)}).to_numpy()
+    all_classes, y_true = ev.align_labels(test["label"].tolist(), list(labels.classes))
 
     model = load_classifier(run.model)
     images = load_batch(test["path"].tolist(), labels.image_size, config.runtime.workers)
-    unknown = len(all_classes) - len(classes)  # zero-probability columns of the test-only classes
+    unknown = len(all_classes) - len(labels.classes)  # zero-probability columns of the test-only classes
 
     def predict(tta: int) -> np.ndarray:
         return np.pad(ev.predict_probabilities(model, images, tta=tta), ((0, 0), (0, unknown)))

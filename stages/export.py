@@ -16,12 +16,17 @@ from skinlesion.core.errors import cli
 from skinlesion.core.images import load_batch
 from skinlesion.core.io import read_json, write_json, write_text
 from skinlesion.core.layout import read_split, sample_per_class
-from skinlesion.evaluation.export import export_saved_model, export_tflite, model_card, tflite_predict
+from skinlesion.evaluation.export import (
+    agreement_warning,
+    export_saved_model,
+    export_tflite,
+    model_card,
+    tflite_predict,
+)
 from skinlesion.modeling.model import load_classifier
 
 OUT = layout.EXPORT_DIR
 AGREEMENT_IMAGES = 64  # about this many test images, every class: enough to see quantisation flip a label
-MIN_AGREEMENT = 0.99  # below this top-1 agreement with Keras, the stage warns
 
 
 @cli
@@ -57,11 +62,9 @@ def main() -> None:
         agreement=agreement,
     )
     write_text(layout.MODEL_CARD, card)
-    if agreement["label_agreement"] < MIN_AGREEMENT:
-        print(
-            f"warning: TFLite ({config.export.quantization}) disagrees with Keras on "
-            f"{1 - agreement['label_agreement']:.0%} of {len(test)} test images; consider export.quantization: none"
-        )
+    warning = agreement_warning(agreement, config.export.quantization)
+    if warning:
+        print(warning)
     print(
         f"export: SavedModel + {config.export.quantization} TFLite ({agreement['tflite_megabytes']} MB); "
         f"TFLite vs Keras max |dp| {agreement['max_abs_diff']:.4f}, labels agree {agreement['label_agreement']:.0%}"

@@ -35,6 +35,10 @@ def test_repository_params_are_valid():
         (lambda p: p["train"].update(augment_head="yes"), "train.augment_head"),
         (lambda p: p.update(seeds=[1, 1]), "seeds"),
         (lambda p: p["export"].update(quantization="int4"), "export.quantization"),
+        (lambda p: p["preview"].update(views=0), "preview.views"),
+        (lambda p: p["runtime"].update(distribute="tpu"), "runtime.distribute"),
+        (lambda p: p["data"].update(metadata=""), "data.metadata"),
+        (lambda p: p["augment"].update(preview_views=3), "augment.preview_views"),  # moved to preview:
     ],
 )
 def test_invalid_params_name_the_key(edit, key):
@@ -46,12 +50,15 @@ def test_invalid_params_name_the_key(edit, key):
     assert "\n" not in str(info.value)
 
 
-def test_weights_file_template_resolves_per_backbone(tmp_path: Path):
+def test_weights_file_template_needs_files_for_the_trained_backbones_only(tmp_path: Path):
     params = raw_params()
-    for name in ("mobilenet", "vgg19", "inceptionv3", "resnet50", "densenet121", "efficientnetb0"):
+    for name in params["backbones"]:  # not for resnet50 & co., which are registered but not trained
         (tmp_path / f"{name}.weights.h5").write_bytes(b"x")
     params["train"]["weights"] = str(tmp_path / "{backbone}.weights.h5")
     assert parse_config(params).train.weights.endswith("{backbone}.weights.h5")
+    (tmp_path / "vgg19.weights.h5").unlink()
+    with pytest.raises(ConfigError, match="vgg19.weights.h5 not found"):
+        parse_config(params)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path):

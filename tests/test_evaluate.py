@@ -87,11 +87,48 @@ def test_calibration_table_and_ece():
     assert expected_calibration_error(y, probs, 10) == pytest.approx((2 * 0.45 + 2 * 0.45) / 4)
 
 
-def test_roc_curves_and_tta_views():
+def test_roc_curves_separate_a_perfect_class_from_a_confused_one():
     y = np.array([0, 1, 2, 0, 1, 2])
-    probs = onehot_probs([0, 1, 2, 0, 2, 1], 3)
+    probs = onehot_probs([0, 1, 2, 0, 2, 1], 3)  # class a always right; b and c swapped once each
     roc = roc_curves(y, probs, ["a", "b", "c"])
-    assert list(roc.columns) == ["fpr", "a", "b", "c", "macro"] and roc["a"].iloc[-1] == 1.0
-    images = np.arange(2 * 4 * 4 * 3).reshape(2, 4, 4, 3)
-    views = tta_views(images, 3)
-    assert len(views) == 4 and all(v.shape == images.shape for v in views)
+    assert list(roc.columns) == ["fpr", "a", "b", "c", "macro"]
+    assert (roc["a"] == 1.0).all()  # perfect: full recall at every false-positive rate
+    # b: one positive scored 0.7 with one negative; the other positive ties with three negatives at 0.15.
+    assert roc["b"].iloc[25] == pytest.approx(0.5) and roc["b"].iloc[50] == pytest.approx(2 / 3, abs=1e-6)
+    np.testing.assert_allclose(roc["macro"], roc[["a", "b", "c"]].mean(axis=1), atol=1e-6)
+
+
+def test_tta_views_are_the_distinct_symmetries_of_the_square():
+    images = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3))
+    views = tta_views(images, 7)
+    assert len(views) == 8 and views[0] is images
+    flat = {v.tobytes() for v in views}
+    assert len(flat) == 8  # no view repeats another (nor the original)
+    for v in views:  # each is a rearrangement of the same pixels
+        np.testing.assert_array_equal(np.sort(v.reshape(2, -1, 3), axis=1), np.sort(images.reshape(2, -1, 3), axis=1))
+    with pytest.raises(ValueError, match="at most 7"):
+        tta_views(images, 8)
+
+
+def test_bootstrap_shortcuts_equal_the_reference_metrics():
+    from skinlesion.evaluation.evaluate import _fast_auc, _fast_ece
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    probs = rng.dirichlet(np.ones(4), 200).round(2)  # rounding makes ties, which AUC counts as halves
+    for c in range(4):
+        assert _fast_auc(y == c, probs[:, c]) == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=1e-12)
+    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+    bins = np.clip(np.digitize(conf, np.linspace(0, 1, 11)[1:-1], right=True), 0, 9)
+    assert _fast_ece(conf, correct, bins, 10) == pytest.approx(expected_calibration_error(y, probs, 10), abs=1e-12)
+
+
+def test_a_class_only_in_test_counts_as_never_predicted():
+    from skinlesion.evaluation.evaluate import align_labels
+
+    classes, y = align_labels(["b", "zz", "a", "zz"], ["a", "b"])
+    assert classes == ["a", "b", "zz"] and y.tolist() == [1, 2, 0, 2]
+    probs = np.pad(onehot_probs([1, 0, 0, 1], 2), ((0, 0), (0, 1)))  # the model has no column for zz
+    m = classification_metrics(y, probs, 10)
+    # Recall: a 1/1, b 1/1, zz 0/2 -> balanced accuracy 2/3 (zz is not dropped).
+    assert m["balanced_accuracy"] == pytest.approx(2 / 3)

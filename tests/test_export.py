@@ -14,12 +14,12 @@ TOLERANCE = {"none": 1e-4, "float16": 0.05}
 
 
 @pytest.mark.parametrize("quantization", ["none", "float16", "dynamic_range"])
-def test_tflite_agrees_with_keras_on_real_images(tmp_path, ham_dir, quantization):
+def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quantization):
     import keras
 
     keras.utils.set_random_seed(0)  # the head's random init: the same model on every run
     model = load_classifier(save_model(tmp_path / "m"))
-    paths = sorted(ham_dir.rglob("*.jpg"))[::40]
+    paths = sorted(lesion_jpegs.rglob("*.jpg"))
     images = load_batch(paths, 32).astype("float32")
     # Standardise the head's input on these images and sharpen the random head, so that the classes
     # are well separated, as after training: a label flip is then a real disagreement.
@@ -62,3 +62,12 @@ def test_model_card_states_limits_and_uncertainty():
     )
     assert "Not a diagnostic device" in card and "0.400–0.600" in card and "say nothing clinical" in card
     assert "macro-F1 0.450 ± 0.030" in card and "`mobilenet` (seed 1)" in card
+
+
+def test_export_warns_below_99_percent_label_agreement():
+    from skinlesion.evaluation.export import agreement_warning
+
+    assert agreement_warning({"label_agreement": 0.99, "images": 64}, "float16") is None
+    warning = agreement_warning({"label_agreement": 0.9, "images": 60}, "dynamic_range")
+    assert warning.startswith("warning: TFLite (dynamic_range) disagrees with Keras on 10% of 60 test images")
+    assert "export.quantization: none" in warning

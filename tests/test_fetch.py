@@ -105,11 +105,25 @@ def test_kaggle_source_from_a_prepopulated_kagglehub_cache(tmp_path: Path, monke
     assert info["per_split"] == {"train": 4, "val": 2}
 
 
-def test_kaggle_offline_without_cache_fails_with_one_line(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty"))
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every download path the fetch code can reach fails at once, as it does offline (and never leaves)."""
+    import kagglehub
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("network unreachable (test stub)")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+
+
+def test_kaggle_offline_without_cache_fails_with_one_line(tmp_path: Path, no_network):
     with pytest.raises(DataError) as info:
         fetch("kaggle", tmp_path / "raw", kaggle_dataset="owner/not-cached-anywhere", progress=False)
-    assert "data.kaggle_dataset" in str(info.value) and "\n" not in str(info.value)
+    message = str(info.value)
+    assert "data.kaggle_dataset=owner/not-cached-anywhere" in message and "network unreachable" in message
+    assert "\n" not in message
 
 
 def _medmnist_npz(path: Path) -> Path:
@@ -122,7 +136,7 @@ def _medmnist_npz(path: Path) -> Path:
     return path
 
 
-def test_dermamnist_from_the_keras_cache_keeps_the_official_split(tmp_path: Path, monkeypatch):
+def test_dermamnist_from_the_keras_cache_keeps_the_official_split(tmp_path: Path, monkeypatch, no_network):
     cache = tmp_path / "keras"
     npz = _medmnist_npz((cache / "datasets").mkdir(parents=True) or cache / "datasets" / "dermamnist.npz")
     md5 = hashlib.md5(npz.read_bytes()).hexdigest()
@@ -134,13 +148,26 @@ def test_dermamnist_from_the_keras_cache_keeps_the_official_split(tmp_path: Path
     assert {p.parent.name for p in (tmp_path / "raw" / "test").rglob("*.png")} == set(fetch_mod.DERMAMNIST_CLASSES)
 
 
-def test_dermamnist_with_wrong_hash_and_no_network_fails_clearly(tmp_path: Path):
+@pytest.mark.parametrize("network", ["offline", "serves-another-file"])
+def test_dermamnist_with_wrong_hash_fails_clearly(tmp_path: Path, monkeypatch, network: str):
+    from keras.src.utils import file_utils
+
     cache = tmp_path / "keras"
     (cache / "datasets").mkdir(parents=True)
     _medmnist_npz(cache / "datasets" / "dermamnist.npz")  # not the official bytes: MD5 mismatch
+    downloads = []
+
+    def serve_other_file(origin, target, *args):
+        downloads.append(origin)
+        if network == "offline":
+            raise ConnectionError("network unreachable (test stub)")
+        Path(target).write_bytes(b"some other file")  # a download that is not the official file either
+
+    monkeypatch.setattr(file_utils, "urlretrieve", serve_other_file)
     with pytest.raises(DataError, match="dermamnist_size=28") as info:
         dermamnist_download(28, cache_dir=str(cache))
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "MD5" in str(info.value)
+    assert downloads == [fetch_mod.DERMAMNIST_URL.format(name="dermamnist.npz")]  # the mismatch path was taken
 
 
 def test_zip_of_nothing_usable_is_an_error(tmp_path: Path):
@@ -148,3 +175,23 @@ def test_zip_of_nothing_usable_is_an_error(tmp_path: Path):
     with pytest.raises(DataError):
         fetch("zip", tmp_path / "raw", path=str(archive), progress=False)
     assert os.listdir(tmp_path / "raw") == []
+
+
+def test_zip_with_a_symlink_entry_is_refused(tmp_path: Path):
+    archive = tmp_path / "link.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("data/a/1.png", write_image(tmp_path / "i.png", 1).read_bytes())
+        link = zipfile.ZipInfo("data/a/evil.png")
+        link.external_attr = 0o120777 << 16  # a symbolic link, as `zip --symlinks` stores it
+        zf.writestr(link, "/etc/passwd")
+    with pytest.raises(DataError, match="link or special file"):
+        fetch("zip", tmp_path / "raw", path=str(archive), progress=False)
+    assert not (tmp_path / "raw" / "train").exists() and not list((tmp_path / "raw").rglob("*.png"))
+
+
+def test_unreadable_archive_is_a_one_line_error(tmp_path: Path):
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    with pytest.raises(DataError, match="not a readable .zip or .tar archive") as info:
+        fetch("zip", tmp_path / "raw", path=str(archive), progress=False)
+    assert "\n" not in str(info.value)

@@ -66,13 +66,13 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, name: str, ham_dir: Path):
+def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, name: str, lesion_jpegs: Path):
     from PIL import Image
 
     clf = classifier(name)
     path = tmp_path / "model.keras"
     clf.model.save(path)
-    jpeg = sorted((ham_dir / "mel").glob("*.jpg"))[0]  # a real dermoscopic JPEG at its native 224 px
+    jpeg = sorted(lesion_jpegs.rglob("*.jpg"))[0]  # a 224 px JPEG, larger than the model's input
     expected = np.asarray(clf.model.predict(np.asarray(Image.open(jpeg).convert("RGB"))[None], verbose=0))
     code = (
         "import sys, numpy as np, keras\n"

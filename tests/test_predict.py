@@ -55,16 +55,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_on_the_ham_sample_with_bad_files(model_path: Path, tmp_path: Path, ham_dir: Path):
-    jpeg = next((ham_dir / "mel").glob("*.jpg")).read_bytes()
+def test_cli_on_jpeg_folders_with_bad_files(model_path: Path, tmp_path: Path, lesion_jpegs: Path):
+    folders = sorted(p for p in lesion_jpegs.iterdir() if p.is_dir())[:2]
+    jpeg = next(folders[0].glob("*.jpg")).read_bytes()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "corrupt.jpg").write_bytes(corrupt_jpeg(jpeg))
     (tmp_path / "bad" / "notes.txt").write_text("not an image")
     out = tmp_path / "pred.csv"
-    proc = run_cli(str(model_path), str(ham_dir / "mel"), str(ham_dir / "df"), str(tmp_path / "bad"), "-o", str(out))
+    proc = run_cli(str(model_path), *map(str, folders), str(tmp_path / "bad"), "-o", str(out))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     frame = pd.read_csv(out)
-    assert len(frame) == 200 + 60 and {"path", "predicted", "probability", "top_k", "p_mel"} <= set(frame.columns)
+    expected = sum(len(list(f.glob("*.jpg"))) for f in folders)
+    assert len(frame) == expected and {"path", "predicted", "probability", "top_k", "p_mel"} <= set(frame.columns)
     assert "corrupt.jpg: corrupt" in proc.stderr and "notes.txt: not_an_image" in proc.stderr
 
 
@@ -88,3 +90,19 @@ def test_explain_writes_one_overlay_per_image_for_each_backbone(name: str, tmp_p
     predict_files(model, classes, size, files, explain_dir=tmp_path / "cam", progress=False)
     overlays = sorted((tmp_path / "cam").glob("*.png"))
     assert [p.name for p in overlays] == sorted(f"{f.stem}_gradcam.png" for f in files)
+
+
+def test_cli_exit_0_top_k_and_missing_label_map(model_path: Path, tmp_path: Path):
+    make_class_tree(tmp_path / "imgs", {"a": 2})
+    out = tmp_path / "p.csv"
+    ok = run_cli(str(model_path), str(tmp_path / "imgs"), "--top-k", "2", "-o", str(out))
+    assert ok.returncode == 0 and ok.stderr.count("error") == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 2 and all(len(cell.split(";")) == 2 for cell in frame["top_k"])
+    assert frame["predicted"].tolist() == [cell.split(":")[0] for cell in frame["top_k"]]
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "model.keras").write_bytes(model_path.read_bytes())  # a model without its labels.json
+    missing = run_cli(str(lonely / "model.keras"), str(tmp_path / "imgs"))
+    assert missing.returncode == 2 and "labels.json" in missing.stderr and "Traceback" not in missing.stderr
+    assert len([line for line in missing.stderr.splitlines() if line.startswith("error:")]) == 1

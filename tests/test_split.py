@@ -53,10 +53,16 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     assert m["images"]["total"] == 24 + 3  # the originals and the three odd formats
 
 
-def test_same_params_same_bytes_and_no_content_in_two_splits(tmp_path: Path):
-    raw = _raw(tmp_path, {"a": 20, "b": 15, "c": 10})
+def test_same_params_same_bytes_and_no_content_in_two_splits(tmp_path: Path, monkeypatch):
+    import skinlesion.data.split as split_mod
+
+    raw = _raw(tmp_path, {"a": 30, "b": 25, "c": 20})  # 75 files: above the serial threshold (64)
     first = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS)).items()}
+    pools = []
+    real_context = split_mod.multiprocessing.get_context
+    monkeypatch.setattr(split_mod.multiprocessing, "get_context", lambda m: pools.append(m) or real_context(m))
     second = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS | {"workers": 2})).items()}
+    assert pools == ["spawn"]  # the parallel path really ran
     assert first == second
     frames = split_frames(split_dataset(raw, **ARGS))
     hashes = [set(f["sha256"]) for f in frames.values()]
@@ -104,8 +110,18 @@ def test_class_too_small_gets_a_clear_message(tmp_path: Path):
         split_dataset(raw, **ARGS)
 
 
-def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, ham_dir: Path):
+@pytest.mark.parametrize("images_per_lesion", [1, 4])
+def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, ham_dir: Path, images_per_lesion):
     fetch("folder", tmp_path / "raw", path=str(ham_dir), progress=False)
+    metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv", dtype=str)
+    if images_per_lesion > 1:
+        # The sample holds one image per lesion, where grouping cannot fail: regroup the real files of
+        # each class into lesions of several images, so that a leaking split would show.
+        metadata = metadata.sort_values(["dx", "image_id"], ignore_index=True)
+        metadata["lesion_id"] = (
+            metadata["dx"] + "-" + (metadata.groupby("dx").cumcount() // images_per_lesion).astype(str)
+        )
+    metadata.to_csv(tmp_path / "meta.csv", index=False)
     result = split_dataset(
         tmp_path / "raw",
         val_fraction=0.15,
@@ -113,10 +129,25 @@ def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, h
         seed=0,
         progress=False,
         group_by="lesion_id",
-        metadata=str(ham_dir / "HAM10000_metadata.csv"),
+        metadata=str(tmp_path / "meta.csv"),
     )
     m = data_summary(result)
     assert m["images"]["total"] == 1123 and m["classes"] == 7 and m["missing_metadata"] == 0
     groups = [{r.group for r in recs} for recs in result.splits.values()]
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    sizes = pd.Series([r.group for recs in result.splits.values() for r in recs]).value_counts()
+    assert sizes.max() == images_per_lesion  # the metadata's lesions, not one group per file
     assert 0.10 < m["images"]["test"] / 1123 < 0.20
+
+
+def test_label_conflicts_can_keep_the_first_copy_by_path(tmp_path: Path):
+    raw = _raw(tmp_path, {"a": 10, "b": 10})
+    same = write_image(raw / "unsplit" / "a" / "zz_shared.png", 777).read_bytes()
+    (raw / "unsplit" / "b" / "aa_shared.png").write_bytes(same)  # the same bytes under label b
+    dropped = split_dataset(raw, **ARGS)
+    kept = split_dataset(raw, **ARGS | {"drop_label_conflicts": False})
+    names = lambda result: {Path(r.path).name: r.label for recs in result.splits.values() for r in recs}  # noqa: E731
+    assert "zz_shared.png" not in names(dropped) and "aa_shared.png" not in names(dropped)
+    # The first copy by path wins: unsplit/a/zz_shared.png sorts before unsplit/b/aa_shared.png.
+    assert names(kept)["zz_shared.png"] == "a" and "aa_shared.png" not in names(kept)
+    assert [s["reason"] for s in kept.skipped] == ["label_conflict"]

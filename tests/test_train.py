@@ -98,11 +98,16 @@ def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     compile_model(model, 0.5, 0.0)
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
-    y = keras.utils.to_categorical(np.random.default_rng(1).integers(0, 2, 32), 2)
+    labels = (x[:, 0] > 0).astype(int)
+    y = keras.utils.to_categorical(labels, 2)
+    # Validation labels are the opposite rule: every epoch that learns the training rule makes
+    # validation worse, so after the first epoch nothing improves, the learning rate halves each
+    # epoch (lr_patience 1) and training stops after `patience` epochs without improvement.
+    y_val = keras.utils.to_categorical(1 - labels[:8], 2)
     rows, _ = fit_phase(
         model,
         lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
-        (x[:8], y[:8]),
+        (x[:8], y_val),
         phase=0,
         epochs=6,
         learning_rate=0.5,
@@ -115,13 +120,47 @@ def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
         batch_size=8,
         log=lambda _: None,
     )
-    best = min(r["val_loss"] for r in rows)
-    final = model.evaluate(x[:8], y[:8], verbose=0, return_dict=True)["loss"]
-    assert final == pytest.approx(best, rel=1e-5)
-    assert any(r["lr"] < 0.5 for r in rows[1:]) or len(rows) < 3
+    assert [r["lr"] for r in rows] == [0.5, 0.5, 0.25]  # the lr each epoch ran with
+    assert len(rows) == 3 and rows[0]["val_loss"] < min(r["val_loss"] for r in rows[1:])
+    final = model.evaluate(x[:8], y_val, verbose=0, return_dict=True)["loss"]
+    assert final == pytest.approx(rows[0]["val_loss"], rel=1e-5)  # the first (best) epoch's weights are kept
 
 
 def test_class_weights_from_training_labels():
     weights = class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
     assert weights[0] == pytest.approx(4 / 6) and weights[1] == pytest.approx(2.0) and weights[2] == 1.0
     assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_a_phase_that_never_beats_the_previous_best_keeps_the_weights_it_started_with(tmp_path: Path):
+    import keras
+    import tensorflow as tf
+
+    from skinlesion.modeling.model import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, 0.1, 0.0)
+    start = [w.copy() for w in model.get_weights()]
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
+    rows, _ = fit_phase(
+        model,
+        lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        (x, y),
+        phase=1,
+        epochs=2,
+        learning_rate=0.1,
+        patience=5,
+        lr_patience=5,
+        lr_factor=0.5,
+        class_weight=None,
+        seed=0,
+        state_dir=tmp_path,
+        batch_size=8,
+        initial_best=1e-9,  # phase 1's best validation loss: unbeatable
+        log=lambda _: None,
+    )
+    assert len(rows) == 2 and all(r["val_loss"] > 1e-9 for r in rows)
+    for kept, original in zip(model.get_weights(), start, strict=True):
+        np.testing.assert_array_equal(kept, original)

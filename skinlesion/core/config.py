@@ -238,7 +238,7 @@ class EvaluateConfig:
     seed: int = 0
 
     def validate(self, key: str) -> None:  # noqa: D102
-        _check(0 <= self.tta <= 8, f"{key}.tta", "must be in [0, 8] views", self.tta)
+        _check(0 <= self.tta <= 7, f"{key}.tta", "must be in [0, 7] (the square's other symmetries)", self.tta)
         _check(self.bootstrap >= 1000, f"{key}.bootstrap", "must be >= 1000 resamples", self.bootstrap)
         _check(0.5 < self.confidence < 1.0, f"{key}.confidence", "must be in (0.5, 1)", self.confidence)
         _check(self.calibration_bins >= 2, f"{key}.calibration_bins", "must be >= 2", self.calibration_bins)

@@ -148,7 +148,8 @@ def _archive_members(archive: Path) -> list[tuple[str, str]]:
         with tarfile.open(archive) as tf:
             return [(m.name, "file" if m.isfile() else "dir" if m.isdir() else "link") for m in tf.getmembers()]
     except tarfile.TarError as exc:
-        raise DataError(f"data.path={archive}: not a readable .zip or .tar archive ({exc})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__  # tarfile lists every method tried
+        raise DataError(f"data.path={archive}: not a readable .zip or .tar archive ({first.rstrip(':')})") from None
 
 
 def check_archive(archive: Path) -> None:

@@ -25,7 +25,11 @@ KEY_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro", "ec
 
 
 def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:
-    """The original batch plus up to ``n_views`` flipped/rotated copies (label-preserving in dermoscopy)."""
+    """The original batch plus up to ``n_views`` flipped/rotated copies (label-preserving in dermoscopy).
+
+    The copies are the 7 other symmetries of the square (dihedral group D4), each used at most once:
+    no view repeats another.
+    """
     transforms: list[Callable[[np.ndarray], np.ndarray]] = [
         lambda x: x[:, :, ::-1],
         lambda x: x[:, ::-1, :],
@@ -34,9 +38,24 @@ def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:
         lambda x: np.rot90(x, 3, axes=(1, 2)),
         lambda x: np.swapaxes(x, 1, 2),
         lambda x: np.rot90(np.swapaxes(x, 1, 2), 2, axes=(1, 2)),
-        lambda x: np.rot90(x[:, :, ::-1], 1, axes=(1, 2)),
     ]
+    if n_views > len(transforms):
+        raise ValueError(f"at most {len(transforms)} distinct views besides the original (asked for {n_views})")
     return [images] + [np.ascontiguousarray(t(images)) for t in transforms[:n_views]]
+
+
+def align_labels(test_labels: list[str], model_classes: list[str]) -> tuple[list[str], np.ndarray]:
+    """Index the test labels by the model's classes, giving a class the model never saw its own index.
+
+    Such a class (present in test only) is never predicted: it counts as all-wrong in recall-based
+    metrics instead of being dropped.
+
+    Returns:
+        All classes (the model's, then the test-only ones sorted) and the test labels as indices.
+    """
+    classes = list(model_classes) + sorted(set(test_labels) - set(model_classes))
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([index[c] for c in test_labels], dtype=np.int64)
 
 
 def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 32, tta: int = 0) -> np.ndarray:
@@ -136,15 +155,17 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     n = len(y_true)
     samples: dict[str, list[float]] = {m: [] for m in KEY_METRICS}
+    confidence_all, correct_all = probs.max(axis=1), y_pred == y_true
+    bins_all = np.clip(np.digitize(confidence_all, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], right=True), 0, n_bins - 1)
     for _ in range(resamples):
         idx = rng.integers(0, n, n)
         yt, pr = y_true[idx], probs[idx]
         for m, value in fast_metrics(yt, y_pred[idx], k, present).items():
             samples[m].append(value)
-        samples["ece"].append(expected_calibration_error(yt, pr, n_bins))
+        samples["ece"].append(_fast_ece(confidence_all[idx], correct_all[idx], bins_all[idx], n_bins))
         if len(present) >= 2:
             # Classes with no positive (or no negative) in a resample have no AUC: averaged over the rest.
-            aucs = [skm.roc_auc_score(yt == c, pr[:, c]) for c in present if 0 < (yt == c).sum() < n]
+            aucs = [_fast_auc(yt == c, pr[:, c]) for c in present if 0 < (yt == c).sum() < n]
             if aucs:
                 samples["roc_auc_macro"].append(float(np.mean(aucs)))
     alpha = (1 - confidence) / 2
@@ -153,6 +174,23 @@ def bootstrap_ci(
         for m, v in samples.items()
         if v
     }
+
+
+def _fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic on mid-ranks: equal to sklearn's, without its per-call checks."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos = int(positive.sum())
+    n_neg = len(scores) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _fast_ece(confidence: np.ndarray, correct: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
+    """:func:`expected_calibration_error` from precomputed per-image confidence, correctness and bin."""
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.bincount(bins, weights=confidence, minlength=n_bins) - np.bincount(bins, weights=correct, minlength=n_bins)
+    return float(np.abs(gap[count > 0]).sum() / len(confidence))
 
 
 def log_summary(directory: str | Path, result: dict) -> None:

@@ -83,6 +83,19 @@ def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(out["index"])
 
 
+MIN_AGREEMENT = 0.99  # below this top-1 agreement with Keras, export warns
+
+
+def agreement_warning(agreement: dict, quantization: str) -> str | None:
+    """The warning to print when the TFLite model's labels agree with Keras' on too few test images."""
+    if agreement["label_agreement"] >= MIN_AGREEMENT:
+        return None
+    return (
+        f"warning: TFLite ({quantization}) disagrees with Keras on {1 - agreement['label_agreement']:.0%} of "
+        f"{agreement['images']} test images; consider export.quantization: none"
+    )
+
+
 def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantization: str, agreement: dict) -> str:
     """Markdown model card: classes, data and split, headline metrics with uncertainty, use and limits.
 

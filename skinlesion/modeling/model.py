@@ -233,10 +233,23 @@ def inference_copy(model: Any) -> Any:
 
 
 def load_classifier(path: str | Path) -> Any:
-    """Load a saved classifier in safe mode (no Lambda layers or custom objects are needed)."""
+    """Load a saved classifier in safe mode (no Lambda layers or custom objects are needed).
+
+    Raises:
+        DataError: One line naming the file, when it is missing or not a loadable Keras model.
+    """
     import keras
 
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    from skinlesion.core.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found: train it first (`dvc repro`), or `dvc checkout` / `dvc pull` it")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a non-model file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a loadable Keras model ({first})") from None
 
 
 def inference_model(model: Any) -> Any:

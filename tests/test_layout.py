@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from skinlesion.core.errors import DataError
+from skinlesion.core.layout import LabelMap, RunPaths
+
+
+def test_one_folder_per_run():
+    run = RunPaths("vgg19", 2)
+    assert run.root == Path("runs/vgg19/seed2") and run.name == "vgg19-2"
+    for path in (run.model, run.model_dir, run.config, run.train_log, run.eval_dir, run.predictions, run.roc):
+        assert run.root in path.parents
+    assert run.model.parent == run.model_dir
+
+
+def test_label_map_round_trip(tmp_path: Path):
+    LabelMap(("mel", "nv"), 224).write(tmp_path)
+    assert LabelMap.read(tmp_path) == LabelMap(("mel", "nv"), 224)
+    LabelMap(("mel", "nv"), 224, backbone="mobilenet", seed=1).write(tmp_path / "h")
+    assert LabelMap.read(tmp_path / "h").seed == 1
+
+
+def test_label_map_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(DataError, match="labels.json not found"):
+        LabelMap.read(tmp_path)
+    (tmp_path / "labels.json").write_text('{"classes": ["a"]}')
+    with pytest.raises(DataError, match="not a skinlesion label map"):
+        LabelMap.read(tmp_path)
+
+
+def test_read_split_errors_name_the_file_and_the_fix(tmp_path: Path):
+    from skinlesion.core.layout import read_split
+
+    with pytest.raises(DataError, match=r"train.csv not found: run `dvc repro split`"):
+        read_split("train", tmp_path)
+    (tmp_path / "val.csv").write_text("path,label,sha256,group\n")
+    with pytest.raises(DataError, match="val split has no images"):
+        read_split("val", tmp_path)
