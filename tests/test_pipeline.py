@@ -163,6 +163,21 @@ def test_forced_retrain_to_same_weights_reruns_nothing_downstream(project: Path)
     assert git(project, "status", "--porcelain") == ""  # dvc.lock and every git-tracked output unchanged
 
 
+def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(project: Path):
+    run = project / "runs" / "mobilenet" / "seed0"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    (project / "broken.weights.h5").write_bytes(b"")  # exists (config accepts it), loads into nothing
+    edit_params(project, lambda p: p["train"].update(weights="broken.weights.h5"))
+    failed = dvc(project, "repro", "train@mobilenet-0", check=False)
+    assert failed.returncode != 0 and "error: train.weights=broken.weights.h5" in failed.stdout + failed.stderr
+    assert not (run / "model" / "model.keras").exists()  # DVC removed the outputs before running
+    git(project, "checkout", "--", "params.yaml")
+    (project / "broken.weights.h5").unlink()
+    dvc(project, "checkout")
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before and "Data and pipelines are up to date" in dvc(project, "status").stdout
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -56,14 +56,23 @@ class TrainingLog:
     uninterrupted run's. No timestamps are logged: the same training gives the same bytes.
 
     Args:
-        directory: The run's dvclive folder (emptied first).
+        directory: The run's dvclive folder (emptied, then written from the first epoch on: a run that
+            fails before training leaves nothing behind).
     """
 
     def __init__(self, directory: str | Path):
-        from dvclive import Live
+        self.directory = str(directory)
+        self._live = None
 
-        # dvcyaml=False: dvc.yaml declares the outputs; the log must never rewrite the pipeline file.
-        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+    @property
+    def live(self) -> Any:
+        """The dvclive logger, created on first use."""
+        if self._live is None:
+            from dvclive import Live
+
+            # dvcyaml=False: dvc.yaml declares the outputs; the log must never rewrite the pipeline file.
+            self._live = Live(self.directory, dvcyaml=False, save_dvc_exp=False, report=None)
+        return self._live
 
     def __call__(self, row: dict) -> None:
         """Log one epoch's history row and advance the step."""
