@@ -162,3 +162,43 @@ def test_comparison_data_overlays_runs_and_pools_seeds(tmp_path: Path):
     curves = curves_frame({"vgg19": {0: history([3, 2, 1], [0, 0, 1]), 1: history([4, 3], [0, 1])}})
     figure = comparison_figure(per_run, curves, roc, cal, confusion, "vgg19 seed 1")
     assert len(figure.axes) >= 10
+
+
+def _write_run(root: Path, backbone: str, seed: int, val: float, test: float) -> None:
+    from skinlesion.core.io import write_json
+    from skinlesion.core.layout import RunPaths
+
+    run = RunPaths(backbone, seed)
+    write_json(root / run.train_summary, {"val_balanced_accuracy": val})
+    write_json(root / run.eval_summary, _metrics(test))
+    pd.DataFrame({"path": ["x"], "actual": ["a"], "predicted": ["a"], "p_a": [1.0]}).to_csv(
+        root / run.predictions, index=False
+    )
+    pd.DataFrame({"fpr": [0.0, 1.0], "macro": [0.0, 1.0]}).to_csv(root / run.roc, index=False)
+    pd.DataFrame({"bin": [9], "confidence": [0.95], "accuracy": [1.0], "count": [1]}).to_csv(
+        root / run.calibration, index=False
+    )
+    metrics = root / run.train_log / "plots" / "metrics"
+    for name, value in (
+        ("train/loss", 1),
+        ("train/accuracy", 0.5),
+        ("val/loss", 1),
+        ("val/accuracy", 0.5),
+        ("lr", 0.1),
+        ("phase", 0),
+    ):
+        (metrics / name).parent.mkdir(parents=True, exist_ok=True)
+        (metrics / f"{name}.tsv").write_text(f"step\t{Path(name).name}\n0\t{value}\n")
+
+
+def test_headline_run_is_chosen_by_the_validation_score_in_the_training_log(tmp_path: Path, monkeypatch):
+    from skinlesion.evaluation.aggregate import collect_runs
+
+    # Validation and test disagree: seed 1 is best on validation, seed 0 on test.
+    _write_run(tmp_path, "mobilenet", 0, val=0.50, test=0.90)
+    _write_run(tmp_path, "mobilenet", 1, val=0.70, test=0.40)
+    monkeypatch.chdir(tmp_path)
+    runs = collect_runs(["mobilenet"], [0, 1])
+    assert runs.val_scores["mobilenet"] == {0: 0.50, 1: 0.70}
+    assert runs.metrics["mobilenet"][0]["balanced_accuracy"] == 0.90
+    assert select_run(runs.val_scores["mobilenet"]) == 1

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -21,7 +22,7 @@ GIT_ID = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@example.com",
 }
-GENERATED = ("dvc.lock", "metrics/", "plots/", "reports/", "models/")
+GENERATED = ("dvc.lock", "metrics/", "plots/", "reports/", "models/", "runs/")
 
 
 def tiny_params() -> dict:
@@ -140,6 +141,11 @@ def test_full_repro_status_and_no_op_second_run(project: Path):
     assert "Running stage" not in dvc(project, "repro").stdout
     headline = json.loads((project / "metrics" / "metrics.json").read_text())
     assert headline["model"] == "mobilenet" and headline["seed"] == 0
+    # Trained models beat chance on the held-out test split (6 classes; 18 test images in this tiny run).
+    runs = [json.loads(p.read_text()) for p in sorted((project / "runs").glob("*/seed0/eval/metrics.json"))]
+    classes = json.loads((project / "reports" / "data.json").read_text())["classes"]
+    assert len(runs) == 3 and np.mean([r["balanced_accuracy"] for r in runs]) > 1 / classes
+    assert np.mean([r["roc_auc_macro"] for r in runs]) > 0.55
     # The lean experiment table: headline first, few columns, few numbers.
     columns = dvc(project, "exp", "show", "--csv").stdout.splitlines()[0].split(",")
     assert columns.index("test.balanced_accuracy") < 25 and len(columns) <= 120
