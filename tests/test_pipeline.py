@@ -242,6 +242,9 @@ def test_remote_push_then_fresh_clone_pulls_everything(project: Path, tmp_path: 
     dvc(clone, "pull")
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
     assert "Running stage" not in dvc(clone, "repro").stdout
+    # A version of the registry entry is a GTO tag (what `gto register` writes); `artifacts get`
+    # fetches the newest one through the repository's default remote.
+    git(project, "tag", "-a", "skinlesion-classifier@v0.1.0", "-m", "Registering skinlesion-classifier v0.1.0")
     out = tmp_path / "artifact"
     dvc(tmp_path, "artifacts", "get", str(project), "skinlesion-classifier", "-o", str(out))
     assert (out / "model.keras").read_bytes() == (project / "models" / "headline" / "model.keras").read_bytes()
