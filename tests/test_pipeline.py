@@ -56,6 +56,29 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def reproduced(project: Path) -> Path:
+    """The tiny project after one full `dvc repro`, committed as `baseline`."""
+    dvc(project, "repro")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline")
+    return project
+
+
+@pytest.fixture
+def repo(reproduced: Path):
+    """The reproduced project; whatever a test changes is undone afterwards (tests share no state)."""
+    base = git(reproduced, "rev-parse", "HEAD").strip()
+    yield reproduced
+    git(reproduced, "reset", "-q", "--hard", base)
+    git(reproduced, "clean", "-qfd")  # untracked files; ignored ones (outputs, the DVC cache) stay
+    for tag in git(reproduced, "tag").split():
+        git(reproduced, "tag", "-d", tag)
+    dvc(reproduced, "exp", "remove", "--all-commits", "-q", check=False)
+    dvc(reproduced, "checkout", "--force")
+    assert "Data and pipelines are up to date" in dvc(reproduced, "status").stdout
+
+
 def env() -> dict:
     out = dict(os.environ) | GIT_ID
     out["PATH"] = str(Path(sys.executable).parent) + os.pathsep + out["PATH"]
@@ -85,10 +108,10 @@ def changed_stages(root: Path) -> set[str]:
     return set(json.loads(dvc(root, "status", "--json").stdout))
 
 
-def test_kill_during_training_then_repro_resumes(project: Path):
-    dvc(project, "repro", "augment-preview")
+def test_kill_during_training_then_repro_resumes(repo: Path):
+    project = repo
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "train@mobilenet-0"],
+        [sys.executable, "-m", "dvc", "repro", "--force", "train@mobilenet-0"],
         cwd=project,
         env=env(),
         stdout=subprocess.DEVNULL,
@@ -105,16 +128,19 @@ def test_kill_during_training_then_repro_resumes(project: Path):
     proc.wait()
     # Where the kill landed is read from the checkpoint, not guessed from timing.
     state = json.loads(state_files[0].read_text())
-    rerun = dvc(project, "repro", "train@mobilenet-0")
+    # --force: the outputs are in the DVC cache, and a plain repro would restore them instead of training.
+    rerun = dvc(project, "repro", "--force", "train@mobilenet-0")
     if not state["done"]:
         assert f"resuming after epoch {state['epoch']}" in rerun.stdout + rerun.stderr
     log = project / "runs" / "mobilenet" / "seed0" / "train" / "plots" / "metrics" / "val" / "loss.tsv"
     assert log.read_text().splitlines()[0] == "step\tloss"
     assert [int(line.split("\t")[0]) for line in log.read_text().splitlines()[1:]] == [0, 1, 2, 3, 4]
+    # The resumed run ends exactly where the uninterrupted baseline run did: nothing else changed.
+    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
 
 
-def test_full_repro_status_and_no_op_second_run(project: Path):
-    dvc(project, "repro")
+def test_full_repro_status_and_no_op_second_run(repo: Path):
+    project = repo
     for rel in (
         "metrics/metrics.json",
         "metrics/backbones.json",
@@ -156,11 +182,10 @@ def test_full_repro_status_and_no_op_second_run(project: Path):
     assert agreement["label_agreement"] == 1.0 and agreement["max_abs_diff"] < 0.02
     # Outputs honour the umask (0644 under 022), not mkstemp's 0600.
     assert (project / "metrics" / "metrics.json").stat().st_mode & 0o044 == 0o044
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "baseline")
 
 
-def test_forced_retrain_to_same_weights_reruns_nothing_downstream(project: Path):
+def test_forced_retrain_to_same_weights_reruns_nothing_downstream(repo: Path):
+    project = repo
     model = project / "runs" / "mobilenet" / "seed0" / "model" / "model.keras"
     before = model.read_bytes()
     dvc(project, "repro", "--force", "train@mobilenet-0")
@@ -169,7 +194,8 @@ def test_forced_retrain_to_same_weights_reruns_nothing_downstream(project: Path)
     assert git(project, "status", "--porcelain") == ""  # dvc.lock and every git-tracked output unchanged
 
 
-def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(project: Path):
+def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(repo: Path):
+    project = repo
     run = project / "runs" / "mobilenet" / "seed0"
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     (project / "broken.weights.h5").write_bytes(b"")  # exists (config accepts it), loads into nothing
@@ -195,30 +221,27 @@ def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(project: Path):
     ],
     ids=["preview", "runtime", "vgg19", "model", "evaluation-code"],
 )
-def test_status_names_exactly_the_affected_stages(project: Path, change, expected):
+def test_status_names_exactly_the_affected_stages(repo: Path, change, expected):
     if change is None:  # an edit of evaluation code
-        with (project / "skinlesion" / "evaluation" / "evaluate.py").open("a") as f:
+        with (repo / "skinlesion" / "evaluation" / "evaluate.py").open("a") as f:
             f.write("\n# edited\n")
     else:
-        edit_params(project, change)
-    try:
-        assert changed_stages(project) == expected
-    finally:
-        git(project, "checkout", "--", "params.yaml", "skinlesion")
+        edit_params(repo, change)
+    assert changed_stages(repo) == expected
 
 
-def test_changing_model_reruns_only_aggregate_and_export(project: Path):
+def test_changing_model_reruns_only_aggregate_and_export(repo: Path):
+    project = repo
     out = dvc(project, "exp", "run", "-S", "model=inceptionv3")
     ran = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'aggregate':", "Running stage 'export':"]  # nothing trains or re-evaluates
     diff = dvc(project, "metrics", "diff", "--json").stdout
     assert "metrics/metrics.json" in diff
     assert json.loads((project / "metrics" / "metrics.json").read_text())["model"] == "inceptionv3"
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "inceptionv3 headline")
 
 
-def test_plots_show_overlays_every_run(project: Path):
+def test_plots_show_overlays_every_run(repo: Path):
+    project = repo
     dvc(project, "plots", "show", "-o", "html_out")
     page = (project / "html_out" / "index.html").read_text()
     for title in ("Validation loss, every run", "Macro ROC per backbone", "Confusion, headline run", "Calibration"):
@@ -231,7 +254,8 @@ def test_plots_show_overlays_every_run(project: Path):
     shutil.rmtree(project / "html_out")
 
 
-def test_remote_push_then_fresh_clone_pulls_everything(project: Path, tmp_path: Path):
+def test_remote_push_then_fresh_clone_pulls_everything(repo: Path, tmp_path: Path):
+    project = repo
     remote = tmp_path / "remote"
     dvc(project, "remote", "add", "-d", "local", str(remote))
     git(project, "add", "-A")
@@ -248,10 +272,11 @@ def test_remote_push_then_fresh_clone_pulls_everything(project: Path, tmp_path: 
     out = tmp_path / "artifact"
     dvc(tmp_path, "artifacts", "get", str(project), "skinlesion-classifier", "-o", str(out))
     assert (out / "model.keras").read_bytes() == (project / "models" / "headline" / "model.keras").read_bytes()
-    assert json.loads((out / "labels.json").read_text())["backbone"] == "inceptionv3"
+    assert json.loads((out / "labels.json").read_text())["backbone"] == "mobilenet"
 
 
-def test_a_fourth_backbone_runs_without_editing_dvc_yaml(project: Path):
+def test_a_fourth_backbone_runs_without_editing_dvc_yaml(repo: Path):
+    project = repo
     pipeline = (project / "dvc.yaml").read_bytes()
 
     def add_resnet(params: dict) -> None:
