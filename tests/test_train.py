@@ -88,15 +88,37 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: 
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
+def _linear_model(learning_rate: float):
     import keras
-    import tensorflow as tf
 
     from skinlesion.modeling.model import compile_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-    compile_model(model, 0.5, 0.0)
+    compile_model(model, learning_rate, 0.0)
+    return model
+
+
+def _fit(model, x, y, validation, state_dir: Path, **settings) -> list[dict]:
+    import tensorflow as tf
+
+    defaults = dict(phase=0, epochs=6, patience=2, lr_patience=1, lr_factor=0.5, class_weight=None, seed=0)
+    rows, _ = fit_phase(
+        model,
+        lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        validation,
+        state_dir=state_dir,
+        batch_size=8,
+        log=lambda _: None,
+        **(defaults | settings),
+    )
+    return rows
+
+
+def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
+    import keras
+
+    model = _linear_model(0.5)
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     labels = (x[:, 0] > 0).astype(int)
     y = keras.utils.to_categorical(labels, 2)
@@ -104,22 +126,7 @@ def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
     # validation worse, so after the first epoch nothing improves, the learning rate halves each
     # epoch (lr_patience 1) and training stops after `patience` epochs without improvement.
     y_val = keras.utils.to_categorical(1 - labels[:8], 2)
-    rows, _ = fit_phase(
-        model,
-        lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
-        (x[:8], y_val),
-        phase=0,
-        epochs=6,
-        learning_rate=0.5,
-        patience=2,
-        lr_patience=1,
-        lr_factor=0.5,
-        class_weight=None,
-        seed=0,
-        state_dir=tmp_path,
-        batch_size=8,
-        log=lambda _: None,
-    )
+    rows = _fit(model, x, y, (x[:8], y_val), tmp_path, learning_rate=0.5)
     assert [r["lr"] for r in rows] == [0.5, 0.5, 0.25]  # the lr each epoch ran with
     assert len(rows) == 3 and rows[0]["val_loss"] < min(r["val_loss"] for r in rows[1:])
     final = model.evaluate(x[:8], y_val, verbose=0, return_dict=True)["loss"]
@@ -134,32 +141,24 @@ def test_class_weights_from_training_labels():
 
 def test_a_phase_that_never_beats_the_previous_best_keeps_the_weights_it_started_with(tmp_path: Path):
     import keras
-    import tensorflow as tf
 
-    from skinlesion.modeling.model import compile_model
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-    compile_model(model, 0.1, 0.0)
+    model = _linear_model(0.1)
     start = [w.copy() for w in model.get_weights()]
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
     y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
-    rows, _ = fit_phase(
+    # initial_best: phase 1's best validation loss, here unbeatable.
+    rows = _fit(
         model,
-        lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        x,
+        y,
         (x, y),
+        tmp_path,
         phase=1,
         epochs=2,
         learning_rate=0.1,
         patience=5,
         lr_patience=5,
-        lr_factor=0.5,
-        class_weight=None,
-        seed=0,
-        state_dir=tmp_path,
-        batch_size=8,
-        initial_best=1e-9,  # phase 1's best validation loss: unbeatable
-        log=lambda _: None,
+        initial_best=1e-9,
     )
     assert len(rows) == 2 and all(r["val_loss"] > 1e-9 for r in rows)
     for kept, original in zip(model.get_weights(), start, strict=True):
