@@ -43,22 +43,34 @@ def copy_sources(dest: Path) -> None:
         subprocess.run(cmd, cwd=dest, check=True, env=env)
 
 
+def copy_env(root: Path) -> dict[str, str]:
+    """The environment of commands run in the copy: its own package first, not this checkout's editable install."""
+    return os.environ | {"PYTHONPATH": str(root)}
+
+
 def timed_repro(root: Path) -> tuple[float, dict[str, float]]:
     """Run ``dvc repro`` streaming its output; return the wall time and seconds per stage."""
     start = last = time.perf_counter()
     stages: dict[str, float] = {}
     current = None
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=copy_env(root),
     )
+    tail: list[str] = []
     for line in proc.stdout:
+        tail = (tail + [line])[-40:]
         if line.startswith("Running stage '"):
             now = time.perf_counter()
             if current:
                 stages[current] = now - last
             current, last = line.split("'")[1], now
     if proc.wait() != 0:
-        raise SystemExit("dvc repro failed")
+        raise SystemExit("dvc repro failed:\n" + "".join(tail))
     end = time.perf_counter()
     if current:
         stages[current] = end - last
@@ -68,7 +80,7 @@ def timed_repro(root: Path) -> tuple[float, dict[str, float]]:
 def dvc(root: Path, *args: str) -> str:
     """Run a DVC command in ``root`` and return its standard output."""
     return subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=root, check=True, capture_output=True, text=True
+        [sys.executable, "-m", "dvc", *args], cwd=root, check=True, capture_output=True, text=True, env=copy_env(root)
     ).stdout
 
 
@@ -101,9 +113,7 @@ def main() -> None:
     print(f"dvc repro: {wall:.0f} s wall, peak RSS of the largest process {peak_mb:.0f} MB")
     for name, seconds in stages.items():
         print(f"  {name:24s} {seconds:6.1f} s")
-    second = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"], cwd=root, check=True, capture_output=True, text=True
-    ).stdout
+    second = dvc(root, "repro")
     print(f"second dvc repro ran a stage: {'Running stage' in second}")
     differing = differing_outputs(root)
     print(f"outputs differing from the committed ones (dvc.lock included): {differing or 'none'}")
