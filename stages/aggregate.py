@@ -53,13 +53,11 @@ def main() -> None:
     tests = ag.pairwise_tests(runs.predictions)
     selected = ag.select_run(runs.val_scores[config.model])
     headline = runs.metrics[config.model][selected]
-    write_json(
-        layout.HEADLINE_METRICS,
-        ag.headline_metrics(config.model, selected, runs.val_scores[config.model][selected], headline, summary),
-        sort_keys=False,
-    )
+    write_json(layout.HEADLINE_METRICS, ag.headline_metrics(config.model, headline, summary), sort_keys=False)
     write_json(layout.BACKBONE_METRICS, ag.backbone_metrics(summary))
-    write_json(layout.SUMMARY_JSON, {"backbones": summary, "pairwise_mcnemar": tests})
+    val_score = runs.val_scores[config.model][selected]
+    selection = {"model": config.model, "seed": selected, "val_balanced_accuracy": val_score}
+    write_json(layout.SUMMARY_JSON, {"headline": selection, "backbones": summary, "pairwise_mcnemar": tests})
     write_text(layout.SUMMARY_MD, ag.summary_table(summary) + "\n\n" + ag.tests_table(tests) + "\n")
 
     curves, roc = ag.curves_frame(runs.curves), ag.roc_frame(runs.roc)

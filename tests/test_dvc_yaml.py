@@ -47,8 +47,26 @@ def closure(script: Path) -> set[Path]:
     return {p.relative_to(REPO) for p in seen}
 
 
+def inert(path: Path) -> bool:
+    """A package marker with no code: only a docstring and constant assignments (``__version__``)."""
+    body = ast.parse((REPO / path).read_text()).body
+    return path.name == "__init__.py" and all(
+        (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+        or (isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant))
+        for n in body
+    )
+
+
 def covered(path: Path, deps: list[str]) -> bool:
-    return any(path == Path(d) or Path(d) in path.parents for d in deps)
+    return inert(path) or any(path == Path(d) or Path(d) in path.parents for d in deps)
+
+
+def test_only_code_free_package_markers_may_be_left_out_of_deps(tmp_path: Path):
+    assert inert(Path("skinlesion/__init__.py"))  # what lets stages leave it out of their deps
+    assert not inert(Path("skinlesion/core/layout.py"))
+    marker = tmp_path / "__init__.py"  # absolute: REPO / marker is marker
+    marker.write_text((REPO / "skinlesion" / "__init__.py").read_text() + "from .core import layout\n")
+    assert not inert(marker)  # an __init__ that imports (runs code) must be a dep
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

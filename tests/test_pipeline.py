@@ -166,7 +166,8 @@ def test_full_repro_status_and_no_op_second_run(repo: Path):
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
     assert "Running stage" not in dvc(project, "repro").stdout
     headline = json.loads((project / "metrics" / "metrics.json").read_text())
-    assert headline["model"] == "mobilenet" and headline["seed"] == 0
+    selected = json.loads((project / "reports" / "summary.json").read_text())["headline"]
+    assert headline["model"] == selected["model"] == "mobilenet" and selected["seed"] == 0
     # Trained models beat chance on the held-out test split (6 classes; 18 test images in this tiny run).
     runs = [json.loads(p.read_text()) for p in sorted((project / "runs").glob("*/seed0/eval/metrics.json"))]
     classes = json.loads((project / "reports" / "data.json").read_text())["classes"]

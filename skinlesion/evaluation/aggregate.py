@@ -43,20 +43,18 @@ def collect_runs(backbones: list[str], seeds: list[int]) -> RunResults:
     return out
 
 
-def headline_metrics(model: str, seed: int, val_score: float, run: dict, summary: dict) -> dict:
+def headline_metrics(model: str, run: dict, summary: dict) -> dict:
     """``metrics/metrics.json``: the selected run's key test metrics and CIs first, then the seed spread.
 
     Insertion order is the column order of ``dvc exp show``: the headline balanced accuracy comes first.
-    The spread over seeds covers the two class-balanced metrics only (the rest are in
-    ``reports/summary.json``): every number here is a column of the experiment table.
+    The spread over seeds covers the two class-balanced metrics only (the rest, and which seed was
+    selected, are in ``reports/summary.json``): every number here is a column of the experiment table.
     """
     return {
         "test": {m: run.get(m) for m in KEY_METRICS},
         "ci": {m: run["ci"][m] for m in KEY_METRICS if m in run.get("ci", {})},
         "seeds": {m: {k: summary[model][m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
         "model": model,
-        "seed": seed,
-        "val_balanced_accuracy": val_score,
     }
 
 
