@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.core.config import load_config
+from skinlesion.core.decoded import decoded_images
 from skinlesion.core.errors import cli
-from skinlesion.core.images import load_batch
 from skinlesion.core.io import write_csv, write_json, write_text
 from skinlesion.core.layout import LabelMap, RunPaths, read_split, run_arguments
 from skinlesion.evaluation import evaluate as ev
@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     all_classes, y_true = ev.align_labels(test["label"].tolist(), list(labels.classes))
 
     model = load_classifier(run.model)
-    images = load_batch(test["path"].tolist(), labels.image_size, config.runtime.workers)
+    # The same pixels as a direct decode, decoded once for every run of this size (core/decoded.py).
+    images = decoded_images(
+        test["path"].tolist(), test["sha256"].tolist(), labels.image_size, workers=config.runtime.workers, label="test"
+    ).load()
     unknown = len(all_classes) - len(labels.classes)  # zero-probability columns of the test-only classes
 
     def predict(tta: int) -> np.ndarray:

@@ -61,11 +61,23 @@ def main(argv: list[str] | None = None) -> None:
         augment_cfg=config.augment,
         runtime=config.runtime,
         seed=args.seed,
-        data=TrainData(classes, train["path"].tolist(), y_train, val_kept["path"].tolist(), y_val),
+        data=TrainData(
+            classes,
+            train["path"].tolist(),
+            y_train,
+            val_kept["path"].tolist(),
+            y_val,
+            train["sha256"].tolist(),
+            val_kept["sha256"].tolist(),
+        ),
         state_dir=state_dir,
         on_epoch=log,
     )
     elapsed = time.perf_counter() - start
+    if not result.chief:  # another worker of a multi-worker run: the chief writes every output
+        print(f"train@{run.name}: worker finished in {elapsed:.0f}s; the chief writes the outputs")
+        clear_state(result.state_dir)  # its own checkpoints only: the chief may still read its own
+        return
 
     save_keras_model(inference_copy(result.model), run.model)
     LabelMap(tuple(classes), backbone.image_size).write(run.model_dir)

@@ -47,3 +47,77 @@ def test_stage_with_invalid_params_fails_before_work_naming_the_key(tmp_path: Pa
 def test_matrix_stage_needs_its_arguments(tmp_path: Path):
     proc = run_stage(tmp_path, "train.py", "--backbone", "mobilenet")
     assert proc.returncode == 2 and "--seed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tiny_project(root: Path, images: Path, distribute: str) -> Path:
+    """A project folder with tiny params and train/val splits of the given synthetic images."""
+    import hashlib
+
+    import pandas as pd
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.update(backbones=["mobilenet"], seeds=[0])
+    params["mobilenet"].update(image_size=32, unfreeze=4)
+    params["train"].update(batch_size=16, epochs_head=2, epochs_finetune=1, weights="none")
+    params["runtime"].update(distribute=distribute, workers=1)
+    root.mkdir(parents=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rows = [
+        {"path": str(p), "label": p.parent.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "group": p.stem}
+        for p in sorted(images.rglob("*.png"))
+    ]
+    (root / "data" / "splits").mkdir(parents=True)
+    pd.DataFrame(rows[::2]).to_csv(root / "data" / "splits" / "train.csv", index=False)
+    pd.DataFrame(rows[1::2]).to_csv(root / "data" / "splits" / "val.csv", index=False)
+    return root
+
+
+def test_two_workers_train_one_run_and_only_the_chief_writes_it(tmp_path: Path):
+    import json
+
+    import numpy as np
+
+    from skinlesion.data.synthetic import generate
+    from skinlesion.modeling.model import load_classifier
+
+    generate(tmp_path / "images", 48, 32, seed=2, workers=1, progress=False)
+    # Each worker in its own folder, as on its own machine: nothing the worker does can land in the chief's.
+    roots = [_tiny_project(tmp_path / f"node{i}", tmp_path / "images", "multiworker") for i in range(2)]
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(REPO / "stages" / "train.py"), "--backbone", "mobilenet", "--seed", "0"],
+            cwd=root,
+            env=env | {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, root in enumerate(roots)
+    ]
+    outputs = [p.communicate(timeout=420) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert "the chief writes the outputs" in outputs[1][0]
+    run = RunPaths("mobilenet", 0)
+    chief, worker = roots
+    assert (chief / run.model).is_file() and (chief / run.config).is_file() and (chief / run.train_log).is_dir()
+    assert not (worker / "runs").exists()  # the other worker wrote no output
+    assert not any((worker / ".cache" / "train").rglob("*.h5"))  # and cleared its checkpoints
+    model = load_classifier(chief / run.model)
+    probs = np.asarray(model.predict(np.zeros((2, 40, 40, 3), "float32"), verbose=0))
+    assert probs.shape == (2, len(LabelMap.read(chief / run.model_dir).classes))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

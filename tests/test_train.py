@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from skinlesion.core.config import AugmentConfig, BackboneConfig, RuntimeConfig,
 from skinlesion.data.synthetic import generate
 from skinlesion.modeling.train import TrainData, TrainingLog, class_weights, fit_phase, read_training_log, train_run
 
+SERIAL = RuntimeConfig(workers=1, distribute="none")
 TRAIN = TrainConfig(batch_size=16, epochs_head=3, epochs_finetune=2, weights="none", patience=5)
 
 
@@ -21,16 +23,33 @@ def tiny_data(tmp_path_factory):
     return paths, labels, classes
 
 
-def _run(tiny_data, state_dir: Path, seed: int = 0, train: TrainConfig = TRAIN, on_epoch=lambda row: None):
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the decode-once cache (.cache/decoded) goes there, not into the checkout
+
+
+def _data(tiny_data) -> TrainData:
     paths, labels, classes = tiny_data
+    sha = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    return TrainData(classes, paths[::2], labels[::2], paths[1::2], labels[1::2], sha[::2], sha[1::2])
+
+
+def _run(
+    tiny_data,
+    state_dir: Path,
+    seed: int = 0,
+    train: TrainConfig = TRAIN,
+    on_epoch=lambda row: None,
+    runtime: RuntimeConfig = SERIAL,
+):
     return train_run(
         spec=get_backbone("mobilenet"),
         backbone=BackboneConfig(image_size=32, unfreeze=4),
         train_cfg=train,
         augment_cfg=AugmentConfig(),
-        runtime=RuntimeConfig(workers=1, distribute="none"),
+        runtime=runtime,
         seed=seed,
-        data=TrainData(classes, paths[::2], labels[::2], paths[1::2], labels[1::2]),
+        data=_data(tiny_data),
         state_dir=state_dir,
         on_epoch=on_epoch,
         log=lambda _: None,
@@ -44,9 +63,10 @@ def _logged_run(tiny_data, state_dir: Path, log_dir: Path):
     return result
 
 
-def test_same_seed_gives_identical_weights_and_history(tiny_data, tmp_path: Path):
+def test_same_seed_gives_identical_weights_and_history_in_memory_or_streamed(tiny_data, tmp_path: Path):
     a = _run(tiny_data, tmp_path / "a")
-    b = _run(tiny_data, tmp_path / "b")
+    # in_memory_mb=0: batches are read from the disk cache; the run must not notice.
+    b = _run(tiny_data, tmp_path / "b", runtime=RuntimeConfig(workers=1, in_memory_mb=0, distribute="none"))
     for x, y in zip(a.model.weights, b.model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert a.history == b.history
@@ -163,3 +183,23 @@ def test_a_phase_that_never_beats_the_previous_best_keeps_the_weights_it_started
     assert len(rows) == 2 and all(r["val_loss"] > 1e-9 for r in rows)
     for kept, original in zip(model.get_weights(), start, strict=True):
         np.testing.assert_array_equal(kept, original)
+
+
+def test_mixed_float16_trains_and_saves_a_model_plain_keras_loads(tiny_data, tmp_path: Path):
+    import keras
+
+    from skinlesion.core.io import save_keras_model
+    from skinlesion.modeling.model import inference_copy, load_classifier
+
+    mixed = TrainConfig(batch_size=16, epochs_head=1, epochs_finetune=1, weights="none", precision="mixed_float16")
+    result = _run(tiny_data, tmp_path / "state", train=mixed)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the run
+    assert result.model.get_layer("classifier").dtype_policy.name == "float32"
+    assert result.model.get_layer("pool").compute_dtype == "float16"
+    save_keras_model(inference_copy(result.model), tmp_path / "model.keras")
+    loaded = load_classifier(tmp_path / "model.keras")
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3)).astype("float32")
+    probs = np.asarray(loaded.predict(images, verbose=0))
+    assert probs.dtype == np.float32 and probs.shape == (3, len(tiny_data[2]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probs, np.asarray(result.model.predict(images, verbose=0)), atol=2e-3)

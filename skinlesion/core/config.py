@@ -141,16 +141,33 @@ class PreviewConfig:
         _check(self.views >= 1, f"{key}.views", "must be >= 1", self.views)
 
 
+# Keras dtype policies a run may train under (bfloat16 variants would suit TPUs; not offered yet).
+PRECISIONS = ("float32", "mixed_float16")
+# XLA compilation of the train step -> Keras' compile(jit_compile=...): auto lets Keras decide (XLA on
+# GPUs when every layer supports it, none on CPUs; without jit the JAX backend even runs eagerly).
+JIT_COMPILE = {"auto": "auto", "always": True, "never": False}
+# none: default device; auto: MirroredStrategy over the local GPUs when there are several;
+# multiworker: MultiWorkerMirroredStrategy over the machines that TF_CONFIG lists.
+DISTRIBUTE = ("auto", "none", "multiworker")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Speed-only settings: they change how fast results come, never the results, so no stage depends on them."""
 
     workers: int = 0
+    in_memory_mb: int = 1024
     distribute: str = "auto"
 
     def validate(self, key: str) -> None:  # noqa: D102
         _check(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)", self.workers)
-        _check(self.distribute in ("auto", "none"), f"{key}.distribute", "must be auto or none", self.distribute)
+        _check(self.in_memory_mb >= 0, f"{key}.in_memory_mb", "must be >= 0 (0 = always stream)", self.in_memory_mb)
+        _check(
+            self.distribute in DISTRIBUTE,
+            f"{key}.distribute",
+            f"must be one of {', '.join(DISTRIBUTE)}",
+            self.distribute,
+        )
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     weights: str = "imagenet"
     augment_head: bool = False
+    precision: str = "float32"
+    jit_compile: str = "auto"
 
     def validate(self, key: str) -> None:  # noqa: D102
         _check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
@@ -191,6 +210,15 @@ class TrainConfig:
             f"{key}.label_smoothing",
             "must be in [0, 0.5)",
             self.label_smoothing,
+        )
+        _check(
+            self.precision in PRECISIONS, f"{key}.precision", f"must be one of {', '.join(PRECISIONS)}", self.precision
+        )
+        _check(
+            self.jit_compile in JIT_COMPILE,
+            f"{key}.jit_compile",
+            f"must be one of {', '.join(JIT_COMPILE)}",
+            self.jit_compile,
         )
 
     def validate_weights(self, key: str, backbones: list[str]) -> None:

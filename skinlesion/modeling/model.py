@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from skinlesion.core.backbones import Backbone, preprocessing_layers
+from skinlesion.core.config import JIT_COMPILE
 from skinlesion.core.errors import ConfigError
 
 
@@ -204,14 +205,19 @@ def unfreeze_top(base: Any, n_layers: int) -> int:
     return count
 
 
-def compile_model(model: Any, learning_rate: float, label_smoothing: float) -> None:
-    """Compile with Adam and categorical cross-entropy on softmax outputs (one-hot targets)."""
+def compile_model(model: Any, learning_rate: float, label_smoothing: float, jit_compile: str = "auto") -> None:
+    """Compile with Adam and categorical cross-entropy on softmax outputs (one-hot targets).
+
+    ``jit_compile`` (``auto``, ``always``, ``never``: ``train.jit_compile``) decides whether the train step
+    is compiled with XLA; ``auto`` is Keras' own choice (XLA on GPUs when every layer supports it).
+    """
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=JIT_COMPILE[jit_compile],
     )
 
 

@@ -15,7 +15,8 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from skinlesion.core.decoded import DecodedImages
 from skinlesion.core.io import atomic_path, read_json, write_json
 
 PHASES = ("head", "finetune")
@@ -39,13 +41,19 @@ LOGGED = {
 
 @dataclass(frozen=True)
 class TrainData:
-    """The labelled images of one run: label ``i`` is ``classes[i]``."""
+    """The labelled images of one run: label ``i`` is ``classes[i]``.
+
+    ``*_sha256`` are the files' content hashes (the split files' ``sha256`` column): with the image
+    size they key the decode-once cache (:mod:`skinlesion.core.decoded`).
+    """
 
     classes: list[str]
     train_paths: list[str]
     y_train: np.ndarray
     val_paths: list[str]
     y_val: np.ndarray
+    train_sha256: list[str]
+    val_sha256: list[str]
 
 
 class TrainingLog:
@@ -113,6 +121,8 @@ class TrainResult:
     val_probabilities: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     resumed_from: dict[str, int] = field(default_factory=dict)
+    chief: bool = True  # False on the other workers of a multi-worker run: they write no outputs
+    state_dir: Path | None = None  # where this process kept its checkpoints
 
 
 def fingerprint(*parts: Any) -> str:
@@ -131,12 +141,102 @@ def set_determinism(seed: int) -> None:
 
 
 def distribute_strategy(mode: str) -> Any:
-    """Return MirroredStrategy for ``auto`` with several GPUs visible, else the default strategy."""
+    """The ``tf.distribute`` strategy of ``runtime.distribute``.
+
+    ``multiworker``: MultiWorkerMirroredStrategy over the cluster in the ``TF_CONFIG`` environment
+    variable (it must be created before TensorFlow runs anything else); ``auto``: MirroredStrategy
+    when several GPUs are visible; otherwise the default strategy.
+    """
     import tensorflow as tf
 
+    if mode == "multiworker":
+        _patch_multiworker_metric_reduction()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if mode == "auto" and len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _patch_multiworker_metric_reduction() -> None:
+    """Make Keras 3's ``fit`` average the per-step logs across workers the way it can.
+
+    Under MultiWorkerMirroredStrategy Keras 3.15 reduces each step's scalar logs (loss, metrics) with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars (keras-team/keras#20585, open).
+    This averages them across replicas instead (``axis=None``); every other case is left to Keras.
+    The pinned Keras version is what this was checked against (tests/test_stages.py runs two workers).
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "skinlesion_patched", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.skinlesion_patched = True
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def is_chief(strategy: Any) -> bool:
+    """Whether this process writes outputs: the chief of a multi-worker cluster, or the only process."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def worker_index(strategy: Any) -> int:
+    """This process's task index in a multi-worker cluster (0 for a single process)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+
+
+def defer_distributed_build(model: Any, strategy: Any) -> None:
+    """Let a multi-worker ``fit`` build the model while tracing its step, as a single process does.
+
+    Keras 3 "symbolically builds" a model created under a strategy by averaging the first distributed
+    batch with ``strategy.reduce``, which MultiWorkerMirroredStrategy cannot do for input batches
+    (keras-team/keras#20585, open). Without the recorded strategy Keras skips that step and uses the
+    strategy of the surrounding scope (training runs inside it), so the training itself is unchanged.
+    """
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        model._distribute_strategy = None
+
+
+def predict_rows(model: Any, x: Rows, batch_size: int, strategy: Any) -> np.ndarray:
+    """Predict every row of ``x`` in order, on this process.
+
+    Keras' ``predict`` under a multi-worker strategy shards the rows across workers and gathers them
+    interleaved; every worker needs all rows in order (features for the head, validation
+    probabilities), so there each worker runs the model over all rows itself.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model.predict(in_order(x, batch_size), verbose=0)
+    step = tf.function(lambda batch: model(batch, training=False))
+    return np.concatenate([step(batch).numpy() for batch in in_order(x, batch_size)])
+
+
+@contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Build and train under Keras' global dtype policy ``precision``, restoring the previous one after.
+
+    With ``mixed_float16`` layers compute in float16 and keep float32 weights; the classifier's softmax
+    is float32 whatever the policy (see :func:`skinlesion.modeling.model.build_classifier`), and Keras
+    wraps the optimizer in loss scaling when it compiles.
+    """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
@@ -163,23 +263,68 @@ def reseed_generators(model: Any, seed: int, phase: int, epoch: int) -> None:
         var.assign(np.array([seed * 1_000_003 + phase * 10_007 + i, epoch], dtype=var.dtype))
 
 
-def epoch_batches(x: Any, y: Any, batch_size: int, seed: int, phase: int, epoch: int) -> Any:
-    """A tf.data pipeline over cached arrays, shuffled by a permutation fixed by (seed, phase, epoch)."""
+Rows = DecodedImages | np.ndarray  # what batches are read from: the disk cache, or arrays in memory
+
+
+def _rows(source: Rows, indices: np.ndarray) -> np.ndarray:
+    return source.take(indices) if isinstance(source, DecodedImages) else source[indices]
+
+
+def stream(x: Rows, y: np.ndarray | None, order: np.ndarray, batch_size: int) -> Any:
+    """A tf.data pipeline of batches of ``x`` (and ``y``) rows in ``order``, read in parallel, prefetched.
+
+    Only the batches in flight are resident: with ``x`` a :class:`~skinlesion.core.decoded.DecodedImages`
+    each batch is read from the disk cache when the pipeline asks for it.
+
+    Args:
+        x: Images (disk cache or array) or features.
+        y: Targets (one-hot), or ``None`` for inputs only (prediction).
+        order: Row indices, in the order they are served.
+        batch_size: Rows per batch.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``x`` batches or ``(x, y)`` batches.
+
+    """
     import tensorflow as tf
 
-    order = np.random.default_rng([seed, phase, epoch]).permutation(int(x.shape[0]))
+    x_type = tf.as_dtype(x.dtype)
+    x_shape = (None, *x.shape[1:])
+    if y is None:
+        fetch, types = (lambda idx: _rows(x, idx)), x_type
+    else:
+        fetch, types = (lambda idx: (_rows(x, idx), y[idx])), (x_type, tf.as_dtype(y.dtype))
+
+    def read(idx: Any) -> Any:
+        # stateful=False: a batch depends on its indices alone, so tf.data may read several in parallel.
+        out = tf.numpy_function(fetch, [idx], types, stateful=False)
+        if y is None:
+            return tf.ensure_shape(out, x_shape)
+        return tf.ensure_shape(out[0], x_shape), tf.ensure_shape(out[1], (None, *y.shape[1:]))
+
     return (
-        tf.data.Dataset.from_tensor_slices(order)
+        tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
         .batch(batch_size)
-        .map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(read, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def epoch_batches(x: Rows, y: np.ndarray, batch_size: int, seed: int, phase: int, epoch: int) -> Any:
+    """One training epoch's batches, shuffled by a permutation fixed by (seed, phase, epoch)."""
+    order = np.random.default_rng([seed, phase, epoch]).permutation(len(x))
+    return stream(x, y, order, batch_size)
+
+
+def in_order(x: Rows, batch_size: int, y: np.ndarray | None = None) -> Any:
+    """All rows of ``x`` (and ``y``) in their order: validation and prediction."""
+    return stream(x, y, np.arange(len(x)), batch_size)
 
 
 def fit_phase(
     model: Any,
     make_batches: Callable[[int], Any],
-    validation: tuple[Any, Any],
+    validation: Any,
     *,
     phase: int,
     epochs: int,
@@ -203,7 +348,7 @@ def fit_phase(
     Args:
         model: Compiled Keras model.
         make_batches: Epoch index → training dataset for that epoch.
-        validation: ``(x_val, y_val)`` arrays.
+        validation: Validation batches (``(x, y)`` dataset or arrays).
         phase: Phase index (0 head, 1 fine-tuning); part of every derived seed.
         epochs: Maximum epochs.
         learning_rate: Initial learning rate.
@@ -316,7 +461,7 @@ def train_run(
         backbone: Its :class:`~skinlesion.core.config.BackboneConfig`.
         train_cfg: The shared :class:`~skinlesion.core.config.TrainConfig`.
         augment_cfg: The :class:`~skinlesion.core.config.AugmentConfig`.
-        runtime: The :class:`~skinlesion.core.config.RuntimeConfig` (decoding threads, strategy).
+        runtime: The :class:`~skinlesion.core.config.RuntimeConfig` (decoding threads, in-memory limit, strategy).
         seed: Run seed.
         data: The labelled training and validation images.
         state_dir: Checkpoint folder for this run (created; removed by the caller after success).
@@ -327,10 +472,49 @@ def train_run(
         The trained model (best validation weights), history, validation probabilities and timings.
 
     """
+    strategy = distribute_strategy(runtime.distribute)  # first: a multi-worker strategy must precede other ops
+    set_determinism(seed)
+    with precision_policy(train_cfg.precision), strategy.scope():
+        return _train_in_scope(spec, backbone, train_cfg, augment_cfg, runtime, seed, data, state_dir, on_epoch, log)
+
+
+def load_decoded(data: TrainData, image_size: int, runtime: Any, log: Callable[[str], None]) -> tuple[Rows, Rows]:
+    """The run's training and validation images from the decode-once cache, decoding what it lacks.
+
+    Both are held in memory (once) when their decoded size is at most ``runtime.in_memory_mb``; else
+    batches are read from the disk cache as training asks for them, so memory stays flat.
+    """
+    from skinlesion.core.decoded import decoded_images
+
+    sets = [
+        decoded_images(paths, digests, image_size, workers=runtime.workers, label=label, log=log)
+        for paths, digests, label in (
+            (data.train_paths, data.train_sha256, "train"),
+            (data.val_paths, data.val_sha256, "val"),
+        )
+    ]
+    if sum(s.nbytes for s in sets) <= runtime.in_memory_mb * 2**20:
+        return sets[0].load(), sets[1].load()
+    log(f"  streaming images from the disk cache (decoded size > runtime.in_memory_mb={runtime.in_memory_mb})")
+    return sets[0], sets[1]
+
+
+def _train_in_scope(
+    spec: Any,
+    backbone: Any,
+    train_cfg: Any,
+    augment_cfg: Any,
+    runtime: Any,
+    seed: int,
+    data: TrainData,
+    state_dir: Path,
+    on_epoch: Callable[[dict], None],
+    log: Callable[[str], None],
+) -> TrainResult:
+    """Build and train inside the distribution strategy's scope (variables, optimizer, steps)."""
     import keras
     import tensorflow as tf
 
-    from skinlesion.core.images import load_batch
     from skinlesion.modeling.augment import build_augmenter
     from skinlesion.modeling.model import (
         build_backbone,
@@ -340,30 +524,31 @@ def train_run(
         unfreeze_top,
     )
 
-    set_determinism(seed)
+    strategy = tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    if not chief:
+        # Other workers keep their own checkpoints (to resume in step with the chief) and log nothing.
+        state_dir, on_epoch = state_dir / f"worker{worker_index(strategy)}", lambda row: None
     state_dir.mkdir(parents=True, exist_ok=True)
     n_classes = len(data.classes)
-    with distribute_strategy(runtime.distribute).scope():
-        base = build_backbone(spec, backbone.image_size, train_cfg.weights, seed)
-        clf = build_classifier(
-            spec,
-            base,
-            backbone.image_size,
-            n_classes,
-            backbone.dropout,
-            build_augmenter(augment_cfg, seed=seed),
-        )
-    # Decoded once, after the model is built (so a weights problem fails before this slow part),
-    # resized once and kept as uint8: every epoch reads from memory.
+    bs = train_cfg.batch_size
+    base = build_backbone(spec, backbone.image_size, train_cfg.weights, seed)
+    clf = build_classifier(
+        spec,
+        base,
+        backbone.image_size,
+        n_classes,
+        backbone.dropout,
+        build_augmenter(augment_cfg, seed=seed),
+    )
+    # Read after the model is built, so a weights problem fails before a first, slow decode.
     start = time.perf_counter()
-    x_train = load_batch(data.train_paths, backbone.image_size, runtime.workers)
-    x_val = load_batch(data.val_paths, backbone.image_size, runtime.workers)
+    x_train, x_val = load_decoded(data, backbone.image_size, runtime, log)
     load_s = time.perf_counter() - start
     cw = class_weights(data.y_train, n_classes, train_cfg.class_weight)
-    onehot_train = keras.utils.to_categorical(data.y_train, n_classes)
-    onehot_val = keras.utils.to_categorical(data.y_val, n_classes)
-    xt, yt = tf.constant(x_train), tf.constant(onehot_train)
-    result = TrainResult(model=clf.model, timings={"load_images_s": load_s})
+    yt = keras.utils.to_categorical(data.y_train, n_classes)
+    yv = keras.utils.to_categorical(data.y_val, n_classes)
+    result = TrainResult(model=clf.model, timings={"load_images_s": load_s}, chief=chief, state_dir=state_dir)
     common = dict(
         patience=train_cfg.patience,
         lr_patience=train_cfg.lr_patience,
@@ -371,27 +556,29 @@ def train_run(
         class_weight=cw,
         seed=seed,
         state_dir=state_dir,
-        batch_size=train_cfg.batch_size,
+        batch_size=bs,
         on_epoch=on_epoch,
         log=log,
     )
+    compile_args = dict(label_smoothing=train_cfg.label_smoothing, jit_compile=train_cfg.jit_compile)
 
     start = time.perf_counter()
     # The frozen backbone's features do not change between epochs: compute them once, to fit the
     # head's standardisation and, without head augmentation, to train the head on directly.
-    f_train = clf.features.predict(x_train, batch_size=train_cfg.batch_size, verbose=0)
+    f_train = predict_rows(clf.features, x_train, bs, strategy)
     fit_feature_norm(clf.norm, f_train)
     result.timings["feature_extraction_s"] = time.perf_counter() - start
     if train_cfg.augment_head:  # the whole model, frozen backbone, augmented images
-        head_model, head_x, head_val = clf.model, xt, x_val
+        head_model, head_x, head_val = clf.model, x_train, in_order(x_val, bs, yv)
     else:  # the head alone, on the cached features
-        head_model, head_x = clf.head, tf.constant(f_train)
-        head_val = clf.features.predict(x_val, batch_size=train_cfg.batch_size, verbose=0)
-    compile_model(head_model, train_cfg.lr_head, train_cfg.label_smoothing)
+        head_model, head_x = clf.head, f_train
+        head_val = in_order(predict_rows(clf.features, x_val, bs, strategy), bs, yv)
+    compile_model(head_model, train_cfg.lr_head, **compile_args)
+    defer_distributed_build(head_model, strategy)
     rows, resumed = fit_phase(
         head_model,
-        lambda e: epoch_batches(head_x, yt, train_cfg.batch_size, seed, 0, e),
-        (head_val, onehot_val),
+        lambda e: epoch_batches(head_x, yt, bs, seed, 0, e),
+        head_val,
         phase=0,
         epochs=train_cfg.epochs_head,
         learning_rate=train_cfg.lr_head,
@@ -404,11 +591,12 @@ def train_run(
     if train_cfg.epochs_finetune:
         start = time.perf_counter()
         unfreeze_top(clf.base, backbone.unfreeze)
-        compile_model(clf.model, train_cfg.lr_finetune, train_cfg.label_smoothing)
+        compile_model(clf.model, train_cfg.lr_finetune, **compile_args)
+        defer_distributed_build(clf.model, strategy)
         rows, resumed = fit_phase(
             clf.model,
-            lambda e: epoch_batches(xt, yt, train_cfg.batch_size, seed, 1, e),
-            (x_val, onehot_val),
+            lambda e: epoch_batches(x_train, yt, bs, seed, 1, e),
+            in_order(x_val, bs, yv),
             phase=1,
             epochs=train_cfg.epochs_finetune,
             learning_rate=train_cfg.lr_finetune,
@@ -419,7 +607,7 @@ def train_run(
         result.resumed_from["finetune"] = resumed
         result.timings["finetune_s"] = time.perf_counter() - start
     clf.base.trainable = False  # saved models are inference artefacts
-    result.val_probabilities = clf.model.predict(x_val, batch_size=train_cfg.batch_size, verbose=0)
+    result.val_probabilities = predict_rows(clf.model, x_val, bs, strategy)
     return result
 
 
