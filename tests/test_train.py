@@ -203,3 +203,56 @@ def test_mixed_float16_trains_and_saves_a_model_plain_keras_loads(tiny_data, tmp
     assert probs.dtype == np.float32 and probs.shape == (3, len(tiny_data[2]))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probs, np.asarray(result.model.predict(images, verbose=0)), atol=2e-3)
+
+
+def test_per_epoch_random_draws_never_repeat_across_epochs():
+    import keras
+
+    from skinlesion.core.config import AugmentConfig
+    from skinlesion.modeling.augment import build_augmenter
+    from skinlesion.modeling.train import reseed_generators
+
+    augmenter = build_augmenter(AugmentConfig(), seed=0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), augmenter, keras.layers.Dropout(0.5)])
+    states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    used: dict[int, set] = {}
+    outputs: dict[int, list] = {}
+    for epoch in range(4):
+        reseed_generators(model, seed=0, phase=1, epoch=epoch)
+        used[epoch], outputs[epoch] = set(), []
+        for _ in range(5):  # five batches: each draws from every generator, advancing its counter
+            used[epoch] |= {tuple(np.asarray(v).tolist()) for v in states}
+            outputs[epoch].append(np.asarray(model(x, training=True)))
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not used[a] & used[b], f"epochs {a} and {b} share generator states"
+            # The old derivation's symptom: batch k of epoch b equal to batch k + (b - a) of epoch a.
+            for k in range(5 - (b - a)):
+                assert not np.array_equal(outputs[b][k], outputs[a][k + b - a])
+    reseed_generators(model, seed=0, phase=1, epoch=2)
+    np.testing.assert_array_equal(np.asarray(model(x, training=True)), outputs[2][0])  # and replays exactly
+
+
+def test_resume_key_changes_with_the_training_code_and_library_versions(tmp_path: Path, monkeypatch):
+    import importlib.metadata
+    import shutil
+
+    import skinlesion.modeling.train as train_mod
+    from skinlesion.modeling.train import environment_fingerprint, fingerprint
+
+    package = tmp_path / "skinlesion"
+    for folder in ("core", "modeling", "evaluation"):
+        shutil.copytree(train_mod.PACKAGE / folder, package / folder)
+    before = environment_fingerprint(package)
+    assert before == environment_fingerprint(train_mod.PACKAGE)  # content, not location
+    (package / "evaluation" / "evaluate.py").write_text("# evaluation code does not train\n")
+    assert environment_fingerprint(package) == before
+    (package / "modeling" / "train.py").write_text((package / "modeling" / "train.py").read_text() + "\n# edit\n")
+    edited = environment_fingerprint(package)
+    assert edited["code"] != before["code"]
+    # A checkpoint made by other code lives under another key: it is never resumed.
+    assert fingerprint({"run": 1}, before) != fingerprint({"run": 1}, edited)
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.0" if n == "keras" else real(n))
+    assert environment_fingerprint(package)["keras"] == "0.0" != before["keras"]
