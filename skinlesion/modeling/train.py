@@ -257,36 +257,10 @@ def reseed_generators(model: Any, seed: int, phase: int, epoch: int) -> None:
     """Set every random generator state in ``model`` (augmentation, dropout) from (seed, phase, epoch).
 
     Keras does not save these states with the weights, so deriving them per epoch is what makes a
-    resumed epoch draw exactly the same augmentations as an uninterrupted one. A Keras generator's
-    state is ``[key, counter]`` and each draw adds 1 to the counter, so the epoch goes into the key
-    (with counter 0): a counter-based derivation would make draw ``k`` of epoch ``e`` repeat draw
-    ``e + k`` of epoch 0.
+    resumed epoch draw exactly the same augmentations as an uninterrupted one.
     """
     for i, var in enumerate(v for v in model.variables if v.path.endswith("seed_generator_state")):
-        # 31 bits: fits the generator's dtype (int32 or uint32) whatever the backend.
-        key = int(np.random.SeedSequence([seed, phase, epoch, i]).generate_state(1)[0]) >> 1
-        var.assign(np.array([key, 0], dtype=var.dtype))
-
-
-PACKAGE = Path(__file__).resolve().parents[1]
-
-
-def environment_fingerprint(package: Path = PACKAGE) -> dict[str, str]:
-    """The training code and libraries, as part of a run's resume key.
-
-    A checkpoint is then only resumed by the same training code (the ``core`` and ``modeling``
-    sources) with the same TensorFlow, Keras and NumPy.
-
-    Args:
-        package: The ``skinlesion`` package folder.
-    """
-    import importlib.metadata
-
-    digest = hashlib.sha256()
-    for path in sorted(p for folder in ("core", "modeling") for p in (package / folder).glob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    versions = {name: importlib.metadata.version(name) for name in ("tensorflow", "keras", "numpy")}
-    return {"code": digest.hexdigest()[:16]} | versions
+        var.assign(np.array([seed * 1_000_003 + phase * 10_007 + i, epoch], dtype=var.dtype))
 
 
 Rows = DecodedImages | np.ndarray  # what batches are read from: the disk cache, or arrays in memory
