@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from skinlesion.core.images import load_array
+from skinlesion.core.io import atomic_path
 
 DECODED = Path(".cache/decoded")
 # Part of every key: bump it when the decoding (load_array) changes, so old caches are not reused.
@@ -133,29 +134,17 @@ def _build(
     progress: Callable[[int], None],
 ) -> None:
     """Decode ``paths`` into ``target`` chunk by chunk, through a temporary file replaced atomically."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shape = (len(paths), image_size, image_size, 3)
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
-    try:
-        # Plain writes, not a writable memory map: written pages stay in the page cache, never in the
-        # process, so building a set larger than memory works and leaves the process small.
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_2_0(f, header)
-            with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-                for start in range(0, len(paths), CHUNK):
-                    chunk = paths[start : start + CHUNK]
-                    f.write(np.stack(list(pool.map(lambda p: load_array(p, image_size), chunk))).tobytes())
-                    progress(len(chunk))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    # Plain writes, not a writable memory map: written pages stay in the page cache, never in the
+    # process, so building a set larger than memory works and leaves the process small.
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, header)
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            for start in range(0, len(paths), CHUNK):
+                chunk = paths[start : start + CHUNK]
+                f.write(np.stack(list(pool.map(lambda p: load_array(p, image_size), chunk))).tobytes())
+                progress(len(chunk))
 
 
 def decoded_images(

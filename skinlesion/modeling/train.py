@@ -472,10 +472,105 @@ def train_run(
         The trained model (best validation weights), history, validation probabilities and timings.
 
     """
+    import keras
+
+    from skinlesion.modeling.augment import build_augmenter
+    from skinlesion.modeling.model import (
+        build_backbone,
+        build_classifier,
+        compile_model,
+        fit_feature_norm,
+        unfreeze_top,
+    )
+
     strategy = distribute_strategy(runtime.distribute)  # first: a multi-worker strategy must precede other ops
     set_determinism(seed)
+    # Variables, optimizer and steps all live in the strategy's scope, under the run's dtype policy.
     with precision_policy(train_cfg.precision), strategy.scope():
-        return _train_in_scope(spec, backbone, train_cfg, augment_cfg, runtime, seed, data, state_dir, on_epoch, log)
+        chief = is_chief(strategy)
+        if not chief:
+            # Other workers keep their own checkpoints (to resume in step with the chief) and log nothing.
+            state_dir, on_epoch = state_dir / f"worker{worker_index(strategy)}", lambda row: None
+        state_dir.mkdir(parents=True, exist_ok=True)
+        n_classes = len(data.classes)
+        bs = train_cfg.batch_size
+        base = build_backbone(spec, backbone.image_size, train_cfg.weights, seed)
+        clf = build_classifier(
+            spec,
+            base,
+            backbone.image_size,
+            n_classes,
+            backbone.dropout,
+            build_augmenter(augment_cfg, seed=seed),
+        )
+        # Read after the model is built, so a weights problem fails before a first, slow decode.
+        start = time.perf_counter()
+        x_train, x_val = load_decoded(data, backbone.image_size, runtime, log)
+        load_s = time.perf_counter() - start
+        cw = class_weights(data.y_train, n_classes, train_cfg.class_weight)
+        yt = keras.utils.to_categorical(data.y_train, n_classes)
+        yv = keras.utils.to_categorical(data.y_val, n_classes)
+        result = TrainResult(model=clf.model, timings={"load_images_s": load_s}, chief=chief, state_dir=state_dir)
+        common = dict(
+            patience=train_cfg.patience,
+            lr_patience=train_cfg.lr_patience,
+            lr_factor=train_cfg.lr_factor,
+            class_weight=cw,
+            seed=seed,
+            state_dir=state_dir,
+            batch_size=bs,
+            on_epoch=on_epoch,
+            log=log,
+        )
+        compile_args = dict(label_smoothing=train_cfg.label_smoothing, jit_compile=train_cfg.jit_compile)
+
+        start = time.perf_counter()
+        # The frozen backbone's features do not change between epochs: compute them once, to fit the
+        # head's standardisation and, without head augmentation, to train the head on directly.
+        f_train = predict_rows(clf.features, x_train, bs, strategy)
+        fit_feature_norm(clf.norm, f_train)
+        result.timings["feature_extraction_s"] = time.perf_counter() - start
+        if train_cfg.augment_head:  # the whole model, frozen backbone, augmented images
+            head_model, head_x, head_val = clf.model, x_train, in_order(x_val, bs, yv)
+        else:  # the head alone, on the cached features
+            head_model, head_x = clf.head, f_train
+            head_val = in_order(predict_rows(clf.features, x_val, bs, strategy), bs, yv)
+        compile_model(head_model, train_cfg.lr_head, **compile_args)
+        defer_distributed_build(head_model, strategy)
+        rows, resumed = fit_phase(
+            head_model,
+            lambda e: epoch_batches(head_x, yt, bs, seed, 0, e),
+            head_val,
+            phase=0,
+            epochs=train_cfg.epochs_head,
+            learning_rate=train_cfg.lr_head,
+            **common,
+        )
+        result.history += rows
+        result.resumed_from["head"] = resumed
+        result.timings["head_s"] = time.perf_counter() - start
+
+        if train_cfg.epochs_finetune:
+            start = time.perf_counter()
+            unfreeze_top(clf.base, backbone.unfreeze)
+            compile_model(clf.model, train_cfg.lr_finetune, **compile_args)
+            defer_distributed_build(clf.model, strategy)
+            rows, resumed = fit_phase(
+                clf.model,
+                lambda e: epoch_batches(x_train, yt, bs, seed, 1, e),
+                in_order(x_val, bs, yv),
+                phase=1,
+                epochs=train_cfg.epochs_finetune,
+                learning_rate=train_cfg.lr_finetune,
+                initial_best=min(r["val_loss"] for r in result.history),
+                **common,
+            )
+            result.history += rows
+            result.resumed_from["finetune"] = resumed
+            result.timings["finetune_s"] = time.perf_counter() - start
+        clf.base.trainable = False  # saved models are inference artefacts
+        result.val_probabilities = predict_rows(clf.model, x_val, bs, strategy)
+        return result
 
 
 def load_decoded(data: TrainData, image_size: int, runtime: Any, log: Callable[[str], None]) -> tuple[Rows, Rows]:
@@ -497,118 +592,6 @@ def load_decoded(data: TrainData, image_size: int, runtime: Any, log: Callable[[
         return sets[0].load(), sets[1].load()
     log(f"  streaming images from the disk cache (decoded size > runtime.in_memory_mb={runtime.in_memory_mb})")
     return sets[0], sets[1]
-
-
-def _train_in_scope(
-    spec: Any,
-    backbone: Any,
-    train_cfg: Any,
-    augment_cfg: Any,
-    runtime: Any,
-    seed: int,
-    data: TrainData,
-    state_dir: Path,
-    on_epoch: Callable[[dict], None],
-    log: Callable[[str], None],
-) -> TrainResult:
-    """Build and train inside the distribution strategy's scope (variables, optimizer, steps)."""
-    import keras
-    import tensorflow as tf
-
-    from skinlesion.modeling.augment import build_augmenter
-    from skinlesion.modeling.model import (
-        build_backbone,
-        build_classifier,
-        compile_model,
-        fit_feature_norm,
-        unfreeze_top,
-    )
-
-    strategy = tf.distribute.get_strategy()
-    chief = is_chief(strategy)
-    if not chief:
-        # Other workers keep their own checkpoints (to resume in step with the chief) and log nothing.
-        state_dir, on_epoch = state_dir / f"worker{worker_index(strategy)}", lambda row: None
-    state_dir.mkdir(parents=True, exist_ok=True)
-    n_classes = len(data.classes)
-    bs = train_cfg.batch_size
-    base = build_backbone(spec, backbone.image_size, train_cfg.weights, seed)
-    clf = build_classifier(
-        spec,
-        base,
-        backbone.image_size,
-        n_classes,
-        backbone.dropout,
-        build_augmenter(augment_cfg, seed=seed),
-    )
-    # Read after the model is built, so a weights problem fails before a first, slow decode.
-    start = time.perf_counter()
-    x_train, x_val = load_decoded(data, backbone.image_size, runtime, log)
-    load_s = time.perf_counter() - start
-    cw = class_weights(data.y_train, n_classes, train_cfg.class_weight)
-    yt = keras.utils.to_categorical(data.y_train, n_classes)
-    yv = keras.utils.to_categorical(data.y_val, n_classes)
-    result = TrainResult(model=clf.model, timings={"load_images_s": load_s}, chief=chief, state_dir=state_dir)
-    common = dict(
-        patience=train_cfg.patience,
-        lr_patience=train_cfg.lr_patience,
-        lr_factor=train_cfg.lr_factor,
-        class_weight=cw,
-        seed=seed,
-        state_dir=state_dir,
-        batch_size=bs,
-        on_epoch=on_epoch,
-        log=log,
-    )
-    compile_args = dict(label_smoothing=train_cfg.label_smoothing, jit_compile=train_cfg.jit_compile)
-
-    start = time.perf_counter()
-    # The frozen backbone's features do not change between epochs: compute them once, to fit the
-    # head's standardisation and, without head augmentation, to train the head on directly.
-    f_train = predict_rows(clf.features, x_train, bs, strategy)
-    fit_feature_norm(clf.norm, f_train)
-    result.timings["feature_extraction_s"] = time.perf_counter() - start
-    if train_cfg.augment_head:  # the whole model, frozen backbone, augmented images
-        head_model, head_x, head_val = clf.model, x_train, in_order(x_val, bs, yv)
-    else:  # the head alone, on the cached features
-        head_model, head_x = clf.head, f_train
-        head_val = in_order(predict_rows(clf.features, x_val, bs, strategy), bs, yv)
-    compile_model(head_model, train_cfg.lr_head, **compile_args)
-    defer_distributed_build(head_model, strategy)
-    rows, resumed = fit_phase(
-        head_model,
-        lambda e: epoch_batches(head_x, yt, bs, seed, 0, e),
-        head_val,
-        phase=0,
-        epochs=train_cfg.epochs_head,
-        learning_rate=train_cfg.lr_head,
-        **common,
-    )
-    result.history += rows
-    result.resumed_from["head"] = resumed
-    result.timings["head_s"] = time.perf_counter() - start
-
-    if train_cfg.epochs_finetune:
-        start = time.perf_counter()
-        unfreeze_top(clf.base, backbone.unfreeze)
-        compile_model(clf.model, train_cfg.lr_finetune, **compile_args)
-        defer_distributed_build(clf.model, strategy)
-        rows, resumed = fit_phase(
-            clf.model,
-            lambda e: epoch_batches(x_train, yt, bs, seed, 1, e),
-            in_order(x_val, bs, yv),
-            phase=1,
-            epochs=train_cfg.epochs_finetune,
-            learning_rate=train_cfg.lr_finetune,
-            initial_best=min(r["val_loss"] for r in result.history),
-            **common,
-        )
-        result.history += rows
-        result.resumed_from["finetune"] = resumed
-        result.timings["finetune_s"] = time.perf_counter() - start
-    clf.base.trainable = False  # saved models are inference artefacts
-    result.val_probabilities = predict_rows(clf.model, x_val, bs, strategy)
-    return result
 
 
 def clear_state(state_dir: Path) -> None:
