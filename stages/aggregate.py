@@ -1,8 +1,10 @@
 """aggregate: compare backbones across seeds, test differences, pick the headline run, write the report.
 
 Inputs: ``runs/`` (every run's training log, evaluation summary, predictions, ROC and calibration),
-``reports/data.json``, ``data/splits/test.csv``; params ``model``, ``backbones``, ``seeds``, ``data.source``.
-Outputs: ``metrics/metrics.json`` (headline), ``metrics/backbones.json``, ``reports/summary.{json,md}``,
+``reports/data.json``, ``data/splits/test.csv``; params ``model``, ``backbones``, ``seeds``, ``data.source``,
+``evaluate.{bootstrap,confidence,seed,malignant}``.
+Outputs: ``metrics/metrics.json`` (headline), ``metrics/backbones.json``, ``reports/summary.{json,md}`` (also:
+paired balanced-accuracy tests, seed and all-backbone ensembles, clinical operating points),
 ``reports/report.md``, ``models/headline/{model.keras,labels.json}``, the comparison plot data
 ``plots/{curves,roc,calibration,confusion}.csv`` and the pictures ``plots/comparison.png``, ``plots/gradcam.png``.
 """
@@ -11,6 +13,8 @@ import shutil
 import sys
 from dataclasses import replace
 
+import numpy as np
+
 from skinlesion.core import layout
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
@@ -18,6 +22,7 @@ from skinlesion.core.images import load_batch
 from skinlesion.core.io import atomic_path, read_json, save_figure, write_csv, write_json, write_text
 from skinlesion.core.layout import LabelMap, RunPaths, read_split, sample_per_class
 from skinlesion.evaluation import aggregate as ag
+from skinlesion.evaluation import compare
 
 GRADCAM_PER_CLASS = 2  # test images per class in the Grad-CAM grid
 GRADCAM_DISPLAY = 128  # pixels per overlay thumbnail
@@ -48,17 +53,42 @@ def publish_headline(run: RunPaths) -> LabelMap:
 def main() -> None:
     """Run the stage."""
     config = load_config()
+    cfg = config.evaluate
+    resampling = {"resamples": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed}
     runs = ag.collect_runs(config.backbones, config.seeds)
     summary = ag.summarise(runs.metrics)
     tests = ag.pairwise_tests(runs.predictions)
     selected = ag.select_run(runs.val_scores[config.model])
     headline = runs.metrics[config.model][selected]
-    write_json(layout.HEADLINE_METRICS, ag.headline_metrics(config.model, headline, summary), sort_keys=False)
+    headline_metrics = ag.headline_metrics(config.model, headline, summary)
+    write_json(layout.HEADLINE_METRICS, headline_metrics, sort_keys=False)
     write_json(layout.BACKBONE_METRICS, ag.backbone_metrics(summary))
+
+    classes, y_true, probs = ag.prediction_arrays(runs.predictions)
+    correct = {b: np.array([p.argmax(1) == y_true for p in r.values()]) for b, r in probs.items()}
+    paired = compare.compare_backbones(y_true, correct, alpha=ag.ALPHA, **resampling)
+    ensembles = compare.ensemble_results(y_true, probs, **resampling)
+    views = compare.clinical_views(y_true, probs[config.model][selected], classes, cfg.malignant, **resampling)
     val_score = runs.val_scores[config.model][selected]
     selection = {"model": config.model, "seed": selected, "val_balanced_accuracy": val_score}
-    write_json(layout.SUMMARY_JSON, {"headline": selection, "backbones": summary, "pairwise_mcnemar": tests})
-    write_text(layout.SUMMARY_MD, ag.summary_table(summary) + "\n\n" + ag.tests_table(tests) + "\n")
+    tables = {
+        "comparison": compare.comparison_table(paired, cfg.confidence),
+        "ensembles": compare.ensemble_table(ensembles, summary, cfg.confidence),
+        "operating_points": compare.operating_points_table(views),
+    }
+    write_json(
+        layout.SUMMARY_JSON,
+        {
+            "headline": selection | headline_metrics,
+            "backbones": summary,
+            "paired_balanced_accuracy": paired,
+            "ensembles": ensembles,
+            "operating_points": views,
+            "pairwise_mcnemar": tests,
+            "tables": tables,
+        },
+    )
+    write_text(layout.SUMMARY_MD, "\n\n".join([ag.summary_table(summary), *tables.values()]) + "\n")
 
     curves, roc = ag.curves_frame(runs.curves), ag.roc_frame(runs.roc)
     calibration = ag.calibration_frame(runs.calibration)
@@ -80,12 +110,14 @@ def main() -> None:
         headline=headline,
         seeds=config.seeds,
         synthetic=config.data.source == "synthetic",
+        **tables,
     )
     write_text(layout.REPORT, report)
-    significant = [f"{t['better']} > {t['a'] if t['better'] == t['b'] else t['b']}" for t in tests if t["significant"]]
+    significant = [f"{t['better']} > {t['a'] if t['better'] == t['b'] else t['b']}" for t in paired if t["significant"]]
     print(
         f"aggregate: {config.model} seed {selected} selected by validation; test balanced accuracy "
-        f"{headline['balanced_accuracy']:.3f}; significant: {', '.join(significant) or 'none'}"
+        f"{headline['balanced_accuracy']:.3f}; significant (paired balanced accuracy, Holm): "
+        f"{', '.join(significant) or 'none'}"
     )
 
 

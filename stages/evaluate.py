@@ -43,13 +43,11 @@ def main(argv: list[str] | None = None) -> None:
 
     probs = predict(0)
     y_pred = probs.argmax(axis=1)
-    result = ev.classification_metrics(y_true, probs, cfg.calibration_bins)
-    result["ci"] = ev.bootstrap_ci(
-        y_true, probs, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed, n_bins=cfg.calibration_bins
-    )
+    result = ev.classification_metrics(y_true, probs)
+    result["ci"] = ev.bootstrap_ci(y_true, probs, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
     result["test_images"] = int(len(test))
     if cfg.tta:
-        tta = ev.classification_metrics(y_true, predict(cfg.tta), cfg.calibration_bins)
+        tta = ev.classification_metrics(y_true, predict(cfg.tta))
         result["tta"] = {"views": cfg.tta + 1} | tta
     ev.log_summary(run.eval_dir, result)
 
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     write_csv(run.predictions, predictions)
     write_csv(run.roc, ev.roc_curves(y_true, probs, all_classes))
-    write_csv(run.calibration, ev.calibration_bins(y_true, probs, cfg.calibration_bins))
+    write_csv(run.calibration, ev.calibration_bins(y_true, probs))
     ci = result["ci"]["balanced_accuracy"]
     print(
         f"evaluate@{run.name}: balanced accuracy {result['balanced_accuracy']:.3f} "

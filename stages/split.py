@@ -1,9 +1,10 @@
 """split: validate every raw image once, deduplicate, and split train/val/test without leakage.
 
-Inputs: ``data/raw/``, the ``data.metadata`` CSV; params ``split.*``, ``data.metadata``,
+Inputs: ``data/raw/``, the ``data.metadata`` CSV; params ``split.*``, ``data.source``, ``data.metadata``,
 ``data.metadata_id_column`` (``runtime.workers`` is read but not tracked: speed only).
 Outputs: ``data/splits/{train,val,test}.csv`` (path,label,sha256,group), ``data/splits/skipped.csv``
-(path,reason,detail), ``reports/data.json`` (counts per split and class, skips by reason),
+(path,reason,detail), ``reports/data.json`` (counts per split and class, skips by reason, how the
+split was grouped and what an ungrouped split leaks),
 ``plots/class_counts.csv``.
 """
 
@@ -31,15 +32,24 @@ def main() -> None:
         metadata=config.data.metadata,
         metadata_id_column=config.data.metadata_id_column,
         drop_label_conflicts=config.split.drop_label_conflicts,
+        allow_missing_groups=config.split.allow_missing_groups,
         workers=config.runtime.workers,
     )
     for name, frame in split_frames(result).items():
         write_csv(SPLITS / f"{name}.csv", frame)
     write_csv(SKIPPED, pd.DataFrame(result.skipped, columns=["path", "reason", "detail"]))
-    summary = data_summary(result)
+    summary = data_summary(result, config.data.source)
     write_json(DATA_SUMMARY, summary)
     write_csv(CLASS_COUNTS, class_counts(summary["per_class"]))
     skipped = {k: v for k, v in summary["skipped"].items() if v}
+    grouping = summary["grouping"]
+    if grouping["warning"]:
+        print(f"warning: {grouping['warning']}")
+    if grouping["images_without_group"]:
+        print(
+            f"warning: {grouping['images_without_group']} images have no {grouping['group_by']} in the metadata "
+            "and form their own groups (split.allow_missing_groups: true)"
+        )
     print(
         f"split: {summary['images']} over {summary['classes']} classes; "
         f"skipped {summary['skipped_total']} {skipped or ''} (see {SKIPPED})"

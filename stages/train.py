@@ -18,7 +18,14 @@ from skinlesion.core.errors import ConfigError, cli
 from skinlesion.core.io import save_keras_model, write_json
 from skinlesion.core.layout import TRAIN_STATE, LabelMap, RunPaths, read_split, run_arguments, split_labels
 from skinlesion.modeling.model import inference_copy
-from skinlesion.modeling.train import TrainData, TrainingLog, clear_state, fingerprint, train_run
+from skinlesion.modeling.train import (
+    TrainData,
+    TrainingLog,
+    clear_state,
+    environment_fingerprint,
+    fingerprint,
+    train_run,
+)
 
 
 @cli
@@ -45,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         "train": as_dict(config.train),
         "augment": as_dict(config.augment),
     }
-    key = fingerprint(resolved, train["sha256"].tolist(), val_kept["sha256"].tolist())
+    # Code and library versions are part of the key: a checkpoint from other code is never resumed.
+    key = fingerprint(resolved, train["sha256"].tolist(), val_kept["sha256"].tolist(), environment_fingerprint())
     state_dir = TRAIN_STATE / args.backbone / f"seed{args.seed}" / key
 
     start = time.perf_counter()

@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 HAM = REPO.parent / "shared" / "data" / "ham10000-224"
+ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 
 
 def write_image(path: Path, seed: int, size: int = 16, mode: str = "RGB", fmt: str = "PNG") -> Path:
@@ -43,6 +44,17 @@ def ham_dir() -> Path:
             pytest.fail(f"{reason}; CI must provide it")
         pytest.skip(reason)
     return HAM
+
+
+@pytest.fixture
+def isic_dir() -> Path:
+    """The shared full-size (600x450) ISIC 2018 sample: required under CI, else the test skips."""
+    if not any(ISIC.glob("*/*.jpg")):
+        reason = f"shared ISIC 2018 sample not found at {ISIC} (it lives beside the checkout, as ../shared)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must provide it")
+        pytest.skip(reason)
+    return ISIC
 
 
 @pytest.fixture(scope="session")

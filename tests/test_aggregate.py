@@ -90,6 +90,7 @@ def test_report_renders_from_fixture_metrics(tmp_path: Path):
         "files_seen": 18,
         "skipped": {"corrupt": 1, "duplicate": 1, "empty": 0},
         "skipped_total": 2,
+        "grouping": {"group_by": "lesion_id", "images_without_group": 2, "given_split": None, "warning": None},
     }
     text = render_report(
         data=data,
@@ -100,8 +101,14 @@ def test_report_renders_from_fixture_metrics(tmp_path: Path):
         headline=per_run["mobilenet"][1],
         seeds=[0, 1],
         synthetic=True,
+        comparison="PAIRED-TABLE",
+        ensembles="ENSEMBLE-TABLE",
+        operating_points="POINTS-TABLE",
     )
     assert "say nothing" in text and "**mobilenet** better" in text
+    assert "Grouping: by `lesion_id`" in text and "2 images without a `lesion_id`" in text
+    for table in ("PAIRED-TABLE", "ENSEMBLE-TABLE", "POINTS-TABLE"):
+        assert f"\n{table}\n" in text
     assert "corrupt: 1" in text and "0.550 ± 0.071" in text
     assert "../plots/comparison.png" in text and "seed 1" in text
     assert "balanced accuracy 0.600 (95 % CI 0.500–0.700)" in text
@@ -112,8 +119,8 @@ def test_headline_metrics_lead_with_test_balanced_accuracy_and_keep_the_table_sm
     summary = summarise(per_run)
     head = headline_metrics("mobilenet", per_run["mobilenet"][1], summary)
     assert next(iter(head)) == "test" and next(iter(head["test"])) == "balanced_accuracy"
-    assert head["test"]["balanced_accuracy"] == 0.6 and head["model"] == "mobilenet"
-    assert list(head) == ["test", "ci", "seeds", "model"]
+    assert head["test"]["balanced_accuracy"] == 0.6
+    assert list(head) == ["test", "ci", "seeds"]  # the backbone is the `model` params column
     assert head["seeds"]["balanced_accuracy"]["mean"] == pytest.approx(0.55)
     assert set(head["ci"]) == {"accuracy", "balanced_accuracy", "macro_f1"}  # only what the run has
     assert backbone_metrics(summary)["vgg19"] == {
@@ -203,3 +210,17 @@ def test_headline_run_is_chosen_by_the_validation_score_in_the_training_log(tmp_
     assert runs.val_scores["mobilenet"] == {0: 0.50, 1: 0.70}
     assert runs.metrics["mobilenet"][0]["balanced_accuracy"] == 0.90
     assert select_run(runs.val_scores["mobilenet"]) == 1
+
+
+def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
+    from skinlesion.evaluation.aggregate import grouping_sentence
+
+    warning = "split.group_by is empty (val and test carved out image by image): images of one lesion ..."
+    data = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": warning}}
+    assert grouping_sentence(data) == f"Grouping: none, image-level split; {warning}"
+    data["grouping"] |= {"given_split": "val+test"}
+    assert grouping_sentence(data).startswith("Grouping: the source's own split (val+test)")
+    derma_c = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": "val+test", "warning": None}}
+    assert grouping_sentence(derma_c).endswith("kept as it is, grouped by lesion at the source.")
+    synthetic = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": None}}
+    assert grouping_sentence(synthetic) == "Grouping: none, image-level split."

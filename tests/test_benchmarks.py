@@ -5,22 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import REPO
-
-ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
-
-
-@pytest.fixture
-def isic_dir() -> Path:
-    """The shared full-size ISIC 2018 sample: required under CI, else the test skips."""
-    if not any(ISIC.glob("*/*.jpg")):
-        reason = f"shared ISIC 2018 sample not found at {ISIC} (it lives beside the checkout, as ../shared)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must provide it")
-        pytest.skip(reason)
-    return ISIC
 
 
 def test_gpu_benchmark_smoke_runs_on_cpu(isic_dir: Path, tmp_path: Path):

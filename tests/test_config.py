@@ -44,6 +44,12 @@ def test_repository_params_are_valid():
         (lambda p: p["runtime"].update(distribute="tpu"), "runtime.distribute"),
         (lambda p: p["data"].update(metadata=""), "data.metadata"),
         (lambda p: p["augment"].update(preview_views=3), "augment.preview_views"),  # moved to preview:
+        (lambda p: p["data"].update(source="dermamnist_c", dermamnist_size=64), "data.dermamnist_size"),
+        (lambda p: p["train"].update(epochs_scratch=0), "train.epochs_scratch"),
+        (lambda p: p["train"].update(lr_scratch=2.0), "train.lr_scratch"),
+        (lambda p: p["evaluate"].update(malignant=["mel", ""]), "evaluate.malignant"),
+        (lambda p: p["split"].update(allow_missing_groups="maybe"), "split.allow_missing_groups"),
+        (lambda p: p["evaluate"].update(calibration_bins=15), "evaluate.calibration_bins"),  # a constant now
     ],
 )
 def test_invalid_params_name_the_key(edit, key):

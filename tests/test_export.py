@@ -52,16 +52,37 @@ def test_model_card_states_limits_and_uncertainty():
         "ci": ci,
         "seeds": {"balanced_accuracy": {"mean": 0.5, "std": 0.02}, "macro_f1": {"mean": 0.45, "std": 0.03}},
     }
+    tables = {"comparison": "PAIRED", "ensembles": "ENSEMBLES", "operating_points": "POINTS"}
     card = model_card(
         labels=LabelMap(("a", "b"), 32, "mobilenet", 1),
-        headline=headline,
-        data={"images": {"train": 8, "val": 2, "test": 2}, "skipped_total": 0},
+        summary={"headline": headline, "tables": tables},
+        data={
+            "images": {"train": 8, "val": 2, "test": 2},
+            "skipped_total": 0,
+            "grouping": {"group_by": "lesion_id", "images_without_group": 0, "given_split": None, "warning": None},
+        },
         source="synthetic",
         quantization="float16",
         agreement={"images": 2, "max_abs_diff": 0.001, "label_agreement": 1.0},
     )
     assert "Not a diagnostic device" in card and "0.400–0.600" in card and "say nothing clinical" in card
     assert "macro-F1 0.450 ± 0.030" in card and "`mobilenet` (seed 1)" in card
+    assert "Grouping: by `lesion_id`" in card and all(f"\n{t}\n" in card for t in tables.values())
+
+
+def test_agreement_sample_covers_every_test_class():
+    import pandas as pd
+
+    from skinlesion.evaluation.export import agreement_sample
+
+    # Path-sorted like a split CSV: the first 64 rows would all be "akiec" and "bcc".
+    counts = {"akiec": 40, "bcc": 40, "df": 3, "mel": 30, "nv": 300, "vasc": 5}
+    test = pd.DataFrame(
+        [(f"data/{c}/{i:04d}.jpg", c) for c, n in counts.items() for i in range(n)], columns=["path", "label"]
+    )
+    sample = agreement_sample(test)
+    assert set(test.head(64)["label"]) == {"akiec", "bcc"}
+    assert sample["label"].value_counts().to_dict() == {"akiec": 10, "bcc": 10, "mel": 10, "nv": 10, "vasc": 5, "df": 3}
 
 
 def test_export_warns_below_99_percent_label_agreement():
@@ -71,3 +92,19 @@ def test_export_warns_below_99_percent_label_agreement():
     warning = agreement_warning({"label_agreement": 0.9, "images": 60}, "dynamic_range")
     assert warning.startswith("warning: TFLite (dynamic_range) disagrees with Keras on 10% of 60 test images")
     assert "export.quantization: none" in warning
+
+
+def test_savedmodel_command_writes_a_serving_model_of_a_saved_classifier(tmp_path, lesion_jpegs):
+    import tensorflow as tf
+
+    from skinlesion.evaluation.export import main
+
+    model_path = save_model(tmp_path / "m")  # mobilenet at 32 px, labels.json beside it
+    assert main([str(model_path), str(tmp_path / "serving" / "1")]) == 0
+    images = load_batch(sorted(lesion_jpegs.rglob("*.jpg"))[:4], 32).astype("float32")
+    loaded = tf.saved_model.load(str(tmp_path / "serving" / "1"))
+    expected = load_classifier(model_path).predict(images, verbose=0)
+    np.testing.assert_allclose(loaded.serve(tf.constant(images)).numpy(), expected, atol=1e-5)
+    # A folder without labels.json: one line naming it, exit status 2.
+    (model_path.parent / "labels.json").unlink()
+    assert main([str(model_path), str(tmp_path / "other")]) == 2

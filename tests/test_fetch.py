@@ -195,3 +195,34 @@ def test_unreadable_archive_is_a_one_line_error(tmp_path: Path):
     with pytest.raises(DataError, match="not a readable .zip or .tar archive") as info:
         fetch("zip", tmp_path / "raw", path=str(archive), progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_dermamnist_c_from_a_local_npz_is_md5_checked_and_keeps_its_lesion_grouped_split(
+    tmp_path: Path, monkeypatch, no_network
+):
+    npz = _medmnist_npz(tmp_path / "dermamnist_corrected_28.npz")
+    md5 = hashlib.md5(npz.read_bytes()).hexdigest()
+    monkeypatch.setitem(fetch_mod.DERMAMNIST_C_FILES, 28, ("dermamnist_corrected_28.npz", md5))
+    info = fetch("dermamnist_c", tmp_path / "raw", path=str(npz), dermamnist_size=28, progress=False)
+    assert info["per_split"] == {"test": 7, "train": 14, "val": 7} and info["md5"] == md5
+    # Any other bytes under that name are refused, naming the file, the expected MD5 and the fix.
+    np.savez(tmp_path / "other.npz", train_images=np.zeros((1, 28, 28, 3), np.uint8))
+    with pytest.raises(DataError) as error:
+        fetch("dermamnist_c", tmp_path / "raw2", path=str(tmp_path / "other.npz"), dermamnist_size=28, progress=False)
+    message = str(error.value)
+    assert "\n" not in message and "other.npz" in message and md5 in message and "10.5281/zenodo.11101337" in message
+
+
+def test_dermamnist_c_from_the_keras_cache_without_a_local_file(tmp_path: Path, monkeypatch, no_network):
+    # The published hashes, as the corrected dataset's authors list them (medmnist_corrected/info.py).
+    assert fetch_mod.DERMAMNIST_C_FILES[28][1] == "96e2862980877d45d9cacb5c25de6950"
+    assert fetch_mod.DERMAMNIST_C_FILES[224][1] == "84920fb70c83b234c295b6f0d4ae2bc0"
+    with pytest.raises(DataError, match="data.dermamnist_size=224") as error:  # offline, not in the cache
+        dermamnist_download(224, cache_dir=str(tmp_path / "empty"), corrected=True)
+    assert "dermamnist_corrected_224.npz" in str(error.value) and "\n" not in str(error.value)
+    cache = tmp_path / "keras"
+    (cache / "datasets").mkdir(parents=True)
+    npz = _medmnist_npz(cache / "datasets" / "dermamnist_corrected_224.npz")
+    md5 = hashlib.md5(npz.read_bytes()).hexdigest()
+    monkeypatch.setitem(fetch_mod.DERMAMNIST_C_FILES, 224, ("dermamnist_corrected_224.npz", md5))
+    assert dermamnist_download(224, cache_dir=str(cache), corrected=True) == npz

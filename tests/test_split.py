@@ -7,7 +7,15 @@ from PIL import Image
 
 from skinlesion.core.errors import DataError
 from skinlesion.data.fetch import fetch
-from skinlesion.data.split import data_summary, split_dataset, split_frames
+from skinlesion.data.split import (
+    DHASH_BITS,
+    PHASH_BITS,
+    data_summary,
+    grouping_warning,
+    near_duplicate_clusters,
+    split_dataset,
+    split_frames,
+)
 
 from .conftest import corrupt_jpeg, make_class_tree, write_image
 
@@ -36,13 +44,14 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     (a / "same_dup.png").write_bytes((a / "img_0000.png").read_bytes())
 
     result = split_dataset(raw, **ARGS)
-    m = data_summary(result)
+    m = data_summary(result, "synthetic")
     assert m["skipped"] == {
         "empty": 1,
         "not_an_image": 2,
         "truncated": 1,
         "corrupt": 1,
         "duplicate": 1,
+        "near_duplicate": 0,  # random-noise images of different seeds are far apart
         "label_conflict": 2,
     }
     kept = {Path(r.path).name for recs in result.splits.values() for r in recs}
@@ -131,8 +140,9 @@ def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, h
         group_by="lesion_id",
         metadata=str(tmp_path / "meta.csv"),
     )
-    m = data_summary(result)
-    assert m["images"]["total"] == 1123 and m["classes"] == 7 and m["missing_metadata"] == 0
+    m = data_summary(result, "folder")
+    assert m["images"]["total"] == 1123 and m["classes"] == 7
+    assert m["grouping"] == {"group_by": "lesion_id", "images_without_group": 0, "given_split": None, "warning": None}
     groups = [{r.group for r in recs} for recs in result.splits.values()]
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
     sizes = pd.Series([r.group for recs in result.splits.values() for r in recs]).value_counts()
@@ -151,3 +161,101 @@ def test_label_conflicts_can_keep_the_first_copy_by_path(tmp_path: Path):
     # The first copy by path wins: unsplit/a/zz_shared.png sorts before unsplit/b/aa_shared.png.
     assert names(kept)["zz_shared.png"] == "a" and "aa_shared.png" not in names(kept)
     assert [s["reason"] for s in kept.skipped] == ["label_conflict"]
+
+
+def test_shared_ham10000_sample_ungrouped_warns_and_ids_missing_from_metadata_are_an_error(tmp_path: Path, ham_dir):
+    fetch("folder", tmp_path / "raw", path=str(ham_dir), progress=False)
+    ungrouped = data_summary(split_dataset(tmp_path / "raw", **ARGS), "folder")["grouping"]
+    assert ungrouped["group_by"] is None and ungrouped["given_split"] is None
+    assert "images of one lesion can sit in train and test" in ungrouped["warning"]
+    assert "split.group_by: lesion_id" in ungrouped["warning"]
+
+    metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv", dtype=str)
+    dropped = sorted(metadata["image_id"])[:7]
+    metadata[~metadata["image_id"].isin(dropped)].to_csv(tmp_path / "meta.csv", index=False)
+    grouped = ARGS | {"group_by": "lesion_id", "metadata": str(tmp_path / "meta.csv")}
+    with pytest.raises(DataError) as error:
+        split_dataset(tmp_path / "raw", **grouped)
+    message = str(error.value)
+    assert "\n" not in message and "7 of 1123 images have no lesion_id" in message
+    assert all(image_id in message for image_id in dropped[:5]) and "split.allow_missing_groups: true" in message
+    allowed = data_summary(split_dataset(tmp_path / "raw", **grouped, allow_missing_groups=True), "folder")
+    assert allowed["grouping"] == {
+        "group_by": "lesion_id",
+        "images_without_group": 7,
+        "given_split": None,
+        "warning": None,
+    }
+
+
+def test_grouping_warning_names_what_leaks_per_source():
+    assert grouping_warning("synthetic", "", ()) is None
+    assert grouping_warning("folder", "lesion_id", ()) is None
+    derma = grouping_warning("dermamnist", "", ("val", "test"))
+    assert "image-level" in derma and "data.source: dermamnist_c" in derma and "10.5281/zenodo.11101337" in derma
+    assert grouping_warning("dermamnist_c", "", ("val", "test")) is None  # its split is grouped by lesion
+    kaggle = grouping_warning("kaggle", "", ("val",))
+    assert kaggle.startswith("split.group_by is empty (test carved out image by image)")
+
+
+def _copies(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """A JPEG re-encode (quality 70) and a half-size copy of an image."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=70)
+    half = image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), half
+
+
+def test_near_duplicate_thresholds_on_the_shared_real_images_and_the_synthetic_lesions(
+    ham_dir: Path, isic_dir: Path, tmp_path: Path
+):
+    import imagehash
+
+    from skinlesion.core.images import load_rgb
+    from skinlesion.data.synthetic import generate
+
+    paths = sorted(ham_dir.glob("*/*.jpg")) + sorted(isic_dir.glob("*/*.jpg"))
+    images = [load_rgb(p) for p in paths]
+    hashes = [(str(imagehash.phash(image)), str(imagehash.dhash(image))) for image in images]
+    # Distinct lesions (HAM10000 sample: one image per lesion; ISIC: distinct images) never merge ...
+    assert len(set(near_duplicate_clusters(*zip(*hashes, strict=True)))) == len(paths) == 1123 + 302
+    # ... while a re-encoded and a half-size copy of every 10th image fall within both thresholds.
+    for image, (p, d) in zip(images[::10], hashes[::10], strict=True):
+        for copy in _copies(image):
+            assert imagehash.hex_to_hash(p) - imagehash.phash(copy) <= PHASH_BITS
+            assert imagehash.hex_to_hash(d) - imagehash.dhash(copy) <= DHASH_BITS
+    # Distinct images alike in layout (the demo's lesions in a dark circular frame) stay distinct.
+    generate(tmp_path / "syn", 900, 64, seed=0, workers=1, progress=False)
+    synthetic = [load_rgb(p) for p in sorted((tmp_path / "syn").rglob("*.png"))]
+    phashes = [str(imagehash.phash(image)) for image in synthetic]
+    assert len(set(near_duplicate_clusters(phashes, [str(imagehash.dhash(i)) for i in synthetic]))) == 900
+    assert len(set(near_duplicate_clusters(phashes, ["0" * 16] * 900))) < 900  # pHash alone merges some
+
+
+def test_reencoded_and_half_size_copies_are_near_duplicates_never_in_two_splits(tmp_path: Path, ham_dir: Path):
+    from skinlesion.core.images import load_rgb
+
+    raw = tmp_path / "raw" / "unsplit"
+    for label in ("mel", "nv"):
+        for path in sorted((ham_dir / label).glob("*.jpg"))[:15]:
+            (raw / label).mkdir(parents=True, exist_ok=True)
+            (raw / label / path.name).write_bytes(path.read_bytes())
+    original = sorted((raw / "nv").glob("*.jpg"))[0]
+    reencoded, half = _copies(load_rgb(original))
+    reencoded.save(raw / "nv" / "zz_reencoded.jpg", quality=70)
+    half.save(raw / "nv" / "zz_half.png")
+    half.save(raw / "mel" / "zz_half_mislabelled.png")  # a copy under another label: a conflict
+    result = split_dataset(tmp_path / "raw", **ARGS)
+    summary = data_summary(result, "folder")
+    assert summary["skipped"]["near_duplicate"] == 0 and summary["skipped"]["label_conflict"] == 4
+    kept = {Path(r.path).name for recs in result.splits.values() for r in recs}
+    assert not {original.name, "zz_reencoded.jpg", "zz_half.png", "zz_half_mislabelled.png"} & kept
+
+    (raw / "mel" / "zz_half_mislabelled.png").unlink()
+    result = split_dataset(tmp_path / "raw", **ARGS)
+    near = {Path(s["path"]).name: s["detail"] for s in result.skipped if s["reason"] == "near_duplicate"}
+    assert set(near) == {"zz_reencoded.jpg", "zz_half.png"} and original.name in near["zz_half.png"]
+    where = [s for s, recs in result.splits.items() for r in recs if Path(r.path).name == original.name]
+    assert len(where) == 1 and data_summary(result, "folder")["images"]["total"] == 30

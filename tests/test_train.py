@@ -203,3 +203,105 @@ def test_mixed_float16_trains_and_saves_a_model_plain_keras_loads(tiny_data, tmp
     assert probs.dtype == np.float32 and probs.shape == (3, len(tiny_data[2]))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probs, np.asarray(result.model.predict(images, verbose=0)), atol=2e-3)
+
+
+def test_per_epoch_random_draws_never_repeat_across_epochs():
+    import keras
+
+    from skinlesion.core.config import AugmentConfig
+    from skinlesion.modeling.augment import build_augmenter
+    from skinlesion.modeling.train import reseed_generators
+
+    augmenter = build_augmenter(AugmentConfig(), seed=0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), augmenter, keras.layers.Dropout(0.5)])
+    states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    used: dict[int, set] = {}
+    outputs: dict[int, list] = {}
+    for epoch in range(4):
+        reseed_generators(model, seed=0, phase=1, epoch=epoch)
+        used[epoch], outputs[epoch] = set(), []
+        for _ in range(5):  # five batches: each draws from every generator, advancing its counter
+            used[epoch] |= {tuple(np.asarray(v).tolist()) for v in states}
+            outputs[epoch].append(np.asarray(model(x, training=True)))
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not used[a] & used[b], f"epochs {a} and {b} share generator states"
+            # The old derivation's symptom: batch k of epoch b equal to batch k + (b - a) of epoch a.
+            for k in range(5 - (b - a)):
+                assert not np.array_equal(outputs[b][k], outputs[a][k + b - a])
+    reseed_generators(model, seed=0, phase=1, epoch=2)
+    np.testing.assert_array_equal(np.asarray(model(x, training=True)), outputs[2][0])  # and replays exactly
+
+
+def test_resume_key_changes_with_the_training_code_and_library_versions(tmp_path: Path, monkeypatch):
+    import importlib.metadata
+    import shutil
+
+    import skinlesion.modeling.train as train_mod
+    from skinlesion.modeling.train import environment_fingerprint, fingerprint
+
+    package = tmp_path / "skinlesion"
+    for folder in ("core", "modeling", "evaluation"):
+        shutil.copytree(train_mod.PACKAGE / folder, package / folder)
+    before = environment_fingerprint(package)
+    assert before == environment_fingerprint(train_mod.PACKAGE)  # content, not location
+    (package / "evaluation" / "evaluate.py").write_text("# evaluation code does not train\n")
+    assert environment_fingerprint(package) == before
+    (package / "modeling" / "train.py").write_text((package / "modeling" / "train.py").read_text() + "\n# edit\n")
+    edited = environment_fingerprint(package)
+    assert edited["code"] != before["code"]
+    # A checkpoint made by other code lives under another key: it is never resumed.
+    assert fingerprint({"run": 1}, before) != fingerprint({"run": 1}, edited)
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.0" if n == "keras" else real(n))
+    assert environment_fingerprint(package)["keras"] == "0.0" != before["keras"]
+
+
+def test_weighted_validation_batches_give_the_class_weighted_validation_loss(tmp_path: Path):
+    import keras
+
+    from skinlesion.modeling.train import in_order
+
+    model = _linear_model(0.5)
+    x = np.random.default_rng(1).normal(size=(40, 4)).astype("float32")
+    labels = np.r_[np.zeros(30, int), np.ones(10, int)]  # imbalanced, like nevi vs the rest
+    y = keras.utils.to_categorical(labels, 2)
+    cw = class_weights(labels, 2, "balanced")
+    w = np.array([cw[c] for c in labels], dtype=np.float32)
+    batches = list(in_order(x, 16, y, w))
+    assert len(batches[0]) == 3 and len(batches) == 3  # (x, y, w) triples, 16 + 16 + 8 rows
+    np.testing.assert_array_equal(np.concatenate([b[2].numpy() for b in batches]), w)
+    per_image = keras.losses.CategoricalCrossentropy(reduction=None)(y, model.predict(x, verbose=0)).numpy()
+    plain = model.evaluate(in_order(x, 16, y), verbose=0, return_dict=True)["loss"]
+    weighted = model.evaluate(in_order(x, 16, y, w), verbose=0, return_dict=True)["loss"]
+    assert plain == pytest.approx(per_image.mean(), rel=1e-4)
+    # Each class counts equally in what fit_phase monitors, as in the class-weighted training loss.
+    assert weighted == pytest.approx((per_image * w).mean(), rel=1e-4)
+    assert weighted != pytest.approx(plain, rel=1e-3)
+
+
+def test_scratch_trains_every_layer_and_batchnorm_in_one_phase(tiny_data, tmp_path: Path):
+    import keras
+
+    from skinlesion.modeling.model import build_backbone
+
+    scratch = TrainConfig(batch_size=16, weights="scratch", epochs_scratch=2, lr_scratch=1e-3, patience=5)
+    initial = build_backbone(get_backbone("mobilenet"), 32, "scratch", seed=0)  # the run's own random init
+    result = _run(tiny_data, tmp_path / "s", train=scratch)
+    assert [r["phase"] for r in result.history] == ["scratch"] * 2
+    base = next(layer for layer in result.model.layers if layer.name.startswith("mobilenet"))
+    before = {w.path: np.asarray(w) for w in initial.weights}
+    after = {w.path: np.asarray(w) for w in base.weights}
+    conv = [p for p in after if p.endswith("kernel") and "conv1" in p]
+    moving = [p for p in after if p.endswith("moving_mean")]
+    gamma = [p for p in after if p.endswith("gamma")]
+    # The first convolution, BatchNorm's scale and its running statistics all moved from their init.
+    for group in (conv, moving, gamma):
+        assert group and any(not np.allclose(before[p], after[p]) for p in group), group[:2]
+    # Predictions use BatchNorm's running statistics, not the batch's: an image alone or in a batch
+    # gets the same probabilities.
+    images = np.stack([np.asarray(keras.utils.load_img(p)) for p in tiny_data[0][:8]]).astype("float32")
+    batch = result.model.predict(images, verbose=0)
+    alone = result.model.predict(images[:1], verbose=0)
+    np.testing.assert_allclose(alone[0], batch[0], atol=1e-5)

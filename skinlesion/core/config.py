@@ -18,8 +18,9 @@ import yaml
 from skinlesion.core.backbones import BACKBONES
 from skinlesion.core.errors import ConfigError
 
-SOURCES = ("synthetic", "folder", "zip", "kaggle", "dermamnist")
+SOURCES = ("synthetic", "folder", "zip", "kaggle", "dermamnist", "dermamnist_c")
 DERMAMNIST_SIZES = (28, 64, 128, 224)
+DERMAMNIST_C_SIZES = (28, 224)  # the resolutions DermaMNIST-C is published at
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ class DataConfig:
             "must name a CSV (DVC tracks its content); use data/no-metadata.csv for none",
             self.metadata,
         )
+        if self.source == "dermamnist_c":
+            _check(
+                self.dermamnist_size in DERMAMNIST_C_SIZES,
+                f"{key}.dermamnist_size",
+                f"must be one of {DERMAMNIST_C_SIZES} for source=dermamnist_c",
+                self.dermamnist_size,
+            )
         if self.source in ("folder", "zip"):
             _check(bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", "")
         if self.source == "kaggle":
@@ -81,6 +89,7 @@ class SplitConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     group_by: str = ""
+    allow_missing_groups: bool = False
     drop_label_conflicts: bool = True
 
     def validate(self, key: str) -> None:  # noqa: D102
@@ -134,7 +143,6 @@ class PreviewConfig:
 
     per_class: int = 2
     views: int = 5
-    seed: int = 0
 
     def validate(self, key: str) -> None:  # noqa: D102
         _check(self.per_class >= 1, f"{key}.per_class", "must be >= 1", self.per_class)
@@ -170,6 +178,11 @@ class RuntimeConfig:
         )
 
 
+# train.weights besides a weights-file path: pretrained, frozen random backbone (fast offline demo),
+# and random init with every layer trained (the honest offline baseline).
+WEIGHTS = ("imagenet", "none", "scratch")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings shared by every backbone."""
@@ -185,6 +198,8 @@ class TrainConfig:
     class_weight: str = "balanced"
     label_smoothing: float = 0.0
     weights: str = "imagenet"
+    epochs_scratch: int = 40
+    lr_scratch: float = 1e-3
     augment_head: bool = False
     precision: str = "float32"
     jit_compile: str = "auto"
@@ -193,7 +208,8 @@ class TrainConfig:
         _check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
         _check(self.epochs_head >= 1, f"{key}.epochs_head", "must be >= 1", self.epochs_head)
         _check(self.epochs_finetune >= 0, f"{key}.epochs_finetune", "must be >= 0", self.epochs_finetune)
-        for name in ("lr_head", "lr_finetune"):
+        _check(self.epochs_scratch >= 1, f"{key}.epochs_scratch", "must be >= 1", self.epochs_scratch)
+        for name in ("lr_head", "lr_finetune", "lr_scratch"):
             value = getattr(self, name)
             _check(0.0 < value < 1.0, f"{key}.{name}", "must be in (0, 1)", value)
         _check(self.patience >= 1, f"{key}.patience", "must be >= 1", self.patience)
@@ -223,14 +239,14 @@ class TrainConfig:
 
     def validate_weights(self, key: str, backbones: list[str]) -> None:
         """Check a weights-file path exists for every trained backbone (not for every registered one)."""
-        if self.weights in ("imagenet", "none"):
+        if self.weights in WEIGHTS:
             return
         for name in backbones:
             path = Path(self.weights.format(backbone=name))
             _check(
                 path.is_file(),
                 f"{key}.weights",
-                f"is neither imagenet, none nor an existing weights file ({path} not found)",
+                f"is neither {', '.join(WEIGHTS)} nor an existing weights file ({path} not found)",
                 self.weights,
             )
 
@@ -255,6 +271,19 @@ class BackboneConfig:
         _check(0.0 <= self.dropout < 1.0, f"{key}.dropout", "must be in [0, 1)", self.dropout)
 
 
+# Malignant classes under the names of HAM10000/ISIC (dx codes) and of common class-folder data sets.
+DEFAULT_MALIGNANT = (
+    "mel",
+    "bcc",
+    "akiec",
+    "scc",
+    "melanoma",
+    "basal cell carcinoma",
+    "squamous cell carcinoma",
+    "actinic keratosis",
+)
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Test-set evaluation settings."""
@@ -262,14 +291,14 @@ class EvaluateConfig:
     tta: int = 0
     bootstrap: int = 1000
     confidence: float = 0.95
-    calibration_bins: int = 10
     seed: int = 0
+    malignant: list[str] = field(default_factory=lambda: list(DEFAULT_MALIGNANT))
 
     def validate(self, key: str) -> None:  # noqa: D102
+        _check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
         _check(0 <= self.tta <= 7, f"{key}.tta", "must be in [0, 7] (the square's other symmetries)", self.tta)
         _check(self.bootstrap >= 1000, f"{key}.bootstrap", "must be >= 1000 resamples", self.bootstrap)
         _check(0.5 < self.confidence < 1.0, f"{key}.confidence", "must be in (0.5, 1)", self.confidence)
-        _check(self.calibration_bins >= 2, f"{key}.calibration_bins", "must be >= 2", self.calibration_bins)
 
 
 @dataclass(frozen=True)

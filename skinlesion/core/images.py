@@ -130,6 +130,10 @@ class FileCheck:
     height: int = 0
     reason: str = ""
     detail: str = ""
+    # 64-bit perceptual (DCT) and difference hashes (hex) of the decoded image: find re-encoded or
+    # resized copies that identical-bytes checks miss.
+    phash: str = ""
+    dhash: str = ""
 
     @property
     def ok(self) -> bool:
@@ -144,9 +148,11 @@ def check_file(path: str) -> FileCheck:
         path: The file.
 
     Returns:
-        A :class:`FileCheck`; ``reason`` is empty for a usable image.
+        A :class:`FileCheck` with the content and perceptual hashes; ``reason`` is empty for a usable image.
 
     """
+    import imagehash
+
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if Path(path).name in IGNORED_NAMES:
         return FileCheck(path, digest, reason="not_an_image", detail="operating-system metadata file")
@@ -154,4 +160,11 @@ def check_file(path: str) -> FileCheck:
         image = load_rgb(path)
     except ImageLoadError as exc:
         return FileCheck(path, digest, reason=exc.reason, detail=exc.detail)
-    return FileCheck(path, digest, width=image.width, height=image.height)
+    return FileCheck(
+        path,
+        digest,
+        width=image.width,
+        height=image.height,
+        phash=str(imagehash.phash(image)),
+        dhash=str(imagehash.dhash(image)),
+    )

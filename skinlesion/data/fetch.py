@@ -38,6 +38,14 @@ DERMAMNIST_FILES = {
     128: ("dermamnist_128.npz", "2defd784463fa5243564e855ed717de1"),
     224: ("dermamnist_224.npz", "8974907d8e169bef5f5b96bc506ae45d"),
 }
+# DermaMNIST-C (Abhishek et al., Sci Data 2025): the same images re-split so that no lesion straddles
+# train/val/test (8,215/573/1,227), at 28 and 224 px, in Zenodo record 11101337; MD5 sums as published
+# in the authors' medmnist_corrected/info.py.
+DERMAMNIST_C_URL = "https://zenodo.org/records/11101337/files/{name}?download=1"
+DERMAMNIST_C_FILES = {
+    28: ("dermamnist_corrected_28.npz", "96e2862980877d45d9cacb5c25de6950"),
+    224: ("dermamnist_corrected_224.npz", "84920fb70c83b234c295b6f0d4ae2bc0"),
+}
 # DermaMNIST label index → HAM10000 diagnosis code (the order of MedMNIST's INFO["dermamnist"]["label"]).
 DERMAMNIST_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
@@ -215,12 +223,13 @@ def kaggle_download(handle: str) -> Path:
         ) from None
 
 
-def dermamnist_download(image_size: int, cache_dir: str | None = None) -> Path:
-    """Download the official DermaMNIST ``.npz`` with ``keras.utils.get_file`` and check its MD5.
+def dermamnist_download(image_size: int, cache_dir: str | None = None, corrected: bool = False) -> Path:
+    """Download the official DermaMNIST (or DermaMNIST-C) ``.npz`` with ``keras.utils.get_file``, MD5-checked.
 
     Args:
-        image_size: 28, 64, 128 or 224.
+        image_size: 28, 64, 128 or 224 (DermaMNIST-C: 28 or 224).
         cache_dir: Keras cache folder (default ``~/.keras``); a file already there is not downloaded.
+        corrected: DermaMNIST-C, the lesion-grouped re-split, instead of MedMNIST's image-level split.
 
     Returns:
         Path to the verified ``.npz``.
@@ -231,12 +240,12 @@ def dermamnist_download(image_size: int, cache_dir: str | None = None) -> Path:
     """
     import keras
 
-    name, md5 = DERMAMNIST_FILES[image_size]
+    name, md5 = (DERMAMNIST_C_FILES if corrected else DERMAMNIST_FILES)[image_size]
     try:
         return Path(
             keras.utils.get_file(
                 fname=name,
-                origin=DERMAMNIST_URL.format(name=name),
+                origin=(DERMAMNIST_C_URL if corrected else DERMAMNIST_URL).format(name=name),
                 file_hash=md5,
                 hash_algorithm="md5",
                 cache_subdir="datasets",
@@ -248,7 +257,29 @@ def dermamnist_download(image_size: int, cache_dir: str | None = None) -> Path:
         raise DataError(
             f"data.dermamnist_size={image_size}: could not get {name} ({first}). Check the network, or "
             f"place the file (MD5 {md5}) in ~/.keras/datasets/"
+            + (" or give its path as data.path" if corrected else "")
         ) from None
+
+
+def local_dermamnist_c(path: Path, image_size: int) -> Path:
+    """A DermaMNIST-C ``.npz`` downloaded by hand, checked against the published MD5.
+
+    Raises:
+        DataError: When the file's MD5 is not the published one for ``image_size``.
+    """
+    import hashlib
+
+    name, md5 = DERMAMNIST_C_FILES[image_size]
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != md5:
+        raise DataError(
+            f"data.path={path}: MD5 {digest.hexdigest()} is not that of {name} ({md5}); download it from "
+            "Zenodo (doi 10.5281/zenodo.11101337) or fix data.dermamnist_size"
+        )
+    return path
 
 
 def write_dermamnist(npz_path: Path, out: Path, progress: bool = True) -> dict[str, int]:
@@ -304,9 +335,10 @@ def fetch(
     """Fill ``out`` (emptied first) with the images of ``source`` in the raw layout.
 
     Args:
-        source: ``synthetic``, ``folder``, ``zip``, ``kaggle`` or ``dermamnist``.
+        source: ``synthetic``, ``folder``, ``zip``, ``kaggle``, ``dermamnist`` or ``dermamnist_c``.
         out: The raw folder; everything written stays inside it.
-        path: Folder (``folder``) or archive (``zip``).
+        path: Folder (``folder``), archive (``zip``) or a local ``.npz`` (``dermamnist_c``; otherwise
+            it is downloaded).
         kaggle_dataset: Kaggle handle (``kaggle``).
         dermamnist_size: DermaMNIST resolution (``dermamnist``).
         synthetic_seed: Generator seed (``synthetic``).
@@ -348,6 +380,13 @@ def fetch(
         npz = dermamnist_download(dermamnist_size)
         counts = write_dermamnist(npz, out, progress)
         info.update(dermamnist_size=dermamnist_size, files=sum(counts.values()), unlabelled=0)
+    elif source == "dermamnist_c":
+        local = Path(path)
+        npz = local_dermamnist_c(local, dermamnist_size) if local.is_file() else None
+        npz = npz or dermamnist_download(dermamnist_size, corrected=True)
+        counts = write_dermamnist(npz, out, progress)
+        md5 = DERMAMNIST_C_FILES[dermamnist_size][1]
+        info.update(dermamnist_size=dermamnist_size, md5=md5, files=sum(counts.values()), unlabelled=0)
     else:  # config validation rejects this first
         raise DataError(f"data.source={source} is not a known source")
     per_split = Counter(p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file())

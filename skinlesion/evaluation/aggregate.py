@@ -1,4 +1,8 @@
-"""Across-seed summaries, pairwise McNemar tests, run selection by validation, comparison plots, the report."""
+"""Across-seed summaries, run selection by validation, comparison plots, the report.
+
+The statistics that need every run's predictions (paired tests, ensembles, operating points) are in
+:mod:`skinlesion.evaluation.compare`; McNemar per seed stays here as a secondary check.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +47,37 @@ def collect_runs(backbones: list[str], seeds: list[int]) -> RunResults:
     return out
 
 
+def prediction_arrays(
+    predictions: dict[str, dict[int, pd.DataFrame]],
+) -> tuple[list[str], np.ndarray, dict[str, dict[int, np.ndarray]]]:
+    """Every run's test probabilities as arrays on one row order and one class order.
+
+    Args:
+        predictions: ``{backbone: {seed: predictions frame}}`` (path, actual, predicted, ``p_<class>``).
+
+    Returns:
+        The classes (the ``p_`` columns of the first run), the labels as indices, and
+        ``{backbone: {seed: (n, classes) probabilities}}`` with rows in the first run's path order.
+    """
+    first = next(iter(next(iter(predictions.values())).values()))
+    classes = [c[2:] for c in first.columns if c.startswith("p_")]
+    index = {c: i for i, c in enumerate(classes)}
+    paths = first["path"]
+    y_true = first["actual"].map(index).to_numpy()
+    columns = [f"p_{c}" for c in classes]
+    probs = {
+        b: {s: _renormalised(frame.set_index("path").loc[paths, columns]) for s, frame in runs.items()}
+        for b, runs in predictions.items()
+    }
+    return classes, y_true, probs
+
+
+def _renormalised(frame: pd.DataFrame) -> np.ndarray:
+    # The CSV holds probabilities rounded to 6 decimals: rows sum to 1 within 1e-5, not exactly.
+    values = frame.to_numpy(dtype=float)
+    return values / values.sum(axis=1, keepdims=True)
+
+
 def headline_metrics(model: str, run: dict, summary: dict) -> dict:
     """``metrics/metrics.json``: the selected run's key test metrics and CIs first, then the seed spread.
 
@@ -54,7 +89,6 @@ def headline_metrics(model: str, run: dict, summary: dict) -> dict:
         "test": {m: run.get(m) for m in KEY_METRICS},
         "ci": {m: run["ci"][m] for m in KEY_METRICS if m in run.get("ci", {})},
         "seeds": {m: {k: summary[model][m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
-        "model": model,
     }
 
 
@@ -194,7 +228,7 @@ def summary_table(summary: dict, metrics: tuple[str, ...] = HEADLINE) -> str:
 
 
 def tests_table(tests: list[dict]) -> str:
-    """Markdown table of the pairwise McNemar tests."""
+    """Markdown table of the pairwise McNemar tests (plain accuracy, per seed: a secondary check)."""
     lines = ["| pair | p per seed | verdict |", "|---|---|---|"]
     for t in tests:
         ps = ", ".join(f"seed {s}: {r['p']:.3g}" for s, r in t["seeds"].items())
@@ -234,7 +268,8 @@ def comparison_figure(
     for ax, column in zip(axes[1][:2], ("val_loss", "val_accuracy"), strict=True):
         for run, h in curves.groupby("run", sort=True):
             colour = colours[run.rsplit("-", 1)[0]]
-            last_head = h.loc[h["phase"] == 0, "step"].max()
+            # From scratch (no head phase) the whole curve is one solid line.
+            last_head = h.loc[h["phase"] == 0, "step"].max() if (h["phase"] == 0).any() else h["step"].max()
             ax.plot(h["step"].where(h["step"] <= last_head), h[column], "-", color=colour, lw=1.2)
             ax.plot(h["step"].where(h["step"] >= last_head), h[column], ":", color=colour, lw=1.2)
         ax.set(xlabel="step (epochs of both phases; dotted: fine-tuning)", title=column.replace("_", " "))
@@ -279,6 +314,9 @@ def render_report(
     headline: dict,
     seeds: list[int],
     synthetic: bool,
+    comparison: str,
+    ensembles: str,
+    operating_points: str,
 ) -> str:
     """The self-contained Markdown report (images linked relative to ``reports/``).
 
@@ -291,6 +329,9 @@ def render_report(
         headline: The selected run's test metrics.
         seeds: Seeds run.
         synthetic: Whether the data were the built-in synthetic images.
+        comparison: Markdown table of the paired balanced-accuracy tests.
+        ensembles: Markdown table of the seed and all-backbone ensembles.
+        operating_points: Markdown table of the headline run's clinical operating points.
 
     Returns:
         Markdown text.
@@ -313,6 +354,7 @@ def render_report(
         f"- Images: {images['train']} train, {images['val']} validation, {images['test']} test "
         f"({data['classes']} classes; {data['files_seen']} files seen).",
         f"- Skipped by validation: {data['skipped_total']} ({skipped}).",
+        f"- {grouping_sentence(data)}",
         "",
         "## Headline",
         "",
@@ -329,7 +371,28 @@ def render_report(
         "",
         "Interactive versions of these curves and matrices: `dvc plots show`.",
         "",
-        f"## Pairwise McNemar tests (α = {ALPHA})",
+        f"## Backbones compared on balanced accuracy (paired, Holm-corrected, α = {ALPHA})",
+        "",
+        comparison,
+        "",
+        "Δ is the difference of mean-over-seeds balanced accuracy on the same test images; the interval is a",
+        "class-stratified paired bootstrap, p a paired permutation test (each image's answers swapped at random),",
+        "adjusted across pairs with Holm's method.",
+        "",
+        "## Ensembles (test split)",
+        "",
+        ensembles,
+        "",
+        "Each backbone's seeds averaged (probabilities), and every run of every backbone averaged.",
+        "",
+        f"## Clinical operating points (`{model}`, seed {selected_seed})",
+        "",
+        operating_points,
+        "",
+        "Read off the test ROC curve of the summed malignant probability (melanoma: its own probability);",
+        "intervals: class-stratified bootstrap. A threshold for use would have to be fixed on validation data.",
+        "",
+        "## Secondary check: McNemar tests on plain accuracy, per seed",
         "",
         tests_table(tests),
         "",
@@ -345,6 +408,20 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def grouping_sentence(data: dict) -> str:
+    """One sentence on how the split was grouped, and what that means for leakage."""
+    grouping = data.get("grouping", {})
+    column = grouping.get("group_by")
+    if column:
+        missing = grouping.get("images_without_group", 0)
+        extra = f"; {missing} images without a `{column}` each formed their own group" if missing else ""
+        return f"Grouping: by `{column}` — no `{column}` straddles train/val/test{extra}."
+    if grouping.get("given_split"):
+        kept = f"Grouping: the source's own split ({grouping['given_split']}), kept as it is"
+        return kept + (f"; {grouping['warning']}" if grouping.get("warning") else ", grouped by lesion at the source.")
+    return "Grouping: none, image-level split" + (f"; {grouping['warning']}" if grouping.get("warning") else ".")
 
 
 def _with_ci(name: str, metrics: dict, key: str) -> str:

@@ -1,4 +1,12 @@
-"""Deployment artefacts: a TensorFlow SavedModel, a quantised TFLite model and a model card."""
+"""Deployment artefacts: a quantised TFLite model, a model card and, on demand, a TensorFlow SavedModel.
+
+The pipeline's ``export`` stage keeps only the TFLite model: TensorFlow writes a SavedModel with
+variable order and function names that change from one process to the next, so the same weights never
+give the same bytes and a clean ``dvc repro`` could not reproduce ``dvc.lock``. A SavedModel for
+TF Serving is one command away::
+
+    python -m skinlesion.evaluation.export models/headline/model.keras serving/skinlesion/1
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from skinlesion.core.errors import SkinLesionError, cli
 from skinlesion.core.io import atomic_path
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
@@ -37,7 +46,8 @@ def export_saved_model(model: Any, image_size: int, out_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
-        inference_model(model).export(staging / "m", format="tf_saved_model", input_signature=[spec], verbose=False)
+        inference = inference_model(model, image_size)
+        inference.export(staging / "m", format="tf_saved_model", input_signature=[spec], verbose=False)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging / "m", out_dir)
@@ -65,8 +75,17 @@ def export_tflite(saved_model: Path, out_path: Path, quantization: str) -> Path:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # ConverterError and friends: a model TFLite cannot express
+        unsupported = [line for line in str(exc).splitlines() if "Custom ops:" in line or "error:" in line]
+        detail = (unsupported or [type(exc).__name__])[0].strip()[:300]
+        raise SkinLesionError(
+            f"export: TFLite cannot convert the headline model with export.quantization={quantization} "
+            f"({detail}); try export.quantization: none, or report the layer"
+        ) from None
     with atomic_path(out_path) as tmp:
-        tmp.write_bytes(converter.convert())
+        tmp.write_bytes(flatbuffer)
     return out_path
 
 
@@ -83,6 +102,23 @@ def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(out["index"])
 
 
+AGREEMENT_IMAGES = 64  # about this many test images: enough to see quantisation flip a label
+
+
+def agreement_sample(test: Any, images: int = AGREEMENT_IMAGES) -> Any:
+    """The test rows on which TFLite is compared with Keras: the same number from every class.
+
+    Stratified because the first rows of the path-sorted split would be one or two classes only.
+
+    Args:
+        test: The test split (a DataFrame with ``path`` and ``label``).
+        images: About how many rows in all (at least one per class).
+    """
+    from skinlesion.core.layout import sample_per_class
+
+    return sample_per_class(test, max(1, images // test["label"].nunique()), seed=0)
+
+
 MIN_AGREEMENT = 0.99  # below this top-1 agreement with Keras, export warns
 
 
@@ -96,12 +132,12 @@ def agreement_warning(agreement: dict, quantization: str) -> str | None:
     )
 
 
-def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantization: str, agreement: dict) -> str:
-    """Markdown model card: classes, data and split, headline metrics with uncertainty, use and limits.
+def model_card(*, labels: Any, summary: dict, data: dict, source: str, quantization: str, agreement: dict) -> str:
+    """Markdown model card: classes, data and grouping, metrics with uncertainty, comparisons, use and limits.
 
     Args:
         labels: The headline model's :class:`~skinlesion.core.layout.LabelMap`.
-        headline: ``metrics/metrics.json``.
+        summary: ``reports/summary.json`` (the headline metrics, and the report's comparison tables).
         data: ``reports/data.json``.
         source: ``data.source``.
         quantization: ``export.quantization``.
@@ -110,6 +146,9 @@ def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantiza
     Returns:
         Markdown text.
     """
+    from skinlesion.evaluation.aggregate import grouping_sentence
+
+    headline, tables = summary["headline"], summary["tables"]
     test, ci, seeds = headline["test"], headline["ci"], headline["seeds"]
     classes = ", ".join(f"`{c}`" for c in labels.classes)
     lines = [
@@ -124,10 +163,10 @@ def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantiza
         "fine-tuned), input RGB 0–255 resized to "
         f"{labels.image_size}×{labels.image_size}; output: one probability per class.",
         f"- Classes ({len(labels.classes)}): {classes}.",
-        f"- Files: `headline/model.keras` (Keras 3) with `headline/labels.json`, `export/saved_model/` "
-        "(TensorFlow SavedModel, `serve` endpoint), "
+        "- Files: `headline/model.keras` (Keras 3) with `headline/labels.json`, "
         f"`export/model.tflite` ({'float32' if quantization == 'none' else quantization + ' quantised'}), "
-        "`export/labels.json` (class order).",
+        "`export/labels.json` (class order); a TensorFlow SavedModel (`serve` endpoint) on demand: "
+        "`python -m skinlesion.evaluation.export models/headline/model.keras DIR`.",
         f"- TFLite vs Keras on {agreement['images']} test images: max |Δp| {agreement['max_abs_diff']:.4f}, "
         f"top-1 agreement {agreement['label_agreement']:.1%}.",
         "",
@@ -141,6 +180,7 @@ def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantiza
         ),
         f"- Split: {data['images']['train']} train / {data['images']['val']} validation / {data['images']['test']} "
         f"test images, stratified by class; {data['skipped_total']} files skipped by validation.",
+        f"- {grouping_sentence(data)}",
         "",
         "## Performance (test split)",
         "",
@@ -152,6 +192,20 @@ def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantiza
         f"{seeds['balanced_accuracy']['std']:.3f}, macro-F1 {seeds['macro_f1']['mean']:.3f} ± "
         f"{seeds['macro_f1']['std']:.3f}.",
         "",
+        "### Clinical operating points (this model, test split)",
+        "",
+        tables["operating_points"],
+        "",
+        "Read off the test ROC curve; a threshold for use would have to be fixed on independent data.",
+        "",
+        "### Ensembles",
+        "",
+        tables["ensembles"],
+        "",
+        "### Backbones compared (paired balanced accuracy, Holm-corrected)",
+        "",
+        tables["comparison"],
+        "",
         "## Intended use and limits",
         "",
         "- Intended use: benchmarking and teaching transfer learning on dermoscopic images.",
@@ -162,3 +216,26 @@ def model_card(*, labels: Any, headline: dict, data: dict, source: str, quantiza
         "",
     ]
     return "\n".join(lines)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    """Write a SavedModel (``serve`` endpoint) of a saved classifier: ``MODEL_KERAS OUT_DIR``."""
+    import argparse
+
+    from skinlesion.core.layout import LabelMap
+    from skinlesion.modeling.model import load_classifier
+
+    parser = argparse.ArgumentParser(prog="python -m skinlesion.evaluation.export", description=main.__doc__)
+    parser.add_argument("model", type=Path, help="a model.keras with its labels.json beside it")
+    parser.add_argument("out_dir", type=Path, help="the SavedModel folder to (re)create")
+    args = parser.parse_args(argv)
+    labels = LabelMap.read(args.model.parent)
+    export_saved_model(load_classifier(args.model), labels.image_size, args.out_dir)
+    print(f"SavedModel of {args.model} ({labels.image_size} px, {len(labels.classes)} classes) -> {args.out_dir}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -26,7 +26,7 @@ def resolve_weights(weights: str, backbone: str) -> str | None:
         ``"imagenet"``, ``None`` or the file path.
 
     """
-    if weights == "none":
+    if weights in ("none", "scratch"):
         return None
     if weights == "imagenet":
         return "imagenet"
@@ -115,7 +115,13 @@ class Classifier:
 
 
 def build_classifier(
-    spec: Backbone, base: Any, image_size: int, n_classes: int, dropout: float, augmenter: Any
+    spec: Backbone,
+    base: Any,
+    image_size: int,
+    n_classes: int,
+    dropout: float,
+    augmenter: Any,
+    train_batchnorm: bool = False,
 ) -> Classifier:
     """Assemble the classifier around a backbone.
 
@@ -126,6 +132,9 @@ def build_classifier(
         n_classes: Number of classes.
         dropout: Dropout rate before the classifier.
         augmenter: Augmentation model (active only in training).
+        train_batchnorm: Let the backbone's BatchNorm layers use and update batch statistics in
+            training (from-scratch training); by default they stay in inference mode, as transfer
+            learning needs.
 
     Returns:
         The :class:`Classifier`.
@@ -134,7 +143,9 @@ def build_classifier(
     import keras
 
     L = keras.layers
-    resize = L.Resizing(image_size, image_size, name="resize")
+    # Antialiased like the loader's PIL resize: a raw full-size photo given to `predict` gets (almost) the
+    # probabilities that evaluate computed from the loader's pixels (identity at the training size).
+    resize = L.Resizing(image_size, image_size, antialias=True, name="resize")
     preprocess = preprocessing_layers(spec)
     pool = L.GlobalAveragePooling2D(name="pool")
     # Backbone feature scales differ by orders of magnitude between architectures and initialisations;
@@ -149,6 +160,8 @@ def build_classifier(
             x = augmenter(x)
         for layer in preprocess:
             x = layer(x)
+        if train_batchnorm:
+            return pool(base(x))  # BatchNorm follows fit/predict: batch statistics while training
         # training=False keeps BatchNorm in inference mode even when the top layers are unfrozen.
         return pool(base(x, training=False))
 
@@ -258,17 +271,24 @@ def load_classifier(path: str | Path) -> Any:
         raise DataError(f"{path}: not a loadable Keras model ({first})") from None
 
 
-def inference_model(model: Any) -> Any:
+def inference_model(model: Any, image_size: int | None = None) -> Any:
     """Rebuild a saved classifier without its augmentation block, sharing all weights.
 
     Random augmentation layers are inactive at inference, but exporters trace every branch and
     TFLite has no kernels for their random ops; this graph has none of them.
+
+    Args:
+        model: The classifier.
+        image_size: For exporters: the graph takes ``(image_size, image_size, 3)`` images, already
+            resized, and leaves out the resize layer (an identity at that size, whose antialiased
+            kernel TFLite lacks). ``None``: any size, resized in the graph.
     """
     import keras
 
-    image = keras.Input((None, None, 3), name="image")
+    image = keras.Input((image_size, image_size, 3), name="image")
     x = image
+    skip = {"augmentation"} | ({"resize"} if image_size else set())
     for layer in model.layers[1:]:
-        if layer.name != "augmentation":
+        if layer.name not in skip:
             x = layer(x)
     return keras.Model(image, x, name=model.name)

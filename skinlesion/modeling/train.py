@@ -2,6 +2,8 @@
 
 Phase 1 trains the head on a frozen backbone (on features computed once, unless the head should see
 augmentation); phase 2 unfreezes the top layers (BatchNorm stays frozen) at a lower learning rate.
+With ``train.weights: scratch`` one phase trains every layer, BatchNorm included, from random init.
+Validation loss is class-weighted like the training loss, so model selection follows the objective.
 Every epoch is reproducible on its own: the shuffle order and the random generators of augmentation
 and dropout are derived from (seed, phase, epoch). After each epoch the weights, optimizer state and
 early-stopping state are checkpointed outside DVC's outputs, so a killed run resumes where it stopped
@@ -27,7 +29,7 @@ import pandas as pd
 from skinlesion.core.decoded import DecodedImages
 from skinlesion.core.io import atomic_path, read_json, write_json
 
-PHASES = ("head", "finetune")
+PHASES = ("head", "finetune", "scratch")  # logged as their index; scratch is the one phase of weights=scratch
 # Per-epoch values logged to dvclive: history-row key → dvclive metric name (train/ and val/ folders).
 LOGGED = {
     "loss": "train/loss",
@@ -59,7 +61,7 @@ class TrainData:
 class TrainingLog:
     """The dvclive log of one run's training: one step per epoch, rising across both phases.
 
-    ``phase`` (0 head, 1 fine-tuning) is logged with every step, so the phase boundary shows in every
+    ``phase`` (0 head, 1 fine-tuning, 2 from scratch) is logged with every step, so the phase boundary shows in every
     curve. A resumed run replays the rows of its checkpoint first, so its log ends identical to an
     uninterrupted run's. No timestamps are logged: the same training gives the same bytes.
 
@@ -257,10 +259,36 @@ def reseed_generators(model: Any, seed: int, phase: int, epoch: int) -> None:
     """Set every random generator state in ``model`` (augmentation, dropout) from (seed, phase, epoch).
 
     Keras does not save these states with the weights, so deriving them per epoch is what makes a
-    resumed epoch draw exactly the same augmentations as an uninterrupted one.
+    resumed epoch draw exactly the same augmentations as an uninterrupted one. A Keras generator's
+    state is ``[key, counter]`` and each draw adds 1 to the counter, so the epoch goes into the key
+    (with counter 0): a counter-based derivation would make draw ``k`` of epoch ``e`` repeat draw
+    ``e + k`` of epoch 0.
     """
     for i, var in enumerate(v for v in model.variables if v.path.endswith("seed_generator_state")):
-        var.assign(np.array([seed * 1_000_003 + phase * 10_007 + i, epoch], dtype=var.dtype))
+        # 31 bits: fits the generator's dtype (int32 or uint32) whatever the backend.
+        key = int(np.random.SeedSequence([seed, phase, epoch, i]).generate_state(1)[0]) >> 1
+        var.assign(np.array([key, 0], dtype=var.dtype))
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def environment_fingerprint(package: Path = PACKAGE) -> dict[str, str]:
+    """The training code and libraries, as part of a run's resume key.
+
+    A checkpoint is then only resumed by the same training code (the ``core`` and ``modeling``
+    sources) with the same TensorFlow, Keras and NumPy.
+
+    Args:
+        package: The ``skinlesion`` package folder.
+    """
+    import importlib.metadata
+
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in ("core", "modeling") for p in (package / folder).glob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    versions = {name: importlib.metadata.version(name) for name in ("tensorflow", "keras", "numpy")}
+    return {"code": digest.hexdigest()[:16]} | versions
 
 
 Rows = DecodedImages | np.ndarray  # what batches are read from: the disk cache, or arrays in memory
@@ -270,7 +298,7 @@ def _rows(source: Rows, indices: np.ndarray) -> np.ndarray:
     return source.take(indices) if isinstance(source, DecodedImages) else source[indices]
 
 
-def stream(x: Rows, y: np.ndarray | None, order: np.ndarray, batch_size: int) -> Any:
+def stream(x: Rows, y: np.ndarray | None, order: np.ndarray, batch_size: int, weights: np.ndarray | None = None) -> Any:
     """A tf.data pipeline of batches of ``x`` (and ``y``) rows in ``order``, read in parallel, prefetched.
 
     Only the batches in flight are resident: with ``x`` a :class:`~skinlesion.core.decoded.DecodedImages`
@@ -281,26 +309,26 @@ def stream(x: Rows, y: np.ndarray | None, order: np.ndarray, batch_size: int) ->
         y: Targets (one-hot), or ``None`` for inputs only (prediction).
         order: Row indices, in the order they are served.
         batch_size: Rows per batch.
+        weights: Per-row loss weights served with ``y`` (``(x, y, w)`` batches), or ``None``.
 
     Returns:
-        A ``tf.data.Dataset`` of ``x`` batches or ``(x, y)`` batches.
+        A ``tf.data.Dataset`` of ``x``, ``(x, y)`` or ``(x, y, w)`` batches.
 
     """
     import tensorflow as tf
 
-    x_type = tf.as_dtype(x.dtype)
-    x_shape = (None, *x.shape[1:])
-    if y is None:
-        fetch, types = (lambda idx: _rows(x, idx)), x_type
-    else:
-        fetch, types = (lambda idx: (_rows(x, idx), y[idx])), (x_type, tf.as_dtype(y.dtype))
+    per_row = [a for a in (y, weights) if a is not None]  # served beside the images, row by row
+    types = [tf.as_dtype(x.dtype)] + [tf.as_dtype(a.dtype) for a in per_row]
+    shapes = [(None, *x.shape[1:])] + [(None, *a.shape[1:]) for a in per_row]
+
+    def fetch(idx: np.ndarray) -> list[np.ndarray]:
+        return [_rows(x, idx)] + [a[idx] for a in per_row]
 
     def read(idx: Any) -> Any:
         # stateful=False: a batch depends on its indices alone, so tf.data may read several in parallel.
         out = tf.numpy_function(fetch, [idx], types, stateful=False)
-        if y is None:
-            return tf.ensure_shape(out, x_shape)
-        return tf.ensure_shape(out[0], x_shape), tf.ensure_shape(out[1], (None, *y.shape[1:]))
+        out = tuple(tf.ensure_shape(t, shape) for t, shape in zip(out, shapes, strict=True))
+        return out[0] if len(out) == 1 else out
 
     return (
         tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
@@ -316,9 +344,9 @@ def epoch_batches(x: Rows, y: np.ndarray, batch_size: int, seed: int, phase: int
     return stream(x, y, order, batch_size)
 
 
-def in_order(x: Rows, batch_size: int, y: np.ndarray | None = None) -> Any:
-    """All rows of ``x`` (and ``y``) in their order: validation and prediction."""
-    return stream(x, y, np.arange(len(x)), batch_size)
+def in_order(x: Rows, batch_size: int, y: np.ndarray | None = None, weights: np.ndarray | None = None) -> Any:
+    """All rows of ``x`` (and ``y``, ``weights``) in their order: validation and prediction."""
+    return stream(x, y, np.arange(len(x)), batch_size, weights)
 
 
 def fit_phase(
@@ -349,7 +377,7 @@ def fit_phase(
         model: Compiled Keras model.
         make_batches: Epoch index → training dataset for that epoch.
         validation: Validation batches (``(x, y)`` dataset or arrays).
-        phase: Phase index (0 head, 1 fine-tuning); part of every derived seed.
+        phase: Index into :data:`PHASES` (0 head, 1 fine-tuning, 2 from scratch); part of every derived seed.
         epochs: Maximum epochs.
         learning_rate: Initial learning rate.
         patience: Epochs without improvement before stopping.
@@ -494,6 +522,7 @@ def train_run(
         state_dir.mkdir(parents=True, exist_ok=True)
         n_classes = len(data.classes)
         bs = train_cfg.batch_size
+        scratch = train_cfg.weights == "scratch"
         base = build_backbone(spec, backbone.image_size, train_cfg.weights, seed)
         clf = build_classifier(
             spec,
@@ -502,6 +531,7 @@ def train_run(
             n_classes,
             backbone.dropout,
             build_augmenter(augment_cfg, seed=seed),
+            train_batchnorm=scratch,
         )
         # Read after the model is built, so a weights problem fails before a first, slow decode.
         start = time.perf_counter()
@@ -510,6 +540,9 @@ def train_run(
         cw = class_weights(data.y_train, n_classes, train_cfg.class_weight)
         yt = keras.utils.to_categorical(data.y_train, n_classes)
         yv = keras.utils.to_categorical(data.y_val, n_classes)
+        # Validation loss carries the training loss's class weights: early stopping, learning-rate
+        # reduction and the kept epoch then follow the objective being trained, not the majority class.
+        wv = None if cw is None else np.array([cw[int(c)] for c in data.y_val], dtype=np.float32)
         result = TrainResult(model=clf.model, timings={"load_images_s": load_s}, chief=chief, state_dir=state_dir)
         common = dict(
             patience=train_cfg.patience,
@@ -527,14 +560,35 @@ def train_run(
         start = time.perf_counter()
         # The frozen backbone's features do not change between epochs: compute them once, to fit the
         # head's standardisation and, without head augmentation, to train the head on directly.
+        # (From scratch they are the random network's: a sane starting scale for the head.)
         f_train = predict_rows(clf.features, x_train, bs, strategy)
         fit_feature_norm(clf.norm, f_train)
         result.timings["feature_extraction_s"] = time.perf_counter() - start
+        if scratch:
+            # Nothing pretrained to protect: one phase trains every layer, BatchNorm included, on
+            # augmented images.
+            start = time.perf_counter()
+            clf.base.trainable = True
+            compile_model(clf.model, train_cfg.lr_scratch, **compile_args)
+            defer_distributed_build(clf.model, strategy)
+            rows, resumed = fit_phase(
+                clf.model,
+                lambda e: epoch_batches(x_train, yt, bs, seed, 2, e),
+                in_order(x_val, bs, yv, wv),
+                phase=2,
+                epochs=train_cfg.epochs_scratch,
+                learning_rate=train_cfg.lr_scratch,
+                **common,
+            )
+            result.history += rows
+            result.resumed_from["scratch"] = resumed
+            result.timings["scratch_s"] = time.perf_counter() - start
+            return _finish(result, clf, x_val, bs, strategy)
         if train_cfg.augment_head:  # the whole model, frozen backbone, augmented images
-            head_model, head_x, head_val = clf.model, x_train, in_order(x_val, bs, yv)
+            head_model, head_x, head_val = clf.model, x_train, in_order(x_val, bs, yv, wv)
         else:  # the head alone, on the cached features
             head_model, head_x = clf.head, f_train
-            head_val = in_order(predict_rows(clf.features, x_val, bs, strategy), bs, yv)
+            head_val = in_order(predict_rows(clf.features, x_val, bs, strategy), bs, yv, wv)
         compile_model(head_model, train_cfg.lr_head, **compile_args)
         defer_distributed_build(head_model, strategy)
         rows, resumed = fit_phase(
@@ -558,7 +612,7 @@ def train_run(
             rows, resumed = fit_phase(
                 clf.model,
                 lambda e: epoch_batches(x_train, yt, bs, seed, 1, e),
-                in_order(x_val, bs, yv),
+                in_order(x_val, bs, yv, wv),
                 phase=1,
                 epochs=train_cfg.epochs_finetune,
                 learning_rate=train_cfg.lr_finetune,
@@ -568,9 +622,13 @@ def train_run(
             result.history += rows
             result.resumed_from["finetune"] = resumed
             result.timings["finetune_s"] = time.perf_counter() - start
-        clf.base.trainable = False  # saved models are inference artefacts
-        result.val_probabilities = predict_rows(clf.model, x_val, bs, strategy)
-        return result
+        return _finish(result, clf, x_val, bs, strategy)
+
+
+def _finish(result: TrainResult, clf: Any, x_val: Rows, batch_size: int, strategy: Any) -> TrainResult:
+    clf.base.trainable = False  # saved models are inference artefacts
+    result.val_probabilities = predict_rows(clf.model, x_val, batch_size, strategy)
+    return result
 
 
 def load_decoded(data: TrainData, image_size: int, runtime: Any, log: Callable[[str], None]) -> tuple[Rows, Rows]:
