@@ -508,6 +508,7 @@ def train_run(
         build_classifier,
         compile_model,
         fit_feature_norm,
+        prepare_scratch,
         unfreeze_top,
     )
 
@@ -557,18 +558,11 @@ def train_run(
         )
         compile_args = dict(label_smoothing=train_cfg.label_smoothing, jit_compile=train_cfg.jit_compile)
 
-        start = time.perf_counter()
-        # The frozen backbone's features do not change between epochs: compute them once, to fit the
-        # head's standardisation and, without head augmentation, to train the head on directly.
-        # (From scratch they are the random network's: a sane starting scale for the head.)
-        f_train = predict_rows(clf.features, x_train, bs, strategy)
-        fit_feature_norm(clf.norm, f_train)
-        result.timings["feature_extraction_s"] = time.perf_counter() - start
         if scratch:
             # Nothing pretrained to protect: one phase trains every layer, BatchNorm included, on
             # augmented images.
             start = time.perf_counter()
-            clf.base.trainable = True
+            prepare_scratch(clf)
             compile_model(clf.model, train_cfg.lr_scratch, **compile_args)
             defer_distributed_build(clf.model, strategy)
             rows, resumed = fit_phase(
@@ -584,6 +578,12 @@ def train_run(
             result.resumed_from["scratch"] = resumed
             result.timings["scratch_s"] = time.perf_counter() - start
             return _finish(result, clf, x_val, bs, strategy)
+        start = time.perf_counter()
+        # The frozen backbone's features do not change between epochs: compute them once, to fit the
+        # head's standardisation and, without head augmentation, to train the head on directly.
+        f_train = predict_rows(clf.features, x_train, bs, strategy)
+        fit_feature_norm(clf.norm, f_train)
+        result.timings["feature_extraction_s"] = time.perf_counter() - start
         if train_cfg.augment_head:  # the whole model, frozen backbone, augmented images
             head_model, head_x, head_val = clf.model, x_train, in_order(x_val, bs, yv, wv)
         else:  # the head alone, on the cached features
