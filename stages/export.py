@@ -1,7 +1,7 @@
 """export: turn the headline model into deployable artefacts and a model card.
 
 Inputs: ``models/headline/{model.keras,labels.json}``, ``reports/summary.json``, ``reports/data.json``,
-``data/splits/test.csv``; params ``export``, ``data.source``.
+``data/splits/test.csv``; params ``export``, ``data.source``, ``train.weights`` (for the model card).
 Outputs: ``models/export/model.tflite``, ``models/export/labels.json``, ``models/MODEL_CARD.md``,
 ``metrics/export.json`` (TFLite/Keras agreement on test images). The SavedModel the TFLite converter reads
 is a temporary file: TensorFlow never writes it twice the same, so as an output it would keep a clean
@@ -61,6 +61,7 @@ def main() -> None:
         summary=read_json(layout.SUMMARY_JSON),
         data=read_json(layout.DATA_SUMMARY),
         source=config.data.source,
+        weights=config.train.weights,
         quantization=config.export.quantization,
         agreement=agreement,
     )

@@ -62,11 +62,13 @@ def test_model_card_states_limits_and_uncertainty():
             "grouping": {"group_by": "lesion_id", "images_without_group": 0, "given_split": None, "warning": None},
         },
         source="synthetic",
+        weights="scratch",
         quantization="float16",
         agreement={"images": 2, "max_abs_diff": 0.001, "label_agreement": 1.0},
     )
     assert "Not a diagnostic device" in card and "0.400–0.600" in card and "say nothing clinical" in card
     assert "macro-F1 0.450 ± 0.030" in card and "`mobilenet` (seed 1)" in card
+    assert "trained from random initialisation, every layer" in card and "transfer learning from" not in card
     assert "Grouping: by `lesion_id`" in card and all(f"\n{t}\n" in card for t in tables.values())
 
 

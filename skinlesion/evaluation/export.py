@@ -132,7 +132,22 @@ def agreement_warning(agreement: dict, quantization: str) -> str | None:
     )
 
 
-def model_card(*, labels: Any, summary: dict, data: dict, source: str, quantization: str, agreement: dict) -> str:
+def training_sentence(weights: str) -> str:
+    """How the model was trained, from ``train.weights``, for the model card."""
+    if weights == "scratch":
+        return "trained from random initialisation, every layer and BatchNorm, with `train.weights: scratch`"
+    if weights == "none":
+        return (
+            "a random frozen backbone with `train.weights: none` (the offline demo): head trained, then top "
+            "layers fine-tuned, far below what pretrained weights give"
+        )
+    origin = "ImageNet weights" if weights == "imagenet" else f"the weights file `{weights}`"
+    return f"transfer learning from {origin}: frozen backbone + head, then top layers fine-tuned"
+
+
+def model_card(
+    *, labels: Any, summary: dict, data: dict, source: str, weights: str, quantization: str, agreement: dict
+) -> str:
     """Markdown model card: classes, data and grouping, metrics with uncertainty, comparisons, use and limits.
 
     Args:
@@ -140,6 +155,7 @@ def model_card(*, labels: Any, summary: dict, data: dict, source: str, quantizat
         summary: ``reports/summary.json`` (the headline metrics, and the report's comparison tables).
         data: ``reports/data.json``.
         source: ``data.source``.
+        weights: ``train.weights`` (how the model was trained).
         quantization: ``export.quantization``.
         agreement: TFLite-vs-Keras agreement (``metrics/export.json``).
 
@@ -159,8 +175,7 @@ def model_card(*, labels: Any, summary: dict, data: dict, source: str, quantizat
         "",
         "## Model",
         "",
-        f"- Backbone: {labels.backbone} (transfer learning: frozen backbone + head, then top layers "
-        "fine-tuned), input RGB 0–255 resized to "
+        f"- Backbone: {labels.backbone}; {training_sentence(weights)}. Input: RGB 0–255 resized to "
         f"{labels.image_size}×{labels.image_size}; output: one probability per class.",
         f"- Classes ({len(labels.classes)}): {classes}.",
         "- Files: `headline/model.keras` (Keras 3) with `headline/labels.json`, "
