@@ -558,25 +558,30 @@ def train_run(
         )
         compile_args = dict(label_smoothing=train_cfg.label_smoothing, jit_compile=train_cfg.jit_compile)
 
+        def run_phase(model: Any, x: Rows, validation: Any, phase: int, epochs: int, lr: float, **extra: Any) -> None:
+            start = time.perf_counter()
+            compile_model(model, lr, **compile_args)
+            defer_distributed_build(model, strategy)
+            rows, resumed = fit_phase(
+                model,
+                lambda e: epoch_batches(x, yt, bs, seed, phase, e),
+                validation,
+                phase=phase,
+                epochs=epochs,
+                learning_rate=lr,
+                **common,
+                **extra,
+            )
+            result.history += rows
+            result.resumed_from[PHASES[phase]] = resumed
+            result.timings[f"{PHASES[phase]}_s"] = time.perf_counter() - start
+
         if scratch:
             # Nothing pretrained to protect: one phase trains every layer, BatchNorm included, on
             # augmented images.
-            start = time.perf_counter()
             prepare_scratch(clf)
-            compile_model(clf.model, train_cfg.lr_scratch, **compile_args)
-            defer_distributed_build(clf.model, strategy)
-            rows, resumed = fit_phase(
-                clf.model,
-                lambda e: epoch_batches(x_train, yt, bs, seed, 2, e),
-                in_order(x_val, bs, yv, wv),
-                phase=2,
-                epochs=train_cfg.epochs_scratch,
-                learning_rate=train_cfg.lr_scratch,
-                **common,
-            )
-            result.history += rows
-            result.resumed_from["scratch"] = resumed
-            result.timings["scratch_s"] = time.perf_counter() - start
+            validation = in_order(x_val, bs, yv, wv)
+            run_phase(clf.model, x_train, validation, 2, train_cfg.epochs_scratch, train_cfg.lr_scratch)
             return _finish(result, clf, x_val, bs, strategy)
         start = time.perf_counter()
         # The frozen backbone's features do not change between epochs: compute them once, to fit the
@@ -589,39 +594,15 @@ def train_run(
         else:  # the head alone, on the cached features
             head_model, head_x = clf.head, f_train
             head_val = in_order(predict_rows(clf.features, x_val, bs, strategy), bs, yv, wv)
-        compile_model(head_model, train_cfg.lr_head, **compile_args)
-        defer_distributed_build(head_model, strategy)
-        rows, resumed = fit_phase(
-            head_model,
-            lambda e: epoch_batches(head_x, yt, bs, seed, 0, e),
-            head_val,
-            phase=0,
-            epochs=train_cfg.epochs_head,
-            learning_rate=train_cfg.lr_head,
-            **common,
-        )
-        result.history += rows
-        result.resumed_from["head"] = resumed
-        result.timings["head_s"] = time.perf_counter() - start
-
+        run_phase(head_model, head_x, head_val, 0, train_cfg.epochs_head, train_cfg.lr_head)
         if train_cfg.epochs_finetune:
-            start = time.perf_counter()
             unfreeze_top(clf.base, backbone.unfreeze)
-            compile_model(clf.model, train_cfg.lr_finetune, **compile_args)
-            defer_distributed_build(clf.model, strategy)
-            rows, resumed = fit_phase(
-                clf.model,
-                lambda e: epoch_batches(x_train, yt, bs, seed, 1, e),
-                in_order(x_val, bs, yv, wv),
-                phase=1,
-                epochs=train_cfg.epochs_finetune,
-                learning_rate=train_cfg.lr_finetune,
-                initial_best=min(r["val_loss"] for r in result.history),
-                **common,
+            # Phase 1's weights are kept unless fine-tuning beats its best validation loss.
+            best = min(r["val_loss"] for r in result.history)
+            validation = in_order(x_val, bs, yv, wv)
+            run_phase(
+                clf.model, x_train, validation, 1, train_cfg.epochs_finetune, train_cfg.lr_finetune, initial_best=best
             )
-            result.history += rows
-            result.resumed_from["finetune"] = resumed
-            result.timings["finetune_s"] = time.perf_counter() - start
         return _finish(result, clf, x_val, bs, strategy)
 
 
