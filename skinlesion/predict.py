@@ -104,7 +104,8 @@ def predict_files(
         if not batch:
             continue
         images = np.stack(arrays)
-        probs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+        # One batch: predict_on_batch runs the model without building (and tearing down) a tf.data pipeline.
+        probs = np.asarray(model.predict_on_batch(images))
         if cam is not None:
             _write_overlays(cam, images, batch, explain_dir)
         for path, p in zip(batch, probs, strict=True):

@@ -7,7 +7,15 @@ import pytest
 from skinlesion.core.backbones import get_backbone
 from skinlesion.core.config import AugmentConfig, BackboneConfig, RuntimeConfig, TrainConfig
 from skinlesion.data.synthetic import generate
-from skinlesion.modeling.train import TrainData, TrainingLog, class_weights, fit_phase, read_training_log, train_run
+from skinlesion.modeling.train import (
+    TrainData,
+    TrainingLog,
+    class_weights,
+    fit_phase,
+    read_training_log,
+    stream,
+    train_run,
+)
 
 SERIAL = RuntimeConfig(workers=1, distribute="none")
 TRAIN = TrainConfig(batch_size=16, epochs_head=3, epochs_finetune=2, weights="none", patience=5)
@@ -305,3 +313,17 @@ def test_scratch_trains_every_layer_and_batchnorm_in_one_phase(tiny_data, tmp_pa
     batch = result.model.predict(images, verbose=0)
     alone = result.model.predict(images[:1], verbose=0)
     np.testing.assert_allclose(alone[0], batch[0], atol=1e-5)
+
+
+def test_stream_serves_rows_in_order_without_the_tf_data_autotuner():
+    # The autotuner is off on purpose: TensorFlow waits for its next wake-up whenever an iterator is
+    # deleted, which padded every fit/predict call (BENCHMARKS.md); the rows must still come in order.
+    x = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    y = np.eye(10, dtype=np.float32)
+    order = np.array([3, 1, 4, 0, 9, 2, 6, 5, 8, 7])
+    dataset = stream(x, y, order, batch_size=4)
+    assert dataset.options().autotune.enabled is False
+    batches = list(dataset.as_numpy_iterator())
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), x[order])
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y[order])

@@ -62,9 +62,15 @@ def align_labels(test_labels: list[str], model_classes: list[str]) -> tuple[list
 
 
 def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 32, tta: int = 0) -> np.ndarray:
-    """Class probabilities, averaged over ``tta`` extra views when ``tta`` > 0."""
+    """Class probabilities, averaged over ``tta`` extra views when ``tta`` > 0.
+
+    Batches come from the training code's feed (:func:`skinlesion.modeling.train.in_order`), whose
+    ``tf.data`` pipeline ends without the autotuner's teardown wait that Keras' own array feed pays.
+    """
+    from skinlesion.modeling.train import in_order
+
     views = tta_views(images, tta)
-    return np.mean([model.predict(v, batch_size=batch_size, verbose=0) for v in views], axis=0)
+    return np.mean([model.predict(in_order(v, batch_size), verbose=0) for v in views], axis=0)
 
 
 def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:

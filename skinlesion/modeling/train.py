@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -292,6 +293,10 @@ def environment_fingerprint(package: Path = PACKAGE) -> dict[str, str]:
 
 
 Rows = DecodedImages | np.ndarray  # what batches are read from: the disk cache, or arrays in memory
+# At most this many batches read at once (one per core), and this many kept ready ahead of the model
+# (see stream): a batch is one read of cache rows (or an in-memory copy), so a few keep even a GPU fed.
+MAX_PARALLEL_READS = 4
+PREFETCH_BATCHES = 2
 
 
 def _rows(source: Rows, indices: np.ndarray) -> np.ndarray:
@@ -330,11 +335,18 @@ def stream(x: Rows, y: np.ndarray | None, order: np.ndarray, batch_size: int, we
         out = tuple(tf.ensure_shape(t, shape) for t, shape in zip(out, shapes, strict=True))
         return out[0] if len(out) == 1 else out
 
+    # tf.data's autotuner stays off: when an iterator is deleted (the end of every fit, evaluate and
+    # predict call) TensorFlow 2.21 waits for the autotuner's next wake-up, at 10 ms x (2^k - 1) after
+    # the iterator started, which padded 15 s fine-tuning epochs to 20.5 s and 23 s ones to 41 s
+    # (BENCHMARKS.md). Fixed parallel reads and a two-batch prefetch keep the model fed all the same.
+    options = tf.data.Options()
+    options.autotune.enabled = False
     return (
         tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
         .batch(batch_size)
-        .map(read, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
+        .map(read, num_parallel_calls=min(MAX_PARALLEL_READS, os.cpu_count() or 1))
+        .prefetch(PREFETCH_BATCHES)
+        .with_options(options)
     )
 
 
