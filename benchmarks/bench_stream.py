@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -100,6 +101,9 @@ def child_train(workdir: Path, count: int, image_size: int) -> dict:
 
     data = _data(workdir, count)
     os.chdir(workdir)  # the decode cache (.cache/decoded) lives in the work folder
+    state = workdir / "state" / str(count)
+    # A previous benchmark's checkpoints would be resumed (its finished phases skipped): start afresh.
+    shutil.rmtree(state, ignore_errors=True)
     lines: list[str] = []
     start = time.perf_counter()
     result = train_run(
@@ -110,7 +114,7 @@ def child_train(workdir: Path, count: int, image_size: int) -> dict:
         runtime=RuntimeConfig(in_memory_mb=0, distribute="none"),
         seed=0,
         data=data,
-        state_dir=workdir / "state" / str(count),
+        state_dir=state,
         log=lines.append,
     )
     return {
@@ -168,8 +172,13 @@ def child_throughput(workdir: Path, count: int, image_size: int, repeats: int = 
     memory = tf.constant(cached.take(np.arange(len(cached))))  # the ceiling: every batch already a tensor
     order = np.random.default_rng(0).permutation(len(y))
 
+    # Without the tf.data autotuner, like the pipeline's feed: with it, TensorFlow waits for the
+    # autotuner's next wake-up when an epoch's iterator is deleted (BENCHMARKS.md), whatever the feed.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+
     def in_memory(epoch):
-        return tf.data.Dataset.from_tensor_slices((tf.gather(memory, order), y[order])).batch(32)
+        return tf.data.Dataset.from_tensor_slices((tf.gather(memory, order), y[order])).batch(32).with_options(options)
 
     feeds = {"in-memory tensors": in_memory, "streamed from cache": lambda e: epoch_batches(cached, y, 32, 0, 1, e)}
     for feed in feeds.values():  # warm-up: tracing

@@ -88,3 +88,23 @@ def test_a_file_that_is_not_a_decoded_cache_is_refused(tmp_path: Path):
     np.save(tmp_path / "x.npy", np.zeros((2, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="not a decoded-image cache"):
         DecodedImages(tmp_path / "x.npy")
+
+
+def test_two_project_copies_share_one_decode_through_the_environment_variable(tmp_path: Path, monkeypatch):
+    # `dvc queue start` runs each experiment in its own copy of the project: with the variable set,
+    # the second copy finds the first one's file and decodes nothing.
+    paths, sha = _files(tmp_path / "img", 3)
+    lines: list[str] = []
+    monkeypatch.chdir(tmp_path)
+    local = decoded_images(paths, sha, 16, workers=1, log=lines.append)
+    assert local.path.resolve().parent == (tmp_path / ".cache" / "decoded" / "16px").resolve()
+    pixels = local.take(np.arange(3))
+    monkeypatch.setenv("SKINLESION_DECODED_DIR", str(tmp_path / "shared"))
+    for copy in ("exp-a", "exp-b"):
+        (tmp_path / copy).mkdir()
+        monkeypatch.chdir(tmp_path / copy)
+        shared = decoded_images(paths, sha, 16, workers=1, log=lines.append)
+        assert shared.path.parent == tmp_path / "shared" / "16px"
+        assert not (tmp_path / copy / ".cache").exists()
+    assert len(lines) == 2  # the project-local decode, then one shared decode for both copies
+    np.testing.assert_array_equal(shared.take(np.arange(3)), pixels)

@@ -11,7 +11,8 @@ cache, not in the process, so resident memory does not grow with the data set.
 The cache is a pure function of the image *contents* (the split files' ``sha256`` column), their order
 and the size: its key hashes exactly those, so a changed split or size is a new key and is decoded
 afresh, while an unchanged one is reused by every run and every stage. It lives outside DVC's outputs,
-like the training checkpoints, and can be deleted at any time (``rm -rf .cache/decoded``).
+like the training checkpoints, and can be deleted at any time (``rm -rf .cache/decoded``). Several
+copies of the project (queued experiments) can share one cache: see :func:`decoded_root`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from skinlesion.core.images import load_array
 from skinlesion.core.io import atomic_path
 
 DECODED = Path(".cache/decoded")
+# Environment variable naming another cache folder, for several copies of the project on one machine.
+DECODED_DIR_VARIABLE = "SKINLESION_DECODED_DIR"
 # Part of every key: bump it when the decoding (load_array) changes, so old caches are not reused.
 DECODER_VERSION = 1
 # Images decoded per chunk while building: bounds the building process's memory, whatever the set size.
@@ -147,12 +150,23 @@ def _build(
                 progress(len(chunk))
 
 
+def decoded_root() -> Path:
+    """The cache folder: ``$SKINLESION_DECODED_DIR`` when set, else ``.cache/decoded`` in the project.
+
+    Queued experiments (``dvc queue start``) run in temporary copies of the project, each with its own
+    ``.cache/``; pointing the variable at one folder (``~/.cache/skinlesion/decoded``) lets them share
+    one decode per size. Sharing is safe: a file's name is the key of its contents and size, it is
+    built under a file lock and appears atomically, and nothing in it depends on the project.
+    """
+    return Path(os.environ.get(DECODED_DIR_VARIABLE) or DECODED).expanduser()
+
+
 def decoded_images(
     paths: Sequence[str | Path],
     digests: Sequence[str],
     image_size: int,
     *,
-    root: Path = DECODED,
+    root: Path | None = None,
     workers: int = 0,
     label: str = "images",
     log: Callable[[str], None] = print,
@@ -163,7 +177,7 @@ def decoded_images(
         paths: Image files, in the order batches index them.
         digests: Their SHA-256 (the split files' ``sha256`` column): the cache key, with the size.
         image_size: Side length of the square images.
-        root: Cache folder.
+        root: Cache folder; ``None`` for :func:`decoded_root`.
         workers: Decoding threads; 0 means one per core.
         label: What the images are (``train``, ``test``...), for the progress line.
         log: Progress printer.
@@ -178,7 +192,7 @@ def decoded_images(
     if len(paths) != len(digests):
         raise ValueError(f"{len(paths)} paths but {len(digests)} digests")
     key = cache_key(digests, image_size)
-    target = root / f"{image_size}px" / f"{key}.npy"
+    target = (root or decoded_root()) / f"{image_size}px" / f"{key}.npy"
     with _locked(target.with_suffix(".lock")):
         if not target.exists():
             _build_with_progress(paths, image_size, target, workers, label, log)
