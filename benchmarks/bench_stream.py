@@ -150,7 +150,7 @@ def child_throughput(workdir: Path, count: int, image_size: int, repeats: int = 
     from skinlesion.core.config import AugmentConfig, RuntimeConfig
     from skinlesion.modeling.augment import build_augmenter
     from skinlesion.modeling.model import build_backbone, build_classifier, compile_model, unfreeze_top
-    from skinlesion.modeling.train import epoch_batches, load_decoded
+    from skinlesion.modeling.train import epoch_batches, load_decoded, without_autotuner
 
     data = _data(workdir, count)
     os.chdir(workdir)
@@ -172,13 +172,9 @@ def child_throughput(workdir: Path, count: int, image_size: int, repeats: int = 
     memory = tf.constant(cached.take(np.arange(len(cached))))  # the ceiling: every batch already a tensor
     order = np.random.default_rng(0).permutation(len(y))
 
-    # Without the tf.data autotuner, like the pipeline's feed: with it, TensorFlow waits for the
-    # autotuner's next wake-up when an epoch's iterator is deleted (BENCHMARKS.md), whatever the feed.
-    options = tf.data.Options()
-    options.autotune.enabled = False
-
-    def in_memory(epoch):
-        return tf.data.Dataset.from_tensor_slices((tf.gather(memory, order), y[order])).batch(32).with_options(options)
+    def in_memory(epoch):  # without the autotuner, like the pipeline's feed, so only the pixels' source differs
+        batches = tf.data.Dataset.from_tensor_slices((tf.gather(memory, order), y[order])).batch(32)
+        return batches.with_options(without_autotuner())
 
     feeds = {"in-memory tensors": in_memory, "streamed from cache": lambda e: epoch_batches(cached, y, 32, 0, 1, e)}
     for feed in feeds.values():  # warm-up: tracing

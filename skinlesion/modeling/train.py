@@ -335,19 +335,28 @@ def stream(x: Rows, y: np.ndarray | None, order: np.ndarray, batch_size: int, we
         out = tuple(tf.ensure_shape(t, shape) for t, shape in zip(out, shapes, strict=True))
         return out[0] if len(out) == 1 else out
 
-    # tf.data's autotuner stays off: when an iterator is deleted (the end of every fit, evaluate and
-    # predict call) TensorFlow 2.21 waits for the autotuner's next wake-up, at 10 ms x (2^k - 1) after
-    # the iterator started, which padded 15 s fine-tuning epochs to 20.5 s and 23 s ones to 41 s
-    # (BENCHMARKS.md). Fixed parallel reads and a two-batch prefetch keep the model fed all the same.
-    options = tf.data.Options()
-    options.autotune.enabled = False
     return (
         tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
         .batch(batch_size)
         .map(read, num_parallel_calls=min(MAX_PARALLEL_READS, os.cpu_count() or 1))
         .prefetch(PREFETCH_BATCHES)
-        .with_options(options)
+        .with_options(without_autotuner())
     )
+
+
+def without_autotuner() -> Any:
+    """``tf.data`` options that switch the autotuner off, for every feed of a model.
+
+    When an iterator is deleted (the end of every fit, evaluate and predict call) TensorFlow 2.21 waits
+    for the autotuner's next wake-up, at 10 ms x (2^k - 1) after the iterator started, which padded
+    15 s fine-tuning epochs to 20.5 s and 23 s ones to 41 s (BENCHMARKS.md). Fixed parallel reads and
+    a two-batch prefetch (:func:`stream`) keep the model fed all the same.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def epoch_batches(x: Rows, y: np.ndarray, batch_size: int, seed: int, phase: int, epoch: int) -> Any:
