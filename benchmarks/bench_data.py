@@ -24,22 +24,27 @@ from pathlib import Path
 
 def measure(tree: Path, workdir: Path) -> None:
     """Fetch ``tree`` as a folder source and split it; print figures (runs in its own process)."""
+    from dataclasses import replace
+
+    from skinlesion.core.config import load_config
+    from skinlesion.core.modes import Source
     from skinlesion.data.fetch import fetch
     from skinlesion.data.split import split_dataset
 
+    config = load_config()
     raw = workdir / "raw"
     start = time.perf_counter()
-    n = fetch("folder", raw, path=str(tree), progress=False)["files"]
+    n = fetch(replace(config.data, source=Source.FOLDER, path=str(tree)), raw, progress=False)["files"]
     fetch_s = time.perf_counter() - start
     start = time.perf_counter()
-    result = split_dataset(raw, val_fraction=0.15, test_fraction=0.15, seed=0, progress=False)
+    result = split_dataset(raw, replace(config.split, group_by=""), "", "image_id", progress=False)
     split_s = time.perf_counter() - start
     kept = sum(len(r) for r in result.splits.values())
     classes = len({r.label for recs in result.splits.values() for r in recs})
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"images: {n} from {tree}; split into {classes} classes, {kept} kept")
-    print(f"fetch (folder source, copy into data/raw): {fetch_s:.1f} s = {n / fetch_s:.0f} images/s")
+    print(f"fetch (folder source, copy into the raw folder): {fetch_s:.1f} s = {n / fetch_s:.0f} images/s")
     print(f"split (decode + hash + dedup + split): {split_s:.1f} s = {n / split_s:.0f} images/s")
     print(f"fetch + split: {fetch_s + split_s:.1f} s = {n / (fetch_s + split_s):.0f} images/s")
     print(f"peak RSS: fetch/split process {self_mb:.0f} MB, largest decoding worker {child_mb:.0f} MB")

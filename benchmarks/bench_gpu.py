@@ -61,19 +61,17 @@ def classifier(name: str, image_size: int, n_classes: int, augment: bool) -> obj
     import numpy as np
 
     from skinlesion.core.backbones import get_backbone
-    from skinlesion.core.config import AugmentConfig
-    from skinlesion.modeling.augment import build_augmenter
-    from skinlesion.modeling.model import build_backbone, build_classifier, compile_model, unfreeze_top
+    from skinlesion.core.config import AugmentConfig, BackboneConfig, load_config
+    from skinlesion.modeling.model import build_model, compile_model, unfreeze_top
 
     keras.utils.set_random_seed(0)
-    spec = get_backbone(name)
-    aug = AugmentConfig() if augment else AugmentConfig(False, False, 0, 0, 0, 0, 0)
-    clf = build_classifier(
-        spec, build_backbone(spec, image_size, "none"), image_size, n_classes, 0.2, build_augmenter(aug, seed=0)
-    )
+    aug = load_config().augment if augment else AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
+    section = BackboneConfig(image_size=image_size, unfreeze=12, dropout=0.2)
+    clf = build_model(get_backbone(name), section, "none", n_classes, aug, seed=0)
     clf.norm.adapt(np.zeros((2, clf.base.output.shape[-1]), "float32"))
     unfreeze_top(clf.base, 12)
-    compile_model(clf.model, 1e-4, 0.0)
+    compile_model(clf.model, 0.0)
+    clf.model.optimizer.learning_rate.assign(1e-4)
     return clf.model
 
 
@@ -95,7 +93,7 @@ def cache_feed(images: object, y: object) -> object:
     import numpy as np
 
     if keras.backend.backend() == "tensorflow":
-        from skinlesion.modeling.train import epoch_batches
+        from skinlesion.modeling.feed import epoch_batches
 
         return epoch_batches(images, y, BATCH, 0, 1, 0)
 
@@ -141,14 +139,16 @@ def images_per_second(model: object, n: int, repeats: int, feed: object = None, 
 
 def bench_backbone(name: str, image_size: int, workdir: Path, n: int, repeats: int) -> dict[str, float]:
     """Images/s of the three feeds for one backbone."""
+    from dataclasses import replace
+
     import keras
     import numpy as np
 
-    from skinlesion.core.config import RuntimeConfig
-    from skinlesion.modeling.train import load_decoded
+    from skinlesion.core.config import load_config
+    from skinlesion.modeling.feed import load_decoded
 
     data = _data(workdir, n)
-    cached, _ = load_decoded(data, image_size, RuntimeConfig(in_memory_mb=0), lambda _: None)
+    cached, _ = load_decoded(data, image_size, replace(load_config().runtime, in_memory_mb=0), lambda _: None)
     y = keras.utils.to_categorical(data.y_train, len(data.classes)).astype("float32")
     out = {}
     model = classifier(name, image_size, len(data.classes), augment=True)
@@ -170,23 +170,25 @@ def bench_backbone(name: str, image_size: int, workdir: Path, n: int, repeats: i
 
 def full_recipe(workdir: Path, n: int, image_size: int, smoke: bool) -> float:
     """Wall time of one whole training run (train_run) of mobilenet at ``image_size`` on ``n`` images."""
-    from skinlesion.core.backbones import get_backbone
-    from skinlesion.core.config import AugmentConfig, BackboneConfig, RuntimeConfig, TrainConfig
-    from skinlesion.modeling.train import train_run
+    from dataclasses import replace
 
+    from skinlesion.core.backbones import get_backbone
+    from skinlesion.core.config import load_config
+    from skinlesion.core.modes import Distribute
+    from skinlesion.modeling.train import RunSettings, train_run
+
+    config = load_config()
     epochs = (1, 1) if smoke else (12, 2)
-    start = time.perf_counter()
-    train_run(
-        spec=get_backbone("mobilenet"),
-        backbone=BackboneConfig(image_size=image_size, unfreeze=12),
-        train_cfg=TrainConfig(batch_size=BATCH, epochs_head=epochs[0], epochs_finetune=epochs[1], weights="none"),
-        augment_cfg=AugmentConfig(),
-        runtime=RuntimeConfig(distribute="none"),
+    settings = RunSettings(
+        get_backbone("mobilenet"),
+        replace(config.backbone["mobilenet"], image_size=image_size, unfreeze=12),
+        replace(config.train, batch_size=BATCH, epochs_head=epochs[0], epochs_finetune=epochs[1], weights="none"),
+        config.augment,
+        replace(config.runtime, distribute=Distribute.NONE),
         seed=0,
-        data=_data(workdir, n),
-        state_dir=workdir / "state",
-        log=lambda _: None,
     )
+    start = time.perf_counter()
+    train_run(settings, _data(workdir, n), workdir / "state", log=lambda _: None)
     return time.perf_counter() - start
 
 

@@ -23,8 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from skinlesion.core import layout
+
 REPO = Path(__file__).resolve().parents[1]
-GENERATED = ("dvc.lock", "metrics/", "plots/", "reports/", "models/", "runs/")
+# dvc.lock and the output folders, as `git ls-files` prefixes.
+GENERATED = tuple(p.as_posix() + ("" if p.suffix else "/") for p in layout.GENERATED)
 
 
 def copy_sources(dest: Path) -> None:

@@ -77,7 +77,7 @@ def _data(workdir: Path, count: int):
     import numpy as np
     import pandas as pd
 
-    from skinlesion.modeling.train import TrainData
+    from skinlesion.modeling.feed import TrainData
 
     index = pd.read_csv(workdir / "jpeg" / "index.csv")
     val, train = index.iloc[:VAL_IMAGES], index.iloc[VAL_IMAGES : VAL_IMAGES + count]
@@ -95,10 +95,22 @@ def _data(workdir: Path, count: int):
 
 def child_train(workdir: Path, count: int, image_size: int) -> dict:
     """One training run streaming from the cache; returns this process's figures."""
-    from skinlesion.core.backbones import get_backbone
-    from skinlesion.core.config import AugmentConfig, BackboneConfig, RuntimeConfig, TrainConfig
-    from skinlesion.modeling.train import train_run
+    from dataclasses import replace
 
+    from skinlesion.core.backbones import get_backbone
+    from skinlesion.core.config import BackboneConfig, load_config
+    from skinlesion.core.modes import Distribute
+    from skinlesion.modeling.train import RunSettings, train_run
+
+    config = load_config()  # before leaving the repository for the work folder
+    settings = RunSettings(
+        get_backbone("mobilenet"),
+        BackboneConfig(image_size=image_size, unfreeze=12, dropout=0.2),
+        replace(config.train, batch_size=32, epochs_head=1, epochs_finetune=1, weights="none"),
+        config.augment,
+        replace(config.runtime, in_memory_mb=0, distribute=Distribute.NONE),
+        seed=0,
+    )
     data = _data(workdir, count)
     os.chdir(workdir)  # the decode cache (.cache/decoded) lives in the work folder
     state = workdir / "state" / str(count)
@@ -106,17 +118,7 @@ def child_train(workdir: Path, count: int, image_size: int) -> dict:
     shutil.rmtree(state, ignore_errors=True)
     lines: list[str] = []
     start = time.perf_counter()
-    result = train_run(
-        spec=get_backbone("mobilenet"),
-        backbone=BackboneConfig(image_size=image_size, unfreeze=12, dropout=0.2),
-        train_cfg=TrainConfig(batch_size=32, epochs_head=1, epochs_finetune=1, weights="none"),
-        augment_cfg=AugmentConfig(),
-        runtime=RuntimeConfig(in_memory_mb=0, distribute="none"),
-        seed=0,
-        data=data,
-        state_dir=state,
-        log=lines.append,
-    )
+    result = train_run(settings, data, state, log=lines.append)
     return {
         "count": count,
         "wall_s": time.perf_counter() - start,
@@ -128,47 +130,46 @@ def child_train(workdir: Path, count: int, image_size: int) -> dict:
 
 def child_reuse(workdir: Path, count: int, image_size: int) -> dict:
     """Ask for the same images again, as another run of the same size would: count the decodes."""
-    from skinlesion.core.config import RuntimeConfig
-    from skinlesion.modeling.train import load_decoded
+    from dataclasses import replace
 
+    from skinlesion.core.config import load_config
+    from skinlesion.modeling.feed import load_decoded
+
+    runtime = replace(load_config().runtime, in_memory_mb=0)
     data = _data(workdir, count)
     os.chdir(workdir)
     lines: list[str] = []
     start = time.perf_counter()
-    load_decoded(data, image_size, RuntimeConfig(in_memory_mb=0), lines.append)
+    load_decoded(data, image_size, runtime, lines.append)
     decodes = sum(line.lstrip().startswith("decoded ") for line in lines)
     return {"count": count, "decoded": decodes, "wall_s": time.perf_counter() - start}
 
 
 def child_throughput(workdir: Path, count: int, image_size: int, repeats: int = 2) -> dict:
     """Fine-tuning step images/s: batches streamed from the cache vs the same step on in-memory tensors."""
+    from dataclasses import replace
+
     import keras
     import numpy as np
     import tensorflow as tf
 
     from skinlesion.core.backbones import get_backbone
-    from skinlesion.core.config import AugmentConfig, RuntimeConfig
-    from skinlesion.modeling.augment import build_augmenter
-    from skinlesion.modeling.model import build_backbone, build_classifier, compile_model, unfreeze_top
-    from skinlesion.modeling.train import epoch_batches, load_decoded, without_autotuner
+    from skinlesion.core.config import BackboneConfig, load_config
+    from skinlesion.modeling.feed import epoch_batches, load_decoded, without_autotuner
+    from skinlesion.modeling.model import build_model, compile_model, unfreeze_top
 
+    config = load_config()
     data = _data(workdir, count)
     os.chdir(workdir)
-    cached, _ = load_decoded(data, image_size, RuntimeConfig(in_memory_mb=0), lambda _: None)
+    cached, _ = load_decoded(data, image_size, replace(config.runtime, in_memory_mb=0), lambda _: None)
     y = keras.utils.to_categorical(data.y_train, len(data.classes))
-    spec = get_backbone("mobilenet")
     keras.utils.set_random_seed(0)
-    clf = build_classifier(
-        spec,
-        build_backbone(spec, image_size, "none"),
-        image_size,
-        len(data.classes),
-        0.2,
-        build_augmenter(AugmentConfig(), seed=0),
-    )
+    section = BackboneConfig(image_size=image_size, unfreeze=12, dropout=0.2)
+    clf = build_model(get_backbone("mobilenet"), section, "none", len(data.classes), config.augment, seed=0)
     clf.norm.adapt(np.zeros((2, clf.base.output.shape[-1]), "float32"))
     unfreeze_top(clf.base, 12)
-    compile_model(clf.model, 1e-4, 0.0)
+    compile_model(clf.model, 0.0)
+    clf.model.optimizer.learning_rate.assign(1e-4)
     memory = tf.constant(cached.take(np.arange(len(cached))))  # the ceiling: every batch already a tensor
     order = np.random.default_rng(0).permutation(len(y))
 

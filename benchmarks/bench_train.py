@@ -21,8 +21,7 @@ def main() -> None:
     from skinlesion.core.config import AugmentConfig, load_config
     from skinlesion.core.images import load_batch
     from skinlesion.core.layout import read_split
-    from skinlesion.modeling.augment import build_augmenter
-    from skinlesion.modeling.model import build_backbone, build_classifier, compile_model
+    from skinlesion.modeling.model import build_model, compile_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
@@ -30,30 +29,14 @@ def main() -> None:
     config = load_config()
     train = read_split("train")
     labels = keras.utils.to_categorical(train["label"].astype("category").cat.codes, train["label"].nunique())
-    no_aug = AugmentConfig(
-        horizontal_flip=False,
-        vertical_flip=False,
-        rotation=0,
-        zoom=0,
-        translation=0,
-        brightness=0,
-        contrast=0,
-    )
+    no_aug = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
     print(f"cores: {os.cpu_count()}, training images: {len(train)}, head epochs: {args.epochs}")
     for name in config.backbones:
         section = config.backbone[name]
-        spec = get_backbone(name)
         x = load_batch(train["path"].tolist(), section.image_size)
-        clf = build_classifier(
-            spec,
-            build_backbone(spec, section.image_size, "none"),
-            section.image_size,
-            labels.shape[1],
-            section.dropout,
-            build_augmenter(no_aug),
-        )
+        clf = build_model(get_backbone(name), section, "none", labels.shape[1], no_aug, seed=0)
         clf.norm.adapt(np.zeros((2, clf.base.output.shape[-1]), "float32"))
-        compile_model(clf.model, 1e-3, 0.0)
+        compile_model(clf.model, 0.0)
         clf.model.fit(x[:64], labels[:64], batch_size=32, epochs=1, verbose=0)  # warm-up: tracing
         start = time.perf_counter()
         clf.model.fit(x, labels, batch_size=32, epochs=1, verbose=0)
@@ -61,7 +44,7 @@ def main() -> None:
         start = time.perf_counter()
         features = clf.features.predict(x, batch_size=32, verbose=0)
         extract = time.perf_counter() - start
-        compile_model(clf.head, 1e-3, 0.0)
+        compile_model(clf.head, 0.0)
         clf.head.fit(features[:64], labels[:64], batch_size=32, epochs=1, verbose=0)
         start = time.perf_counter()
         clf.head.fit(features, labels, batch_size=32, epochs=1, verbose=0)

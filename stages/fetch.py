@@ -16,16 +16,7 @@ from skinlesion.data.fetch import fetch
 def main() -> None:
     """Run the stage."""
     data = load_config().data
-    info = fetch(
-        data.source,
-        RAW,
-        path=data.path,
-        kaggle_dataset=data.kaggle_dataset,
-        dermamnist_size=data.dermamnist_size,
-        synthetic_seed=data.synthetic.seed,
-        synthetic_images=data.synthetic.n_images,
-        synthetic_image_size=data.synthetic.image_size,
-    )
+    info = fetch(data, RAW)
     print(
         f"fetch: {info['files']} files from {data.source} into {RAW}/ {info['per_split']}"
         + (f"; {info['unlabelled']} files outside class folders left out" if info["unlabelled"] else "")

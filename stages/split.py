@@ -15,7 +15,7 @@ import pandas as pd
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
 from skinlesion.core.io import write_csv, write_json
-from skinlesion.core.layout import CLASS_COUNTS, DATA_SUMMARY, RAW, SKIPPED, SPLITS
+from skinlesion.core.layout import CLASS_COUNTS, DATA_SUMMARY, RAW, SKIPPED, split_csv
 from skinlesion.data.split import class_counts, data_summary, split_dataset, split_frames
 
 
@@ -24,19 +24,10 @@ def main() -> None:
     """Run the stage."""
     config = load_config()
     result = split_dataset(
-        RAW,
-        val_fraction=config.split.val_fraction,
-        test_fraction=config.split.test_fraction,
-        seed=config.split.seed,
-        group_by=config.split.group_by,
-        metadata=config.data.metadata,
-        metadata_id_column=config.data.metadata_id_column,
-        drop_label_conflicts=config.split.drop_label_conflicts,
-        allow_missing_groups=config.split.allow_missing_groups,
-        workers=config.runtime.workers,
+        RAW, config.split, config.data.metadata, config.data.metadata_id_column, workers=config.runtime.workers
     )
     for name, frame in split_frames(result).items():
-        write_csv(SPLITS / f"{name}.csv", frame)
+        write_csv(split_csv(name), frame)
     write_csv(SKIPPED, pd.DataFrame(result.skipped, columns=["path", "reason", "detail"]))
     summary = data_summary(result, config.data.source)
     write_json(DATA_SUMMARY, summary)

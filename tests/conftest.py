@@ -16,6 +16,30 @@ HAM = REPO.parent / "shared" / "data" / "ham10000-224"
 ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 
 
+def default_config():
+    """The repository's params.yaml as a validated Config: the only home of the defaults.
+
+    Tests derive the settings they need with ``dataclasses.replace(default_config().train, ...)``.
+    """
+    from skinlesion.core.config import load_config
+
+    return load_config(REPO / "params.yaml")
+
+
+# Every augmentation switched on (the old ``AugmentConfig()`` defaults): what the tests that build a
+# classifier with its augmentation block rely on, whatever params.yaml holds.
+AUGMENT_ON = dict(
+    horizontal_flip=True, vertical_flip=True, rotation=0.5, zoom=0.1, translation=0.05, brightness=0.1, contrast=0.1
+)
+
+
+def augment_on():
+    """``augment:`` params with every augmentation on (:data:`AUGMENT_ON`)."""
+    from dataclasses import replace
+
+    return replace(default_config().augment, **AUGMENT_ON)
+
+
 def write_image(path: Path, seed: int, size: int = 16, mode: str = "RGB", fmt: str = "PNG") -> Path:
     """Write a small random image; different seeds give different bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)

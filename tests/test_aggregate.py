@@ -4,19 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlesion.evaluation.aggregate import (
-    backbone_metrics,
-    calibration_frame,
-    comparison_figure,
-    curves_frame,
-    headline_metrics,
-    mcnemar_test,
-    pairwise_tests,
-    render_report,
-    roc_frame,
-    select_run,
-    summarise,
-)
+from skinlesion.evaluation.compare import mcnemar_test, pairwise_tests, summarise
+from skinlesion.evaluation.figures import comparison_figure
+from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, roc_frame
+from skinlesion.evaluation.report import render_report
+from skinlesion.evaluation.select import backbone_metrics, headline_metrics, select_run
 
 
 def test_mcnemar_on_a_constructed_table():
@@ -101,9 +93,8 @@ def test_report_renders_from_fixture_metrics(tmp_path: Path):
         headline=per_run["mobilenet"][1],
         seeds=[0, 1],
         synthetic=True,
-        comparison="PAIRED-TABLE",
-        ensembles="ENSEMBLE-TABLE",
-        operating_points="POINTS-TABLE",
+        tables={"comparison": "PAIRED-TABLE", "ensembles": "ENSEMBLE-TABLE", "operating_points": "POINTS-TABLE"},
+        confidence=0.95,
     )
     assert "say nothing" in text and "**mobilenet** better" in text
     assert "Grouping: by `lesion_id`" in text and "2 images without a `lesion_id`" in text
@@ -200,7 +191,7 @@ def _write_run(root: Path, backbone: str, seed: int, val: float, test: float) ->
 
 
 def test_headline_run_is_chosen_by_the_validation_score_in_the_training_log(tmp_path: Path, monkeypatch):
-    from skinlesion.evaluation.aggregate import collect_runs
+    from skinlesion.evaluation.runs import collect_runs
 
     # Validation and test disagree: seed 1 is best on validation, seed 0 on test.
     _write_run(tmp_path, "mobilenet", 0, val=0.50, test=0.90)
@@ -213,7 +204,7 @@ def test_headline_run_is_chosen_by_the_validation_score_in_the_training_log(tmp_
 
 
 def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
-    from skinlesion.evaluation.aggregate import grouping_sentence
+    from skinlesion.evaluation.report import grouping_sentence
 
     warning = "split.group_by is empty (val and test carved out image by image): images of one lesion ..."
     data = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": warning}}

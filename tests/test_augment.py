@@ -4,6 +4,8 @@ import pytest
 from skinlesion.core.config import AugmentConfig
 from skinlesion.modeling.augment import build_augmenter
 
+from .conftest import augment_on
+
 OFF = dict(horizontal_flip=False, vertical_flip=False, rotation=0, zoom=0, translation=0, brightness=0, contrast=0)
 
 
@@ -29,7 +31,7 @@ def test_each_flag_builds_its_layer_and_only_it(flags: dict, layers: list):
 
 
 def test_augmentation_changes_pixels_in_training_only_and_keeps_the_range():
-    augmenter = build_augmenter(AugmentConfig(), seed=0)
+    augmenter = build_augmenter(augment_on(), seed=0)
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_array_equal(np.asarray(augmenter(x, training=False)), x)
     out = np.asarray(augmenter(x, training=True))

@@ -2,17 +2,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.compare import (
-    binary_operating_points,
-    clinical_views,
-    compare_backbones,
-    comparison_table,
-    ensemble_results,
-    holm,
-    operating_points_table,
-    paired_balanced_accuracy,
-)
-from skinlesion.evaluation.evaluate import bootstrap_ci, classification_metrics, stratified_resample
+from skinlesion.evaluation.clinical import binary_operating_points, clinical_views
+from skinlesion.evaluation.compare import compare_backbones, ensemble_results, holm, paired_balanced_accuracy
+from skinlesion.evaluation.metrics import bootstrap_ci, classification_metrics, stratified_resample
+from skinlesion.evaluation.report import comparison_table, operating_points_table
 
 RESAMPLING = {"resamples": 1000, "confidence": 0.95, "seed": 0}
 

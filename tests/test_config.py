@@ -75,3 +75,35 @@ def test_weights_file_template_needs_files_for_the_trained_backbones_only(tmp_pa
 def test_missing_file_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "params.yaml")
+
+
+def required_keys() -> list[tuple[str, ...]]:
+    """Every key path of params.yaml: top-level sections and the keys inside each (nested) mapping."""
+    keys: list[tuple[str, ...]] = []
+
+    def walk(mapping: dict, prefix: tuple[str, ...]) -> None:
+        for key, value in mapping.items():
+            keys.append((*prefix, key))
+            if isinstance(value, dict):
+                walk(value, (*prefix, key))
+
+    walk(raw_params(), ())
+    return keys
+
+
+@pytest.mark.parametrize("path", required_keys(), ids=".".join)
+def test_every_params_key_is_required(path: tuple[str, ...]):
+    params = raw_params()
+    section = params
+    for key in path[:-1]:
+        section = section[key]
+    del section[path[-1]]
+    with pytest.raises(ConfigError) as info:
+        parse_config(params)
+    message = str(info.value)
+    assert "\n" not in message
+    if len(path) == 1 and path[0] in params.get("backbones", []):
+        # A trained backbone's own section: the message names the section to add.
+        assert path[0] in message and "section missing" in message
+    else:
+        assert f"params.yaml: {'.'.join(path)} is required" in message

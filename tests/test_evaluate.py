@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.evaluate import (
+from skinlesion.evaluation.evaluate import tta_views
+from skinlesion.evaluation.metrics import (
     bootstrap_ci,
     calibration_bins,
     classification_metrics,
@@ -10,7 +11,6 @@ from skinlesion.evaluation.evaluate import (
     fast_metrics,
     per_class_report,
     roc_curves,
-    tta_views,
 )
 
 
@@ -111,7 +111,7 @@ def test_tta_views_are_the_distinct_symmetries_of_the_square():
 
 
 def test_bootstrap_shortcuts_equal_the_reference_metrics():
-    from skinlesion.evaluation.evaluate import _fast_auc, _fast_ece
+    from skinlesion.evaluation.metrics import _fast_auc, _fast_ece
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 200)

@@ -3,18 +3,20 @@ import pytest
 
 from skinlesion.core.images import load_batch
 from skinlesion.core.layout import LabelMap
-from skinlesion.evaluation.export import export_saved_model, export_tflite, model_card, tflite_predict
+from skinlesion.core.modes import Quantization, Source, Weights
+from skinlesion.deploy.export import export_saved_model, export_tflite, tflite_predict
+from skinlesion.evaluation.report import model_card
 from skinlesion.modeling.model import fit_feature_norm, load_classifier
 
 from .test_predict import save_model
 
 # Max |probability difference| allowed between TFLite and Keras (float16 measured: 0.024 here, 0.0035
 # on the trained demo model).
-TOLERANCE = {"none": 1e-4, "float16": 0.05}
+TOLERANCE = {Quantization.NONE: 1e-4, Quantization.FLOAT16: 0.05}
 
 
-@pytest.mark.parametrize("quantization", ["none", "float16", "dynamic_range"])
-def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quantization):
+@pytest.mark.parametrize("quantization", list(Quantization))
+def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quantization: Quantization):
     import keras
 
     keras.utils.set_random_seed(0)  # the head's random init: the same model on every run
@@ -32,7 +34,7 @@ def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quanti
     expected = model.predict(images, verbose=0)
     got = tflite_predict(lite, images)
     agree = (got.argmax(1) == expected.argmax(1)).mean()
-    if quantization == "dynamic_range":
+    if quantization == Quantization.DYNAMIC_RANGE:
         # int8 weights of a random-init backbone shift probabilities a lot (measured: max |dp| 0.57,
         # 90 % of labels kept); the trained demo models keep 92-98 %. Only a gross failure is caught.
         assert agree >= 0.8
@@ -61,10 +63,11 @@ def test_model_card_states_limits_and_uncertainty():
             "skipped_total": 0,
             "grouping": {"group_by": "lesion_id", "images_without_group": 0, "given_split": None, "warning": None},
         },
-        source="synthetic",
-        weights="scratch",
-        quantization="float16",
+        source=Source.SYNTHETIC,
+        weights=Weights.SCRATCH,
+        quantization=Quantization.FLOAT16,
         agreement={"images": 2, "max_abs_diff": 0.001, "label_agreement": 1.0},
+        confidence=0.95,
     )
     assert "Not a diagnostic device" in card and "0.400–0.600" in card and "say nothing clinical" in card
     assert "macro-F1 0.450 ± 0.030" in card and "`mobilenet` (seed 1)" in card
@@ -75,7 +78,7 @@ def test_model_card_states_limits_and_uncertainty():
 def test_agreement_sample_covers_every_test_class():
     import pandas as pd
 
-    from skinlesion.evaluation.export import agreement_sample
+    from skinlesion.deploy.export import agreement_sample
 
     # Path-sorted like a split CSV: the first 64 rows would all be "akiec" and "bcc".
     counts = {"akiec": 40, "bcc": 40, "df": 3, "mel": 30, "nv": 300, "vasc": 5}
@@ -88,10 +91,10 @@ def test_agreement_sample_covers_every_test_class():
 
 
 def test_export_warns_below_99_percent_label_agreement():
-    from skinlesion.evaluation.export import agreement_warning
+    from skinlesion.deploy.export import agreement_warning
 
-    assert agreement_warning({"label_agreement": 0.99, "images": 64}, "float16") is None
-    warning = agreement_warning({"label_agreement": 0.9, "images": 60}, "dynamic_range")
+    assert agreement_warning({"label_agreement": 0.99, "images": 64}, Quantization.FLOAT16) is None
+    warning = agreement_warning({"label_agreement": 0.9, "images": 60}, Quantization.DYNAMIC_RANGE)
     assert warning.startswith("warning: TFLite (dynamic_range) disagrees with Keras on 10% of 60 test images")
     assert "export.quantization: none" in warning
 
@@ -99,7 +102,7 @@ def test_export_warns_below_99_percent_label_agreement():
 def test_savedmodel_command_writes_a_serving_model_of_a_saved_classifier(tmp_path, lesion_jpegs):
     import tensorflow as tf
 
-    from skinlesion.evaluation.export import main
+    from skinlesion.deploy.export import main
 
     model_path = save_model(tmp_path / "m")  # mobilenet at 32 px, labels.json beside it
     assert main([str(model_path), str(tmp_path / "serving" / "1")]) == 0

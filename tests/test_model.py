@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from skinlesion.core.backbones import get_backbone
-from skinlesion.core.config import AugmentConfig
 from skinlesion.core.errors import ConfigError
 from skinlesion.modeling.augment import build_augmenter
 from skinlesion.modeling.model import build_backbone, build_classifier, unfreeze_top
+
+from .conftest import augment_on
 
 SMALL = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
 
@@ -17,7 +18,7 @@ SMALL = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
 def classifier(name: str, weights: str = "none", n_classes: int = 4):
     spec = get_backbone(name)
     base = build_backbone(spec, SMALL[name], weights)
-    return build_classifier(spec, base, SMALL[name], n_classes, 0.2, build_augmenter(AugmentConfig(), seed=0))
+    return build_classifier(spec, base, SMALL[name], n_classes, 0.2, build_augmenter(augment_on(), seed=0))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -115,7 +116,8 @@ def test_inference_copy_saves_without_optimizer_and_predicts_the_same(tmp_path: 
     clf = classifier("mobilenet")
     fit_feature_norm(clf.norm, np.random.default_rng(0).normal(size=(16, clf.base.output.shape[-1])))
     unfreeze_top(clf.base, 4)
-    compile_model(clf.model, 1e-3, 0.0)
+    compile_model(clf.model, 0.0)
+    clf.model.optimizer.learning_rate.assign(1e-3)  # fit_phase's schedule sets it in training
     images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype("float32")
     clf.model.fit(images, keras.utils.to_categorical(np.arange(8) % 4, 4), epochs=1, verbose=0)
     clf.base.trainable = False

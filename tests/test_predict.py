@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 
 from skinlesion.core.backbones import get_backbone
-from skinlesion.core.config import AugmentConfig
 from skinlesion.core.images import load_batch
+from skinlesion.deploy.predict import load_model_and_labels, predict_files
 from skinlesion.evaluation.evaluate import predict_probabilities
 from skinlesion.modeling.augment import build_augmenter
 from skinlesion.modeling.model import build_backbone, build_classifier
-from skinlesion.predict import load_model_and_labels, predict_files
 
-from .conftest import REPO, corrupt_jpeg, make_class_tree
+from .conftest import REPO, augment_on, corrupt_jpeg, make_class_tree
 
 SIZES = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -24,7 +23,7 @@ CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 def save_model(folder: Path, name: str = "mobilenet") -> Path:
     spec = get_backbone(name)
     base = build_backbone(spec, SIZES[name], "none")
-    clf = build_classifier(spec, base, SIZES[name], len(CLASSES), 0.2, build_augmenter(AugmentConfig(), seed=0))
+    clf = build_classifier(spec, base, SIZES[name], len(CLASSES), 0.2, build_augmenter(augment_on(), seed=0))
     folder.mkdir(parents=True, exist_ok=True)
     clf.model.save(folder / "model.keras")
     (folder / "labels.json").write_text(json.dumps({"classes": CLASSES, "image_size": SIZES[name]}))
@@ -51,7 +50,7 @@ def test_predictions_equal_what_evaluate_computes(model_path: Path, tmp_path: Pa
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": str(Path(sys.executable).parent)}
     return subprocess.run(
-        [sys.executable, "-m", "skinlesion.predict", *args], capture_output=True, text=True, cwd=REPO, env=env
+        [sys.executable, "-m", "skinlesion.deploy.predict", *args], capture_output=True, text=True, cwd=REPO, env=env
     )
 
 
@@ -106,3 +105,14 @@ def test_cli_exit_0_top_k_and_missing_label_map(model_path: Path, tmp_path: Path
     missing = run_cli(str(lonely / "model.keras"), str(tmp_path / "imgs"))
     assert missing.returncode == 2 and "labels.json" in missing.stderr and "Traceback" not in missing.stderr
     assert len([line for line in missing.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_console_script_runs_the_deploy_cli():
+    import importlib
+    import tomllib
+
+    from skinlesion.deploy import predict
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, attribute = scripts["skinlesion-predict"].partition(":")
+    assert getattr(importlib.import_module(module), attribute) is predict.main

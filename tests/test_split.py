@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -6,20 +7,28 @@ import pytest
 from PIL import Image
 
 from skinlesion.core.errors import DataError
+from skinlesion.core.modes import Source
+from skinlesion.data.duplicates import DHASH_BITS, PHASH_BITS, near_duplicate_clusters
 from skinlesion.data.fetch import fetch
-from skinlesion.data.split import (
-    DHASH_BITS,
-    PHASH_BITS,
-    data_summary,
-    grouping_warning,
-    near_duplicate_clusters,
-    split_dataset,
-    split_frames,
+from skinlesion.data.grouping import grouping_warning
+from skinlesion.data.split import SplitResult, data_summary, split_dataset, split_frames
+
+from .conftest import corrupt_jpeg, default_config, make_class_tree, write_image
+
+# Every split: setting the tests rely on, whatever params.yaml holds.
+ARGS = dict(
+    val_fraction=0.2, test_fraction=0.2, seed=0, group_by="", allow_missing_groups=False, drop_label_conflicts=True
 )
 
-from .conftest import corrupt_jpeg, make_class_tree, write_image
 
-ARGS = dict(val_fraction=0.2, test_fraction=0.2, seed=0, workers=1, progress=False)
+def run_split(raw: Path, *, metadata: str = "", workers: int = 1, **changes) -> SplitResult:
+    """``split_dataset`` with :data:`ARGS` updated by ``changes``; no metadata unless given."""
+    config = replace(default_config().split, **ARGS | changes)
+    return split_dataset(raw, config, metadata, "image_id", workers=workers, progress=False)
+
+
+def fetch_folder(folder: Path, raw: Path) -> dict:
+    return fetch(replace(default_config().data, source=Source.FOLDER, path=str(folder)), raw, progress=False)
 
 
 def _raw(tmp_path: Path, classes: dict[str, int]) -> Path:
@@ -43,7 +52,7 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     (b / "cross_dup.jpg").write_bytes(jpeg)  # same bytes as a/good.jpg under another label
     (a / "same_dup.png").write_bytes((a / "img_0000.png").read_bytes())
 
-    result = split_dataset(raw, **ARGS)
+    result = run_split(raw)
     m = data_summary(result, "synthetic")
     assert m["skipped"] == {
         "empty": 1,
@@ -66,14 +75,14 @@ def test_same_params_same_bytes_and_no_content_in_two_splits(tmp_path: Path, mon
     import skinlesion.data.split as split_mod
 
     raw = _raw(tmp_path, {"a": 30, "b": 25, "c": 20})  # 75 files: above the serial threshold (64)
-    first = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS)).items()}
+    first = {k: f.to_csv(index=False) for k, f in split_frames(run_split(raw)).items()}
     pools = []
     real_context = split_mod.multiprocessing.get_context
     monkeypatch.setattr(split_mod.multiprocessing, "get_context", lambda m: pools.append(m) or real_context(m))
-    second = {k: f.to_csv(index=False) for k, f in split_frames(split_dataset(raw, **ARGS | {"workers": 2})).items()}
+    second = {k: f.to_csv(index=False) for k, f in split_frames(run_split(raw, workers=2)).items()}
     assert pools == ["spawn"]  # the parallel path really ran
     assert first == second
-    frames = split_frames(split_dataset(raw, **ARGS))
+    frames = split_frames(run_split(raw))
     hashes = [set(f["sha256"]) for f in frames.values()]
     assert not (hashes[0] & hashes[1] or hashes[0] & hashes[2] or hashes[1] & hashes[2])
     for frame in frames.values():  # stratified: every class in every split
@@ -85,7 +94,7 @@ def test_given_splits_are_respected_and_only_val_is_carved(tmp_path: Path):
     raw = tmp_path / "raw"
     make_class_tree(raw / "train", {"a": 10, "b": 10})
     make_class_tree(raw / "test", {"a": 3, "b": 3}, start=500)
-    result = split_dataset(raw, **ARGS)
+    result = run_split(raw)
     assert all("/test/" in r.path for r in result.splits["test"])
     assert len(result.splits["test"]) == 6
     assert all("/train/" in r.path for r in result.splits["val"]) and len(result.splits["val"]) == 4
@@ -96,7 +105,7 @@ def test_grouped_split_keeps_each_lesion_in_one_split(tmp_path: Path):
     paths = sorted((raw / "unsplit").rglob("*.png"))
     meta = pd.DataFrame({"image_id": [p.stem for p in paths], "lesion_id": [f"L{i // 3}" for i in range(len(paths))]})
     meta.to_csv(tmp_path / "meta.csv", index=False)
-    result = split_dataset(raw, **ARGS, group_by="lesion_id", metadata=str(tmp_path / "meta.csv"))
+    result = run_split(raw, group_by="lesion_id", metadata=str(tmp_path / "meta.csv"))
     where = {}
     for split, recs in result.splits.items():
         for r in recs:
@@ -107,21 +116,21 @@ def test_grouped_split_keeps_each_lesion_in_one_split(tmp_path: Path):
 def test_group_by_without_metadata_or_column_is_a_clear_error(tmp_path: Path):
     raw = _raw(tmp_path, {"a": 10, "b": 10})
     with pytest.raises(DataError, match="split.group_by"):
-        split_dataset(raw, **ARGS, group_by="lesion_id")
+        run_split(raw, group_by="lesion_id")
     pd.DataFrame({"image_id": ["x"], "other": ["y"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(DataError, match="not a column"):
-        split_dataset(raw, **ARGS, group_by="lesion_id", metadata=str(tmp_path / "m.csv"))
+        run_split(raw, group_by="lesion_id", metadata=str(tmp_path / "m.csv"))
 
 
 def test_class_too_small_gets_a_clear_message(tmp_path: Path):
     raw = _raw(tmp_path, {"a": 20, "rare": 1})
     with pytest.raises(DataError, match="class 'rare' has 1 image"):
-        split_dataset(raw, **ARGS)
+        run_split(raw)
 
 
 @pytest.mark.parametrize("images_per_lesion", [1, 4])
 def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, ham_dir: Path, images_per_lesion):
-    fetch("folder", tmp_path / "raw", path=str(ham_dir), progress=False)
+    fetch_folder(ham_dir, tmp_path / "raw")
     metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv", dtype=str)
     if images_per_lesion > 1:
         # The sample holds one image per lesion, where grouping cannot fail: regroup the real files of
@@ -131,12 +140,11 @@ def test_split_of_the_shared_ham10000_sample_grouped_by_lesion(tmp_path: Path, h
             metadata["dx"] + "-" + (metadata.groupby("dx").cumcount() // images_per_lesion).astype(str)
         )
     metadata.to_csv(tmp_path / "meta.csv", index=False)
-    result = split_dataset(
+    result = run_split(
         tmp_path / "raw",
         val_fraction=0.15,
         test_fraction=0.15,
-        seed=0,
-        progress=False,
+        workers=0,
         group_by="lesion_id",
         metadata=str(tmp_path / "meta.csv"),
     )
@@ -154,8 +162,8 @@ def test_label_conflicts_can_keep_the_first_copy_by_path(tmp_path: Path):
     raw = _raw(tmp_path, {"a": 10, "b": 10})
     same = write_image(raw / "unsplit" / "a" / "zz_shared.png", 777).read_bytes()
     (raw / "unsplit" / "b" / "aa_shared.png").write_bytes(same)  # the same bytes under label b
-    dropped = split_dataset(raw, **ARGS)
-    kept = split_dataset(raw, **ARGS | {"drop_label_conflicts": False})
+    dropped = run_split(raw)
+    kept = run_split(raw, drop_label_conflicts=False)
     names = lambda result: {Path(r.path).name: r.label for recs in result.splits.values() for r in recs}  # noqa: E731
     assert "zz_shared.png" not in names(dropped) and "aa_shared.png" not in names(dropped)
     # The first copy by path wins: unsplit/a/zz_shared.png sorts before unsplit/b/aa_shared.png.
@@ -164,8 +172,8 @@ def test_label_conflicts_can_keep_the_first_copy_by_path(tmp_path: Path):
 
 
 def test_shared_ham10000_sample_ungrouped_warns_and_ids_missing_from_metadata_are_an_error(tmp_path: Path, ham_dir):
-    fetch("folder", tmp_path / "raw", path=str(ham_dir), progress=False)
-    ungrouped = data_summary(split_dataset(tmp_path / "raw", **ARGS), "folder")["grouping"]
+    fetch_folder(ham_dir, tmp_path / "raw")
+    ungrouped = data_summary(run_split(tmp_path / "raw"), "folder")["grouping"]
     assert ungrouped["group_by"] is None and ungrouped["given_split"] is None
     assert "images of one lesion can sit in train and test" in ungrouped["warning"]
     assert "split.group_by: lesion_id" in ungrouped["warning"]
@@ -173,13 +181,13 @@ def test_shared_ham10000_sample_ungrouped_warns_and_ids_missing_from_metadata_ar
     metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv", dtype=str)
     dropped = sorted(metadata["image_id"])[:7]
     metadata[~metadata["image_id"].isin(dropped)].to_csv(tmp_path / "meta.csv", index=False)
-    grouped = ARGS | {"group_by": "lesion_id", "metadata": str(tmp_path / "meta.csv")}
+    grouped = {"group_by": "lesion_id", "metadata": str(tmp_path / "meta.csv")}
     with pytest.raises(DataError) as error:
-        split_dataset(tmp_path / "raw", **grouped)
+        run_split(tmp_path / "raw", **grouped)
     message = str(error.value)
     assert "\n" not in message and "7 of 1123 images have no lesion_id" in message
     assert all(image_id in message for image_id in dropped[:5]) and "split.allow_missing_groups: true" in message
-    allowed = data_summary(split_dataset(tmp_path / "raw", **grouped, allow_missing_groups=True), "folder")
+    allowed = data_summary(run_split(tmp_path / "raw", **grouped, allow_missing_groups=True), "folder")
     assert allowed["grouping"] == {
         "group_by": "lesion_id",
         "images_without_group": 7,
@@ -247,14 +255,14 @@ def test_reencoded_and_half_size_copies_are_near_duplicates_never_in_two_splits(
     reencoded.save(raw / "nv" / "zz_reencoded.jpg", quality=70)
     half.save(raw / "nv" / "zz_half.png")
     half.save(raw / "mel" / "zz_half_mislabelled.png")  # a copy under another label: a conflict
-    result = split_dataset(tmp_path / "raw", **ARGS)
+    result = run_split(tmp_path / "raw")
     summary = data_summary(result, "folder")
     assert summary["skipped"]["near_duplicate"] == 0 and summary["skipped"]["label_conflict"] == 4
     kept = {Path(r.path).name for recs in result.splits.values() for r in recs}
     assert not {original.name, "zz_reencoded.jpg", "zz_half.png", "zz_half_mislabelled.png"} & kept
 
     (raw / "mel" / "zz_half_mislabelled.png").unlink()
-    result = split_dataset(tmp_path / "raw", **ARGS)
+    result = run_split(tmp_path / "raw")
     near = {Path(s["path"]).name: s["detail"] for s in result.skipped if s["reason"] == "near_duplicate"}
     assert set(near) == {"zz_reencoded.jpg", "zz_half.png"} and original.name in near["zz_half.png"]
     where = [s for s, recs in result.splits.items() for r in recs if Path(r.path).name == original.name]

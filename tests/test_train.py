@@ -1,24 +1,43 @@
 import hashlib
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from skinlesion.core.backbones import get_backbone
-from skinlesion.core.config import AugmentConfig, BackboneConfig, RuntimeConfig, TrainConfig
+from skinlesion.core.config import BackboneConfig, RuntimeConfig, TrainConfig
+from skinlesion.core.modes import ClassWeight, Distribute, JitCompile, Phase, Precision, Weights
 from skinlesion.data.synthetic import generate
-from skinlesion.modeling.train import (
-    TrainData,
-    TrainingLog,
-    class_weights,
-    fit_phase,
-    read_training_log,
-    stream,
-    train_run,
-)
+from skinlesion.modeling.feed import TrainData, stream
+from skinlesion.modeling.history import TrainingLog, read_training_log
+from skinlesion.modeling.phases import PhasePlan
+from skinlesion.modeling.schedule import PlateauSettings
+from skinlesion.modeling.train import FitContext, RunSettings, class_weights, fit_phase, train_run
 
-SERIAL = RuntimeConfig(workers=1, distribute="none")
-TRAIN = TrainConfig(batch_size=16, epochs_head=3, epochs_finetune=2, weights="none", patience=5)
+from .conftest import augment_on, default_config
+
+# Every setting the runs below rely on, spelt out (params.yaml's values may change without changing them).
+SERIAL = replace(default_config().runtime, workers=1, in_memory_mb=1024, distribute=Distribute.NONE)
+TRAIN = replace(
+    default_config().train,
+    batch_size=16,
+    epochs_head=3,
+    epochs_finetune=2,
+    lr_head=1e-3,
+    lr_finetune=1e-4,
+    patience=5,
+    lr_patience=2,
+    lr_factor=0.5,
+    class_weight=ClassWeight.BALANCED,
+    label_smoothing=0.0,
+    weights=Weights.NONE,
+    augment_head=False,
+    precision=Precision.FLOAT32,
+    jit_compile=JitCompile.AUTO,
+)
+BACKBONE = BackboneConfig(image_size=32, unfreeze=4, dropout=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +69,8 @@ def _run(
     on_epoch=lambda row: None,
     runtime: RuntimeConfig = SERIAL,
 ):
-    return train_run(
-        spec=get_backbone("mobilenet"),
-        backbone=BackboneConfig(image_size=32, unfreeze=4),
-        train_cfg=train,
-        augment_cfg=AugmentConfig(),
-        runtime=runtime,
-        seed=seed,
-        data=_data(tiny_data),
-        state_dir=state_dir,
-        on_epoch=on_epoch,
-        log=lambda _: None,
-    )
+    settings = RunSettings(get_backbone("mobilenet"), BACKBONE, train, augment_on(), runtime, seed)
+    return train_run(settings, _data(tiny_data), state_dir, on_epoch=on_epoch, log=lambda _: None)
 
 
 def _logged_run(tiny_data, state_dir: Path, log_dir: Path):
@@ -74,7 +83,7 @@ def _logged_run(tiny_data, state_dir: Path, log_dir: Path):
 def test_same_seed_gives_identical_weights_and_history_in_memory_or_streamed(tiny_data, tmp_path: Path):
     a = _run(tiny_data, tmp_path / "a")
     # in_memory_mb=0: batches are read from the disk cache; the run must not notice.
-    b = _run(tiny_data, tmp_path / "b", runtime=RuntimeConfig(workers=1, in_memory_mb=0, distribute="none"))
+    b = _run(tiny_data, tmp_path / "b", runtime=replace(SERIAL, in_memory_mb=0))
     for x, y in zip(a.model.weights, b.model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert a.history == b.history
@@ -85,11 +94,12 @@ def test_same_seed_gives_identical_weights_and_history_in_memory_or_streamed(tin
 
 
 def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: Path, monkeypatch):
-    import skinlesion.modeling.train as train_mod
+    import skinlesion.modeling.phases as phases_mod
+    from skinlesion.modeling.history import LOGGED
 
     reference = _logged_run(tiny_data, tmp_path / "ref", tmp_path / "ref_log")
     calls = {"n": 0}
-    real = train_mod.epoch_batches
+    real = phases_mod.epoch_batches  # looked up there: Feeds.training builds each epoch's batches
 
     def crash_in_finetune(x, y, batch_size, seed, phase, epoch):
         if phase == 1 and epoch == 1:
@@ -97,17 +107,17 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: 
         calls["n"] += 1
         return real(x, y, batch_size, seed, phase, epoch)
 
-    monkeypatch.setattr(train_mod, "epoch_batches", crash_in_finetune)
+    monkeypatch.setattr(phases_mod, "epoch_batches", crash_in_finetune)
     with pytest.raises(KeyboardInterrupt):
         _logged_run(tiny_data, tmp_path / "state", tmp_path / "log")
-    monkeypatch.setattr(train_mod, "epoch_batches", real)
+    monkeypatch.setattr(phases_mod, "epoch_batches", real)
     resumed = _logged_run(tiny_data, tmp_path / "state", tmp_path / "log")
     assert resumed.resumed_from == {"head": 3, "finetune": 1}
     assert resumed.history == reference.history
     # The dvclive log of the resumed run is byte-identical to the uninterrupted run's.
     ref_files = {p.relative_to(tmp_path / "ref_log"): p.read_bytes() for p in (tmp_path / "ref_log").rglob("*.*")}
     log_files = {p.relative_to(tmp_path / "log"): p.read_bytes() for p in (tmp_path / "log").rglob("*.*")}
-    assert ref_files == log_files and len(ref_files) >= len(train_mod.LOGGED) + 1
+    assert ref_files == log_files and len(ref_files) >= len(LOGGED) + 1
     curves = read_training_log(tmp_path / "log")
     assert curves["step"].tolist() == list(range(5))  # one rising step over both phases
     assert curves["phase"].tolist() == [0, 0, 0, 1, 1]
@@ -116,37 +126,41 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: 
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def _linear_model(learning_rate: float):
+def _linear_model():
+    """A compiled linear softmax model; fit_phase sets the learning rate of every epoch."""
     import keras
 
     from skinlesion.modeling.model import compile_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-    compile_model(model, learning_rate, 0.0)
+    compile_model(model, 0.0)
     return model
 
 
-def _fit(model, x, y, validation, state_dir: Path, **settings) -> list[dict]:
+def _fit(model, x, y, validation, state_dir: Path, initial_best: float = math.inf, **settings) -> list[dict]:
     import tensorflow as tf
 
-    defaults = dict(phase=0, epochs=6, patience=2, lr_patience=1, lr_factor=0.5, class_weight=None, seed=0)
-    rows, _ = fit_phase(
+    s = dict(phase=Phase.HEAD, epochs=6, patience=2, lr_patience=1, lr_factor=0.5, class_weight=None, seed=0)
+    s |= settings
+    plan = PhasePlan(
+        Phase(s["phase"]),
         model,
         lambda e: tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
         validation,
-        state_dir=state_dir,
-        batch_size=8,
-        log=lambda _: None,
-        **(defaults | settings),
+        s["epochs"],
+        s["learning_rate"],
     )
+    schedule = PlateauSettings(s["patience"], s["lr_patience"], s["lr_factor"])
+    context = FitContext(schedule, s["class_weight"], s["seed"], 8, state_dir, log=lambda _: None)
+    rows, _ = fit_phase(plan, context, initial_best=initial_best)
     return rows
 
 
 def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
     import keras
 
-    model = _linear_model(0.5)
+    model = _linear_model()
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     labels = (x[:, 0] > 0).astype(int)
     y = keras.utils.to_categorical(labels, 2)
@@ -162,15 +176,15 @@ def test_fit_phase_keeps_the_best_validation_epoch(tmp_path: Path):
 
 
 def test_class_weights_from_training_labels():
-    weights = class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
+    weights = class_weights(np.array([0, 0, 0, 1]), 3, ClassWeight.BALANCED)
     assert weights[0] == pytest.approx(4 / 6) and weights[1] == pytest.approx(2.0) and weights[2] == 1.0
-    assert class_weights(np.array([0, 1]), 2, "none") is None
+    assert class_weights(np.array([0, 1]), 2, ClassWeight.NONE) is None
 
 
 def test_a_phase_that_never_beats_the_previous_best_keeps_the_weights_it_started_with(tmp_path: Path):
     import keras
 
-    model = _linear_model(0.1)
+    model = _linear_model()
     start = [w.copy() for w in model.get_weights()]
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
     y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
@@ -181,7 +195,7 @@ def test_a_phase_that_never_beats_the_previous_best_keeps_the_weights_it_started
         y,
         (x, y),
         tmp_path,
-        phase=1,
+        phase=Phase.FINETUNE,
         epochs=2,
         learning_rate=0.1,
         patience=5,
@@ -199,7 +213,7 @@ def test_mixed_float16_trains_and_saves_a_model_plain_keras_loads(tiny_data, tmp
     from skinlesion.core.io import save_keras_model
     from skinlesion.modeling.model import inference_copy, load_classifier
 
-    mixed = TrainConfig(batch_size=16, epochs_head=1, epochs_finetune=1, weights="none", precision="mixed_float16")
+    mixed = replace(TRAIN, epochs_head=1, epochs_finetune=1, patience=3, precision=Precision.MIXED_FLOAT16)
     result = _run(tiny_data, tmp_path / "state", train=mixed)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the run
     assert result.model.get_layer("classifier").dtype_policy.name == "float32"
@@ -216,11 +230,10 @@ def test_mixed_float16_trains_and_saves_a_model_plain_keras_loads(tiny_data, tmp
 def test_per_epoch_random_draws_never_repeat_across_epochs():
     import keras
 
-    from skinlesion.core.config import AugmentConfig
     from skinlesion.modeling.augment import build_augmenter
     from skinlesion.modeling.train import reseed_generators
 
-    augmenter = build_augmenter(AugmentConfig(), seed=0)
+    augmenter = build_augmenter(augment_on(), seed=0)
     model = keras.Sequential([keras.Input((16, 16, 3)), augmenter, keras.layers.Dropout(0.5)])
     states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
@@ -246,14 +259,13 @@ def test_resume_key_changes_with_the_training_code_and_library_versions(tmp_path
     import importlib.metadata
     import shutil
 
-    import skinlesion.modeling.train as train_mod
-    from skinlesion.modeling.train import environment_fingerprint, fingerprint
+    from skinlesion.modeling.resume import PACKAGE, environment_fingerprint, fingerprint
 
     package = tmp_path / "skinlesion"
     for folder in ("core", "modeling", "evaluation"):
-        shutil.copytree(train_mod.PACKAGE / folder, package / folder)
+        shutil.copytree(PACKAGE / folder, package / folder)
     before = environment_fingerprint(package)
-    assert before == environment_fingerprint(train_mod.PACKAGE)  # content, not location
+    assert before == environment_fingerprint(PACKAGE)  # content, not location
     (package / "evaluation" / "evaluate.py").write_text("# evaluation code does not train\n")
     assert environment_fingerprint(package) == before
     (package / "modeling" / "train.py").write_text((package / "modeling" / "train.py").read_text() + "\n# edit\n")
@@ -269,13 +281,13 @@ def test_resume_key_changes_with_the_training_code_and_library_versions(tmp_path
 def test_weighted_validation_batches_give_the_class_weighted_validation_loss(tmp_path: Path):
     import keras
 
-    from skinlesion.modeling.train import in_order
+    from skinlesion.modeling.feed import in_order
 
-    model = _linear_model(0.5)
+    model = _linear_model()
     x = np.random.default_rng(1).normal(size=(40, 4)).astype("float32")
     labels = np.r_[np.zeros(30, int), np.ones(10, int)]  # imbalanced, like nevi vs the rest
     y = keras.utils.to_categorical(labels, 2)
-    cw = class_weights(labels, 2, "balanced")
+    cw = class_weights(labels, 2, ClassWeight.BALANCED)
     w = np.array([cw[c] for c in labels], dtype=np.float32)
     batches = list(in_order(x, 16, y, w))
     assert len(batches[0]) == 3 and len(batches) == 3  # (x, y, w) triples, 16 + 16 + 8 rows
@@ -294,7 +306,7 @@ def test_scratch_trains_every_layer_and_batchnorm_in_one_phase(tiny_data, tmp_pa
 
     from skinlesion.modeling.model import build_backbone
 
-    scratch = TrainConfig(batch_size=16, weights="scratch", epochs_scratch=2, lr_scratch=1e-3, patience=5)
+    scratch = replace(TRAIN, weights=Weights.SCRATCH, epochs_scratch=2, lr_scratch=1e-3)
     initial = build_backbone(get_backbone("mobilenet"), 32, "scratch", seed=0)  # the run's own random init
     result = _run(tiny_data, tmp_path / "s", train=scratch)
     assert [r["phase"] for r in result.history] == ["scratch"] * 2

@@ -31,8 +31,8 @@ import numpy as np
 
 from skinlesion.core.images import load_array
 from skinlesion.core.io import atomic_path
+from skinlesion.core.layout import DECODED
 
-DECODED = Path(".cache/decoded")
 # Environment variable naming another cache folder, for several copies of the project on one machine.
 DECODED_DIR_VARIABLE = "SKINLESION_DECODED_DIR"
 # Part of every key: bump it when the decoding (load_array) changes, so old caches are not reused.

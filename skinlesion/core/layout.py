@@ -1,12 +1,12 @@
 """Where every stage's files live, and the typed contracts of the files stages hand each other.
 
-This module is the only place that spells an output path: stages, dvc.yaml and tests take them from
-here (dvc.yaml repeats them, and ``tests/test_dvc_yaml.py`` checks the two agree). Each training run
-owns one folder, ``runs/<backbone>/seed<k>/``::
+This module is the only place that spells a path or a file-name contract: stages, library code
+and tests take them from here (dvc.yaml repeats them, and ``tests/test_dvc_yaml.py`` checks the two
+agree). Each training run owns one folder, ``runs/<backbone>/seed<k>/``::
 
     model/          model.keras + labels.json     (train; DVC-cached, what evaluate depends on)
     config.json     the resolved config the run was trained with (train)
-    train/          dvclive log: per-epoch curves over both phases, best-epoch summary (train)
+    train/          dvclive log: per-epoch curves over every phase, best-epoch summary (train)
     eval/           dvclive summary of test metrics, predictions, per-class report, ROC, calibration (evaluate)
 
 so ``aggregate`` depends on ``runs/`` as a whole, and adding a backbone or a seed needs no edit of
@@ -27,10 +27,14 @@ from skinlesion.core.errors import DataError
 from skinlesion.core.io import read_json, write_json
 
 RAW = Path("data/raw")
+SOURCE_FILE = "SOURCE.json"  # provenance and counts, inside the raw folder (fetch)
 SPLITS = Path("data/splits")
+SPLIT_NAMES = ("train", "val", "test")
 SKIPPED = SPLITS / "skipped.csv"
 RUNS = Path("runs")
-TRAIN_STATE = Path(".cache/train")  # resumable checkpoints: outside DVC's outputs, which DVC deletes on rerun
+# Outside DVC's outputs, which DVC deletes before a rerun: resumable checkpoints and the decode-once cache.
+TRAIN_STATE = Path(".cache/train")
+DECODED = Path(".cache/decoded")
 
 DATA_SUMMARY = Path("reports/data.json")
 REPORT = Path("reports/report.md")
@@ -43,6 +47,7 @@ EXPORT_METRICS = Path("metrics/export.json")
 
 HEADLINE_MODEL = Path("models/headline")
 EXPORT_DIR = Path("models/export")
+EXPORT_TFLITE = EXPORT_DIR / "model.tflite"
 MODEL_CARD = Path("models/MODEL_CARD.md")
 
 PLOTS = Path("plots")
@@ -55,8 +60,28 @@ CONFUSION = PLOTS / "confusion.csv"
 COMPARISON = PLOTS / "comparison.png"
 GRADCAM = PLOTS / "gradcam.png"
 
+# What a `dvc repro` writes into git-tracked or DVC-tracked folders (a clean copy of the sources leaves them out).
+GENERATED = (Path("dvc.lock"), HEADLINE_METRICS.parent, PLOTS, REPORT.parent, HEADLINE_MODEL.parent, RUNS)
+
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
+# predictions.csv holds one probability column per class: the prefix plus the class name.
+PROBABILITY_PREFIX = "p_"
+
+
+def split_csv(name: str, splits_dir: str | Path = SPLITS) -> Path:
+    """``<splits_dir>/<name>.csv``: one of :data:`SPLIT_NAMES`, columns path,label,sha256,group."""
+    return Path(splits_dir) / f"{name}.csv"
+
+
+def probability_column(class_name: str) -> str:
+    """The predictions column holding the probability of ``class_name``."""
+    return PROBABILITY_PREFIX + class_name
+
+
+def probability_classes(columns: list[str] | pd.Index) -> list[str]:
+    """The classes of a predictions table, in column order, from its probability columns."""
+    return [c.removeprefix(PROBABILITY_PREFIX) for c in columns if c.startswith(PROBABILITY_PREFIX)]
 
 
 @dataclass(frozen=True)
@@ -122,9 +147,55 @@ class RunPaths:
         return self.eval_dir / "roc.csv"
 
     @property
+    def report_json(self) -> Path:
+        """scikit-learn's per-class classification report, as JSON."""
+        return self.eval_dir / "classification_report.json"
+
+    @property
+    def report_txt(self) -> Path:
+        """The same report as text."""
+        return self.eval_dir / "classification_report.txt"
+
+    def state_dir(self, key: str) -> Path:
+        """Resumable checkpoints of this run under resume key ``key`` (outside DVC's outputs)."""
+        return TRAIN_STATE / self.backbone / f"seed{self.seed}" / key
+
+    @property
     def name(self) -> str:
         """``<backbone>-<seed>``, as in the DVC stage names ``train@<backbone>-<seed>``."""
         return f"{self.backbone}-{self.seed}"
+
+    @classmethod
+    def parse(cls, name: str) -> RunPaths:
+        """The run of a :attr:`name` (backbone names may contain ``-``; seeds are integers)."""
+        backbone, _, seed = name.rpartition("-")
+        return cls(backbone, int(seed))
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """The files of one phase's resumable state in a run's state folder.
+
+    ``state`` names the newest per-epoch weights and holds the schedule and history; it is replaced
+    last, atomically, so a kill at any moment leaves a consistent checkpoint.
+    """
+
+    folder: Path
+    phase: str
+
+    @property
+    def state(self) -> Path:
+        """The phase's state (JSON)."""
+        return self.folder / f"{self.phase}.json"
+
+    @property
+    def best(self) -> Path:
+        """The weights of the best validation epoch so far."""
+        return self.folder / f"{self.phase}.best.weights.h5"
+
+    def epoch(self, epoch: int) -> str:
+        """File name (inside :attr:`folder`) of the weights after ``epoch`` epochs."""
+        return f"{self.phase}.epoch{epoch}.weights.h5"
 
 
 @dataclass(frozen=True)
@@ -184,7 +255,7 @@ def read_split(name: str, splits_dir: str | Path = SPLITS) -> pd.DataFrame:
         DataError: If the file is missing or the split is empty.
 
     """
-    path = Path(splits_dir) / f"{name}.csv"
+    path = split_csv(name, splits_dir)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:

@@ -12,41 +12,21 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from skinlesion.core.config import SplitConfig
 from skinlesion.core.errors import DataError
 from skinlesion.core.images import FileCheck, check_file
+from skinlesion.core.layout import SKIPPED, SPLIT_NAMES
+from skinlesion.data.duplicates import Record, deduplicate, skip_entry
 from skinlesion.data.fetch import SPLIT_ALIASES, UNSPLIT
+from skinlesion.data.grouping import grouping_warning, image_groups, load_metadata
 
-SPLITS = ("train", "val", "test")
 SKIP_REASONS = ("empty", "not_an_image", "truncated", "corrupt", "duplicate", "near_duplicate", "label_conflict")
-# Two images are one when their 64-bit perceptual (DCT) hashes differ in at most PHASH_BITS bits and
-# their difference hashes in at most DHASH_BITS. Measured on the shared real samples (tests/test_split.py
-# checks it): JPEG re-encodes (quality 70) and half-size copies of 1,123 HAM10000 and 302 ISIC 2018
-# images are within 4 and 4 bits of their original, and no two distinct lesions are within 4 pHash bits
-# (closest: 6). pHash alone is fooled by images alike in layout only: 12 pairs of distinct synthetic
-# lesions (a dark circular frame around a central blob) are within 4 pHash bits, but 6-23 dHash bits.
-PHASH_BITS = 4
-DHASH_BITS = 5
-# When the same bytes sit in several given splits, the copy in the first of these is kept.
-_KEEP_PRIORITY = {"test": 0, "val": 1, "train": 2, UNSPLIT: 3}
-
-
-@dataclass(frozen=True)
-class Record:
-    """One usable image."""
-
-    path: str
-    label: str
-    sha256: str
-    given_split: str
-    group: str
-    phash: str = ""
-    dhash: str = ""
 
 
 @dataclass
@@ -108,194 +88,6 @@ def check_files(paths: list[str], workers: int = 0, progress: bool = True) -> li
         return list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=not progress))
 
 
-def load_metadata(csv_path: str, id_column: str) -> pd.DataFrame:
-    """Read a metadata CSV indexed by image id (the file name without extension).
-
-    Args:
-        csv_path: The CSV (e.g. HAM10000_metadata.csv).
-        id_column: Column holding the image id.
-
-    Returns:
-        The metadata, one row per id (the first row wins for a repeated id).
-
-    Raises:
-        DataError: If the file or the id column is missing.
-
-    """
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise DataError(
-            f"data.metadata={csv_path} does not exist; fix the path, or use data/no-metadata.csv for none"
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"data.metadata={csv_path} is not a readable CSV ({exc})") from None
-    if id_column not in frame.columns:
-        raise DataError(
-            f"data.metadata={csv_path} has no column {id_column!r} (data.metadata_id_column); "
-            f"columns: {', '.join(frame.columns)}"
-        )
-    return frame.drop_duplicates(id_column).set_index(id_column)
-
-
-def image_groups(
-    paths: list[str], meta: pd.DataFrame, group_by: str, allow_missing: bool, metadata: str
-) -> tuple[dict[str, str], int]:
-    """The group of each image: its ``group_by`` value in the metadata (by file name without extension).
-
-    Args:
-        paths: Image paths.
-        meta: Metadata indexed by image id.
-        group_by: The grouping column; empty means every image is its own group.
-        allow_missing: Let an image without a value form its own group instead of failing.
-        metadata: The metadata file (for messages).
-
-    Returns:
-        ``{path: group}`` and how many images had no value.
-
-    Raises:
-        DataError: When images have no value and ``allow_missing`` is false: such an image would be its
-            own group, and a lesion photographed twice would leak across splits unnoticed.
-    """
-    groups, missing = {}, []
-    for path in paths:
-        stem = Path(path).stem
-        value = str(meta.at[stem, group_by]) if group_by and stem in meta.index else ""
-        groups[path] = value or stem
-        if group_by and not value:
-            missing.append(stem)
-    if missing and not allow_missing:
-        shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
-        raise DataError(
-            f"split.group_by={group_by}: {len(missing)} of {len(paths)} images have no {group_by} in "
-            f"data.metadata={metadata} ({shown}); add them to the metadata, or set split.allow_missing_groups: "
-            "true to let each form its own group (they may then leak across splits)"
-        )
-    return groups, len(missing)
-
-
-def grouping_warning(source: str, group_by: str, given_splits: tuple[str, ...]) -> str | None:
-    """What leaks when a real data set is split without grouping by lesion, and how to fix it (or None).
-
-    Args:
-        source: ``data.source``.
-        group_by: ``split.group_by``.
-        given_splits: The splits the source itself provided (``val``, ``test``).
-    """
-    if source in ("synthetic", "dermamnist_c") or group_by:
-        # Synthetic images are independent draws; DermaMNIST-C's own split and a grouped one keep
-        # each lesion in one split.
-        return None
-    if source == "dermamnist":
-        return (
-            "data.source=dermamnist keeps MedMNIST's official split, which is image-level: images of one lesion "
-            "sit in train and test (Abhishek et al., Sci Data 2025), inflating test metrics. Use data.source: "
-            "dermamnist_c (the lesion-grouped DermaMNIST-C split, doi 10.5281/zenodo.11101337), or the HAM10000 "
-            "images with data.metadata and split.group_by: lesion_id"
-        )
-    carved = [s for s in ("val", "test") if s not in given_splits]
-    where = f"{' and '.join(carved)} carved out image by image" if carved else "the source's own split kept"
-    return (
-        f"split.group_by is empty ({where}): images of one lesion can sit in train and test, inflating test "
-        "metrics. Set data.metadata to a CSV with a lesion column (e.g. HAM10000_metadata.csv) and "
-        "split.group_by: lesion_id"
-    )
-
-
-def near_duplicate_clusters(phashes: list[str], dhashes: list[str]) -> list[int]:
-    """A cluster id per image: images within :data:`PHASH_BITS` and :data:`DHASH_BITS` share one (transitively).
-
-    Identical files have identical hashes, so a cluster holds exact copies too.
-
-    Args:
-        phashes: 64-bit perceptual hashes as 16 hex digits.
-        dhashes: 64-bit difference hashes as 16 hex digits, in the same order.
-
-    Returns:
-        One id per input (the index of a representative member).
-    """
-    import numpy as np
-
-    p = np.array([int(h, 16) for h in phashes], dtype=np.uint64)
-    d = np.array([int(h, 16) for h in dhashes], dtype=np.uint64)
-    parent = list(range(len(p)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    block = 256  # rows compared at once: memory stays ~block x n bytes however many images there are
-    for start in range(0, len(p), block):
-        rows = slice(start, start + block)
-        near = (np.bitwise_count(p[rows, None] ^ p[None, :]) <= PHASH_BITS) & (
-            np.bitwise_count(d[rows, None] ^ d[None, :]) <= DHASH_BITS
-        )
-        for i, j in zip(*np.nonzero(near), strict=True):
-            a, b = root(int(i) + start), root(int(j))
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    return [root(i) for i in range(len(p))]
-
-
-def deduplicate(records: list[Record], drop_label_conflicts: bool = True) -> tuple[list[Record], list[dict]]:
-    """Keep each distinct image once: identical bytes, and near-duplicates (re-encoded or resized copies).
-
-    Copies of one image with the same label: one is kept (a given test/val copy first, then by path),
-    so no image is ever in two splits. Copies under different labels: a label conflict; every copy is
-    excluded (the default) or only the first one by path is kept.
-
-    Args:
-        records: Valid images (with their perceptual hashes).
-        drop_label_conflicts: Exclude every copy of conflicting content.
-
-    Returns:
-        The kept records and one skip entry (path, reason, detail) per dropped copy.
-
-    """
-    clusters: dict[int, list[Record]] = defaultdict(list)
-    clusters_of = near_duplicate_clusters([r.phash for r in records], [r.dhash for r in records])
-    for r, cluster in zip(records, clusters_of, strict=True):
-        clusters[cluster].append(r)
-    kept, skipped = [], []
-    for copies in clusters.values():
-        copies = sorted(copies, key=lambda r: (_KEEP_PRIORITY[r.given_split], r.path))
-        labels = sorted({r.label for r in copies})
-        if len(labels) > 1:
-            others = "; ".join(f"{r.path} [{r.label}]" for r in copies)
-            if drop_label_conflicts:
-                skipped += [
-                    _skip(r.path, "label_conflict", f"same image under labels {labels}: {others}") for r in copies
-                ]
-                continue
-            first = min(copies, key=lambda r: r.path)
-            kept.append(first)
-            skipped += [
-                _skip(r.path, "label_conflict", f"kept {first.path} [{first.label}]; {others}")
-                for r in copies
-                if r is not first
-            ]
-            continue
-        kept.append(copies[0])
-        skipped += [_copy_skip(r, copies[0]) for r in copies[1:]]
-    return sorted(kept, key=lambda r: r.path), skipped
-
-
-def _copy_skip(copy: Record, original: Record) -> dict:
-    if copy.sha256 == original.sha256:
-        return _skip(copy.path, "duplicate", f"same bytes as {original.path}")
-    return _skip(
-        copy.path,
-        "near_duplicate",
-        f"perceptual hashes within {PHASH_BITS}/{DHASH_BITS} bits of {original.path} (a re-encoded or resized copy)",
-    )
-
-
-def _skip(path: str, reason: str, detail: str) -> dict:
-    return {"path": path, "reason": reason, "detail": detail}
-
-
 def carve(records: list[Record], fraction: float, seed: int, grouped: bool, name: str) -> tuple[list, list]:
     """Split ``fraction`` of ``records`` off, stratified by label and (optionally) grouped.
 
@@ -343,32 +135,15 @@ def carve(records: list[Record], fraction: float, seed: int, grouped: bool, name
 
 
 def split_dataset(
-    raw: Path,
-    *,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    group_by: str = "",
-    metadata: str = "",
-    metadata_id_column: str = "image_id",
-    drop_label_conflicts: bool = True,
-    allow_missing_groups: bool = False,
-    workers: int = 0,
-    progress: bool = True,
+    raw: Path, split: SplitConfig, metadata: str, metadata_id_column: str, workers: int = 0, progress: bool = True
 ) -> SplitResult:
     """Validate, deduplicate and split the raw images.
 
     Args:
         raw: The raw folder.
-        val_fraction: Share of the pool (images without a given split) for validation.
-        test_fraction: Share of the pool for test.
-        seed: Random state of the split.
-        group_by: Metadata column whose values must not straddle splits; empty for none.
+        split: ``split:`` params (fractions, seed, grouping column, label-conflict and missing-group rules).
         metadata: CSV whose id column matches file names without extension (empty or header-only: none).
         metadata_id_column: The id column of ``metadata``.
-        drop_label_conflicts: Exclude every copy of content found under two labels.
-        allow_missing_groups: With ``group_by``, let an image missing from the metadata form its own
-            group (counted) instead of failing.
         workers: Validation processes; 0 means one per core.
         progress: Show progress bars.
 
@@ -376,6 +151,7 @@ def split_dataset(
         The splits, the skipped files with reasons, and counters.
 
     """
+    group_by = split.group_by
     # Metadata problems are found before the slow part (decoding every file).
     meta = load_metadata(metadata, metadata_id_column) if metadata else pd.DataFrame()
     if group_by and group_by not in meta.columns:
@@ -386,21 +162,37 @@ def split_dataset(
     files = scan_raw(raw)
     if not files:
         raise DataError(f"{raw}: no files; run the fetch stage first")
-    groups, missing = image_groups([f[0] for f in files], meta, group_by, allow_missing_groups, metadata)
-    checks = check_files([f[0] for f in files], workers, progress)
+    groups, missing = image_groups([f[0] for f in files], meta, group_by, split.allow_missing_groups, metadata)
+    records, skipped = usable_records(files, groups, workers, progress)
+    records, dup_skips = deduplicate(records, split.drop_label_conflicts)
+    skipped += dup_skips
+    if not records:
+        raise DataError(f"{raw}: no usable images ({len(skipped)} files skipped; see {SKIPPED})")
+    splits, given = assign_splits(records, split)
+    return SplitResult(splits, sorted(skipped, key=lambda s: s["path"]), len(files), group_by, missing, given)
 
+
+def usable_records(
+    files: list[tuple[str, str, str]], groups: dict[str, str], workers: int, progress: bool
+) -> tuple[list[Record], list[dict]]:
+    """Check every file (:func:`check_files`): the usable images as records, the others as skip entries."""
+    checks = check_files([f[0] for f in files], workers, progress)
     skipped, records = [], []
     for (path, given, label), check in zip(files, checks, strict=True):
         if not check.ok:
-            skipped.append(_skip(path, check.reason, check.detail))
+            skipped.append(skip_entry(path, check.reason, check.detail))
             continue
         records.append(Record(path, label, check.sha256, given, groups[path], check.phash, check.dhash))
+    return records, skipped
 
-    records, dup_skips = deduplicate(records, drop_label_conflicts)
-    skipped += dup_skips
-    if not records:
-        raise DataError(f"{raw}: no usable images ({len(skipped)} files skipped; see data/splits/skipped.csv)")
 
+def assign_splits(records: list[Record], split: SplitConfig) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
+    """Keep the source's own val/test splits and carve the missing ones out of the rest.
+
+    Returns:
+        The records of each split (sorted by path), and the splits the source gave.
+    """
+    group_by = split.group_by
     splits: dict[str, list[Record]] = {s: [r for r in records if r.given_split == s] for s in ("val", "test")}
     given = tuple(s for s in ("val", "test") if splits[s])
     pool = [r for r in records if r.given_split in ("train", UNSPLIT)]
@@ -411,13 +203,12 @@ def split_dataset(
             pool = [r for r in pool if r.group not in taken]
     carve_test, carve_val = not splits["test"], not splits["val"]
     if carve_test:
-        pool, splits["test"] = carve(pool, test_fraction, seed, bool(group_by), "test")
+        pool, splits["test"] = carve(pool, split.test_fraction, split.seed, bool(group_by), "test")
     if carve_val:
-        share = val_fraction / (1 - test_fraction) if carve_test else val_fraction
-        pool, splits["val"] = carve(pool, share, seed + 1, bool(group_by), "val")
+        share = split.val_fraction / (1 - split.test_fraction) if carve_test else split.val_fraction
+        pool, splits["val"] = carve(pool, share, split.seed + 1, bool(group_by), "val")
     splits["train"] = pool
-    splits = {s: sorted(splits[s], key=lambda r: r.path) for s in SPLITS}
-    return SplitResult(splits, sorted(skipped, key=lambda s: s["path"]), len(files), group_by, missing, given)
+    return {s: sorted(splits[s], key=lambda r: r.path) for s in SPLIT_NAMES}, given
 
 
 def split_frames(result: SplitResult) -> dict[str, pd.DataFrame]:
@@ -458,6 +249,6 @@ def data_summary(result: SplitResult, source: str) -> dict:
 
 def class_counts(per_class: dict[str, dict[str, int]]) -> pd.DataFrame:
     """Images per class and split, one row per class with a ``total`` column (the class-count plot's data)."""
-    frame = pd.DataFrame(per_class).fillna(0).astype(int).reindex(columns=list(SPLITS), fill_value=0)
+    frame = pd.DataFrame(per_class).fillna(0).astype(int).reindex(columns=list(SPLIT_NAMES), fill_value=0)
     frame["total"] = frame.sum(axis=1)
     return frame.rename_axis("class").reset_index().sort_values("class", ignore_index=True)

@@ -81,13 +81,7 @@ def render(cls: LesionClass, rng: np.random.Generator, image_size: int) -> Image
     side = image_size * 2  # drawn at twice the size, then downsampled for antialiased edges
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
 
-    # Skin: a tone, slow shading and fine texture.
-    tone = np.array(SKIN_TONES[rng.integers(len(SKIN_TONES))], np.float32) * rng.uniform(0.92, 1.06)
-    shade = np.zeros((side, side), np.float32)
-    for _ in range(3):
-        cx, cy, s = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.2, 0.6)
-        shade += rng.uniform(-0.08, 0.08) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
-    img = tone[None, None, :] * (1 + shade[..., None]) + rng.normal(0, 4, (side, side, 1)).astype(np.float32)
+    img = _skin(rng, xx, yy)
 
     # Lesion outline: radius as a function of angle (asymmetry = low harmonics, border = high ones).
     cx, cy = 0.5 + rng.normal(0, 0.05, 2)
@@ -127,6 +121,17 @@ def render(cls: LesionClass, rng: np.random.Generator, image_size: int) -> Image
         rim = np.clip((np.hypot(*g) - 0.47) / 0.05, 0, 1)
         canvas = Image.fromarray((arr * (1 - rim[..., None])).astype(np.uint8), "RGB")
     return canvas
+
+
+def _skin(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """The skin around a lesion: a tone, slow shading and fine texture, on the drawing grid ``xx``, ``yy``."""
+    side = len(xx)
+    tone = np.array(SKIN_TONES[rng.integers(len(SKIN_TONES))], np.float32) * rng.uniform(0.92, 1.06)
+    shade = np.zeros((side, side), np.float32)
+    for _ in range(3):
+        cx, cy, s = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.2, 0.6)
+        shade += rng.uniform(-0.08, 0.08) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+    return tone[None, None, :] * (1 + shade[..., None]) + rng.normal(0, 4, (side, side, 1)).astype(np.float32)
 
 
 def _draw_structures(

@@ -1,1 +1,1 @@
-"""Scoring, comparing, explaining and exporting trained models: evaluate, aggregate and export."""
+"""Scoring, comparing and explaining trained models: the evaluate and aggregate stages."""

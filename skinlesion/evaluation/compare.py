@@ -1,4 +1,4 @@
-"""Comparisons that need every run: paired backbone tests, seed ensembles, clinical operating points.
+"""Comparisons that need every run: across-seed summaries, paired backbone tests, McNemar, ensembles.
 
 All resampling here is stratified by class (each class keeps its test count in every resample), the
 same convention as the per-run confidence intervals, so no class ever drops out of a resample.
@@ -9,15 +9,35 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
-from sklearn import metrics as skm
+import pandas as pd
 
-from skinlesion.evaluation.evaluate import class_members, stratified_resample
+from skinlesion.evaluation.metrics import HEADLINE, class_members, stratified_resample
 
-# Class names read as melanoma for the melanoma-vs-rest view (HAM10000/ISIC dx code, or spelt out).
-MELANOMA_NAMES = ("mel", "melanoma")
-# Operating points read off the ROC curve: sensitivity at these specificities and the converse.
-SPECIFICITIES = (0.80, 0.90, 0.95)
-SENSITIVITIES = (0.90, 0.95)
+ALPHA = 0.05  # significance level of the pairwise tests
+
+
+def summarise(per_run: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and standard deviation over seeds of each headline metric, per backbone.
+
+    Args:
+        per_run: ``{backbone: {seed: evaluate metrics}}``.
+
+    Returns:
+        ``{backbone: {metric: {"mean", "std", "n"}}}`` (sample std, 0 for a single seed).
+
+    """
+    out = {}
+    for backbone, runs in per_run.items():
+        out[backbone] = {}
+        for metric in HEADLINE:
+            values = np.array([r[metric] for r in runs.values() if r.get(metric) is not None], dtype=float)
+            if values.size:
+                out[backbone][metric] = {
+                    "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                    "n": int(values.size),
+                }
+    return out
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -118,139 +138,54 @@ def compare_backbones(
     return out
 
 
-def binary_operating_points(
-    positive: np.ndarray, score: np.ndarray, *, resamples: int, confidence: float, seed: int
-) -> dict[str, dict[str, float]]:
-    """ROC-AUC and operating points of a positive-vs-rest score, each with a stratified bootstrap CI.
+def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, float]:
+    """McNemar's test on two classifiers' test predictions (mlxtend).
 
-    Sensitivity at a specificity is the best true-positive rate among thresholds whose specificity is
-    at least that; specificity at a sensitivity the converse. Both are read off the test ROC curve,
-    so they describe what the score can do, not a threshold fixed in advance.
-
-    Args:
-        positive: Boolean labels.
-        score: Higher means more likely positive.
-        resamples: Bootstrap resamples.
-        confidence: Interval coverage.
-        seed: Random seed.
+    Uses the exact binomial test when fewer than 25 discordant pairs, else chi² with continuity correction.
 
     Returns:
-        ``{name: {"value", "low", "high"}}`` for ``roc_auc``, ``sensitivity_at_specificity_0.9`` etc.;
-        empty when either class is absent.
+        ``b`` (A right, B wrong), ``c`` (A wrong, B right), ``chi2`` (``None`` when exact) and ``p``.
+
     """
-    positive = np.asarray(positive, bool)
-    if positive.all() or not positive.any():
-        return {}
-    point = _roc_readout(positive, score)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        idx = stratified_resample(positive, rng)
-        draws.append(_roc_readout(positive[idx], score[idx]))
-    alpha = (1 - confidence) / 2
-    return {
-        name: {
-            "value": value,
-            "low": float(np.quantile([d[name] for d in draws], alpha)),
-            "high": float(np.quantile([d[name] for d in draws], 1 - alpha)),
-        }
-        for name, value in point.items()
-    }
+    from mlxtend.evaluate import mcnemar, mcnemar_table
+
+    table = mcnemar_table(y_target=y_true, y_model1=pred_a, y_model2=pred_b)
+    b, c = int(table[0, 1]), int(table[1, 0])
+    if b + c == 0:
+        return {"a_only_correct": 0, "b_only_correct": 0, "chi2": None, "p": 1.0}
+    exact = b + c < 25
+    chi2, p = mcnemar(ary=table, exact=exact, corrected=True)
+    return {"a_only_correct": b, "b_only_correct": c, "chi2": None if exact else float(chi2), "p": float(p)}
 
 
-def _roc_readout(positive: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    fpr, tpr, _ = skm.roc_curve(positive, score)
-    specificity = 1 - fpr
-    out = {"roc_auc": float(skm.auc(fpr, tpr))}
-    for s in SPECIFICITIES:
-        out[f"sensitivity_at_specificity_{s:g}"] = float(tpr[specificity >= s - 1e-12].max())
-    for s in SENSITIVITIES:
-        out[f"specificity_at_sensitivity_{s:g}"] = float(specificity[tpr >= s - 1e-12].max())
-    return out
+def pairwise_tests(predictions: dict[str, dict[int, pd.DataFrame]]) -> list[dict]:
+    """McNemar tests between every pair of backbones on each seed both have.
 
-
-def clinical_views(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    classes: list[str],
-    malignant: list[str],
-    *,
-    resamples: int,
-    confidence: float,
-    seed: int,
-) -> dict[str, dict]:
-    """Malignant-vs-benign and melanoma-vs-rest operating points of a classifier's probabilities.
-
-    The malignant score of an image is the summed probability of the malignant classes present.
+    A pair's difference is called significant only when every shared seed gives p < ALPHA and the
+    same backbone is more often right alone in each.
 
     Args:
-        y_true: Integer labels indexing ``classes``.
-        probs: ``(n, len(classes))`` probabilities.
-        classes: Class names.
-        malignant: Names counted as malignant (``evaluate.malignant``; matched case-insensitively).
-        resamples: Bootstrap resamples.
-        confidence: Interval coverage.
-        seed: Random seed.
+        predictions: ``{backbone: {seed: predictions frame with path, actual, predicted}}``.
 
     Returns:
-        ``{"malignant_vs_benign": {"classes": [...], "points": {...}}, "melanoma_vs_rest": ...}``; a view
-        is left out when its classes are not among ``classes`` or the test split lacks either side.
+        One entry per pair: per-seed results, and the verdict.
+
     """
-    wanted = {name.lower() for name in malignant}
-    views = {
-        "malignant_vs_benign": [i for i, c in enumerate(classes) if c.lower() in wanted],
-        "melanoma_vs_rest": [i for i, c in enumerate(classes) if c.lower() in MELANOMA_NAMES],
-    }
-    out = {}
-    for name, members in views.items():
-        if not members:
-            continue
-        points = binary_operating_points(
-            np.isin(y_true, members),
-            probs[:, members].sum(axis=1),
-            resamples=resamples,
-            confidence=confidence,
-            seed=seed,
-        )
-        if points:
-            out[name] = {"classes": [classes[i] for i in members], "points": points}
+    out = []
+    for a, b in combinations(sorted(predictions), 2):
+        seeds = sorted(set(predictions[a]) & set(predictions[b]))
+        per_seed = {}
+        for seed in seeds:
+            pa = predictions[a][seed].set_index("path")
+            pb = predictions[b][seed].set_index("path").loc[pa.index]
+            per_seed[seed] = mcnemar_test(
+                pa["actual"].to_numpy(), pa["predicted"].to_numpy(), pb["predicted"].to_numpy()
+            )
+        winners = {("a" if r["a_only_correct"] > r["b_only_correct"] else "b") for r in per_seed.values()}
+        significant = bool(per_seed) and all(r["p"] < ALPHA for r in per_seed.values()) and len(winners) == 1
+        better = (a if winners == {"a"} else b) if significant else None
+        out.append({"a": a, "b": b, "seeds": per_seed, "significant": significant, "better": better})
     return out
-
-
-def operating_points_table(views: dict[str, dict]) -> str:
-    """Markdown table of :func:`clinical_views`: one row per view, value and CI per operating point."""
-    if not views:
-        return "No malignant class (`evaluate.malignant`) among the classes of this data set."
-    names = list(next(iter(views.values()))["points"])
-    header = "| view | " + " | ".join(_point_label(n) for n in names) + " |"
-    lines = [header, "|" + "---|" * (len(names) + 1)]
-    for view, entry in views.items():
-        cells = [f"{p['value']:.3f} ({p['low']:.3f}–{p['high']:.3f})" for p in entry["points"].values()]
-        lines.append(f"| {view.replace('_', ' ')} ({', '.join(entry['classes'])}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _point_label(name: str) -> str:
-    if name == "roc_auc":
-        return "ROC-AUC"
-    measure, _, level = name.partition("_at_")
-    target, _, value = level.rpartition("_")
-    return f"{measure} at {float(value):.0%} {target}"
-
-
-def comparison_table(tests: list[dict], confidence: float) -> str:
-    """Markdown table of :func:`compare_backbones`."""
-    lines = [
-        f"| pair | Δ balanced accuracy (A − B), {confidence:.0%} CI | p (permutation) | p (Holm) | verdict |",
-        "|---|---|---|---|---|",
-    ]
-    for t in tests:
-        verdict = f"**{t['better']}** better" if t["significant"] else "no significant difference"
-        lines.append(
-            f"| {t['a']} vs {t['b']} | {t['difference']:+.3f} ({t['low']:+.3f} to {t['high']:+.3f}) | "
-            f"{t['p']:.3g} | {t['p_holm']:.3g} | {verdict} |"
-        )
-    return "\n".join(lines)
 
 
 def ensemble_results(
@@ -274,7 +209,7 @@ def ensemble_results(
         ``{name: {"runs": k, **metrics, "ci": {...}}}`` with one entry per backbone and ``all backbones``
         (only when there are several backbones).
     """
-    from skinlesion.evaluation.evaluate import bootstrap_ci, classification_metrics
+    from skinlesion.evaluation.metrics import bootstrap_ci, classification_metrics
 
     members = {b: list(runs.values()) for b, runs in probs.items()}
     if len(members) > 1:
@@ -285,21 +220,3 @@ def ensemble_results(
         out[name] = {"runs": len(arrays)} | classification_metrics(y_true, mean)
         out[name]["ci"] = bootstrap_ci(y_true, mean, resamples=resamples, confidence=confidence, seed=seed)
     return out
-
-
-def ensemble_table(ensembles: dict[str, dict], summary: dict, confidence: float) -> str:
-    """Markdown rows of :func:`ensemble_results` beside each backbone's single-run mean."""
-    lines = [
-        f"| ensemble | runs | balanced accuracy ({confidence:.0%} CI) | single runs (mean) | accuracy | macro-F1 "
-        "| ROC-AUC |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, e in ensembles.items():
-        ci = e["ci"]["balanced_accuracy"]
-        single = summary.get(name, {}).get("balanced_accuracy", {}).get("mean")
-        auc = "–" if e["roc_auc_macro"] is None else f"{e['roc_auc_macro']:.3f}"
-        lines.append(
-            f"| {name} | {e['runs']} | {e['balanced_accuracy']:.3f} ({ci['low']:.3f}–{ci['high']:.3f}) | "
-            f"{'–' if single is None else f'{single:.3f}'} | {e['accuracy']:.3f} | {e['macro_f1']:.3f} | {auc} |"
-        )
-    return "\n".join(lines)

@@ -1,30 +1,25 @@
-"""Test-set metrics with bootstrap confidence intervals, calibration, and the evaluation plots."""
+"""Scoring one trained run on the test split: predictions, metrics with intervals, the per-run files."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
-HEADLINE = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "weighted_f1",
-    "roc_auc_macro",
-    "top2_accuracy",
-    "log_loss",
-    "ece",
+from skinlesion.core.config import EvaluateConfig
+from skinlesion.core.io import write_csv, write_json, write_text
+from skinlesion.core.layout import RunPaths, probability_column
+from skinlesion.evaluation.metrics import (
+    bootstrap_ci,
+    calibration_bins,
+    classification_metrics,
+    per_class_report,
+    roc_curves,
 )
-# Equal-width confidence bins of the reliability diagrams and the expected calibration error: the
-# common choice (Naeini et al. 2015; Guo et al. 2017 use 15), fixed so ECEs compare across runs.
-CALIBRATION_BINS = 10
-# The experiment table's metrics (headline first): each with a bootstrap confidence interval.
-KEY_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro", "ece")
 
 
 def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:
@@ -64,169 +59,13 @@ def align_labels(test_labels: list[str], model_classes: list[str]) -> tuple[list
 def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 32, tta: int = 0) -> np.ndarray:
     """Class probabilities, averaged over ``tta`` extra views when ``tta`` > 0.
 
-    Batches come from the training code's feed (:func:`skinlesion.modeling.train.in_order`), whose
+    Batches come from the training code's feed (:func:`skinlesion.modeling.feed.in_order`), whose
     ``tf.data`` pipeline ends without the autotuner's teardown wait that Keras' own array feed pays.
     """
-    from skinlesion.modeling.train import in_order
+    from skinlesion.modeling.feed import in_order
 
     views = tta_views(images, tta)
     return np.mean([model.predict(in_order(v, batch_size), verbose=0) for v in views], axis=0)
-
-
-def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
-    """Reliability table of top-1 confidence in equal-width bins.
-
-    Returns:
-        One row per non-empty bin: ``bin``, ``confidence`` (mean), ``accuracy``, ``count``.
-
-    """
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        mask = index == b
-        if mask.any():
-            rows.append(
-                {
-                    "bin": b,
-                    "confidence": float(confidence[mask].mean()),
-                    "accuracy": float(correct[mask].mean()),
-                    "count": int(mask.sum()),
-                }
-            )
-    return pd.DataFrame(rows, columns=["bin", "confidence", "accuracy", "count"])
-
-
-def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = CALIBRATION_BINS) -> float:
-    """Count-weighted mean gap between confidence and accuracy over the bins."""
-    table = calibration_bins(y_true, probs, n_bins)
-    return float((table["count"] * (table["confidence"] - table["accuracy"]).abs()).sum() / len(y_true))
-
-
-def classification_metrics(
-    y_true: np.ndarray, probs: np.ndarray, n_bins: int = CALIBRATION_BINS
-) -> dict[str, float | None]:
-    """Headline metrics of a probabilistic classifier.
-
-    Args:
-        y_true: Integer labels in ``range(probs.shape[1])``.
-        probs: ``(n, n_classes)`` probabilities.
-        n_bins: Calibration bins.
-
-    Returns:
-        accuracy, balanced_accuracy, macro_f1, weighted_f1, roc_auc_macro (one-vs-rest over the classes
-        present in ``y_true``; ``None`` with fewer than two), top2_accuracy, log_loss and ece.
-
-    """
-    n_classes = probs.shape[1]
-    labels = list(range(n_classes))
-    y_pred = probs.argmax(axis=1)
-    present = sorted(set(y_true.tolist()))
-    auc = None
-    if len(present) >= 2:
-        # Classes absent from the test split have no positives: AUC is undefined for them.
-        auc = float(np.mean([skm.roc_auc_score(y_true == c, probs[:, c]) for c in present]))
-    return {
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        # Recall averaged over the classes present in y_true: a class never predicted counts as 0.
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "weighted_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
-        "roc_auc_macro": auc,
-        "top2_accuracy": float(skm.top_k_accuracy_score(y_true, probs, k=min(2, n_classes), labels=labels))
-        if n_classes > 2
-        else float(skm.accuracy_score(y_true, y_pred)),
-        "log_loss": float(skm.log_loss(y_true, np.clip(probs, 1e-7, 1.0), labels=labels)),
-        "ece": expected_calibration_error(y_true, probs, n_bins),
-    }
-
-
-def stratified_resample(y_true: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of one bootstrap resample drawn with replacement within each class.
-
-    Args:
-        y_true: Integer (or boolean) labels.
-        rng: Random generator.
-
-    Returns:
-        As many indices as ``y_true`` has, each class keeping its count.
-    """
-    parts = [rng.choice(members, len(members)) for members in class_members(y_true)]
-    return np.concatenate(parts)
-
-
-def class_members(y_true: np.ndarray) -> list[np.ndarray]:
-    """The indices of each class present in ``y_true``, classes in sorted order."""
-    return [np.flatnonzero(y_true == c) for c in np.unique(y_true)]
-
-
-def bootstrap_ci(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    *,
-    resamples: int,
-    confidence: float,
-    seed: int,
-    n_bins: int = CALIBRATION_BINS,
-) -> dict[str, dict[str, float]]:
-    """Percentile bootstrap confidence intervals of the :data:`KEY_METRICS`, resampling within each class.
-
-    Stratified: every class keeps its test count in every resample, so balanced accuracy, macro-F1 and
-    ROC-AUC always average over the same classes as the point estimate (no convention needed for a
-    class that a resample happened to miss).
-
-    Args:
-        y_true: Integer labels.
-        probs: ``(n, n_classes)`` probabilities.
-        resamples: Number of resamples with replacement.
-        confidence: Interval coverage, e.g. 0.95.
-        seed: Random seed; the same seed gives the same intervals.
-        n_bins: Calibration bins of the ECE.
-
-    Returns:
-        ``{metric: {"low": ..., "high": ...}}`` (ROC-AUC left out when the test split has one class).
-
-    """
-    present = np.array(sorted(set(y_true.tolist())))
-    y_pred = probs.argmax(axis=1)
-    k = probs.shape[1]
-    rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {m: [] for m in KEY_METRICS}
-    confidence_all, correct_all = probs.max(axis=1), y_pred == y_true
-    bins_all = np.clip(np.digitize(confidence_all, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], right=True), 0, n_bins - 1)
-    for _ in range(resamples):
-        idx = stratified_resample(y_true, rng)
-        yt, pr = y_true[idx], probs[idx]
-        for m, value in fast_metrics(yt, y_pred[idx], k, present).items():
-            samples[m].append(value)
-        samples["ece"].append(_fast_ece(confidence_all[idx], correct_all[idx], bins_all[idx], n_bins))
-        if len(present) >= 2:
-            samples["roc_auc_macro"].append(float(np.mean([_fast_auc(yt == c, pr[:, c]) for c in present])))
-    alpha = (1 - confidence) / 2
-    return {
-        m: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
-        for m, v in samples.items()
-        if v
-    }
-
-
-def _fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC as the Mann-Whitney statistic on mid-ranks: equal to sklearn's, without its per-call checks."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n_pos = int(positive.sum())
-    n_neg = len(scores) - n_pos
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _fast_ece(confidence: np.ndarray, correct: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
-    """:func:`expected_calibration_error` from precomputed per-image confidence, correctness and bin."""
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.bincount(bins, weights=confidence, minlength=n_bins) - np.bincount(bins, weights=correct, minlength=n_bins)
-    return float(np.abs(gap[count > 0]).sum() / len(confidence))
 
 
 def log_summary(directory: str | Path, result: dict) -> None:
@@ -252,99 +91,72 @@ def _leaves(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def fast_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, f1_labels: np.ndarray) -> dict:
-    """Accuracy, balanced accuracy and macro-F1 from one confusion matrix (same definitions as sklearn).
+@dataclass(frozen=True)
+class RunScores:
+    """One run scored on the test split.
 
-    A thousand bootstrap resamples through scikit-learn's scorers take seconds; this takes milliseconds.
+    Attributes:
+        classes: The model's classes, then any test-only classes (never predicted).
+        y_true: Test labels as indices of ``classes``.
+        probs: ``(n, len(classes))`` probabilities (zero for the test-only classes).
+        result: Metrics, their bootstrap intervals (``ci``), the image count and optional TTA metrics.
     """
-    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    diag, rows, cols = np.diag(cm).astype(float), cm.sum(axis=1), cm.sum(axis=0)
-    seen = rows > 0
-    recall = np.divide(diag, rows, out=np.zeros_like(diag), where=rows > 0)
-    precision = np.divide(diag, cols, out=np.zeros_like(diag), where=cols > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(diag), where=denom > 0)
-    return {
-        "accuracy": float(diag.sum() / len(y_true)),
-        "balanced_accuracy": float(recall[seen].mean()),
-        "macro_f1": float(f1[f1_labels].mean()),
-    }
+
+    classes: list[str]
+    y_true: np.ndarray
+    probs: np.ndarray
+    result: dict
 
 
-def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> tuple[dict, str]:
-    """scikit-learn's classification report over every class (support 0 for classes absent from test)."""
-    labels = list(range(len(classes)))
-    kwargs = dict(labels=labels, target_names=classes, zero_division=0)
-    return (
-        skm.classification_report(y_true, y_pred, output_dict=True, **kwargs),
-        skm.classification_report(y_true, y_pred, digits=3, **kwargs),
-    )
+def score_run(
+    model: Any, images: np.ndarray, labels: list[str], model_classes: list[str], cfg: EvaluateConfig
+) -> RunScores:
+    """Predict the test images and compute the run's metrics with bootstrap intervals.
 
-
-def roc_curves(y_true: np.ndarray, probs: np.ndarray, classes: list[str], points: int = 101) -> pd.DataFrame:
-    """One-vs-rest ROC per class present, interpolated on a common FPR grid, plus their macro mean.
-
-    Returns:
-        Columns ``fpr``, one per present class, and ``macro``.
-
+    Args:
+        model: The run's classifier.
+        images: The test images, decoded at the model's input size.
+        labels: Their class names.
+        model_classes: The model's output classes, in order.
+        cfg: ``evaluate:`` params (TTA views, bootstrap resamples, confidence, seed).
     """
-    grid = np.linspace(0, 1, points)
-    frame = {"fpr": grid}
-    for c, name in enumerate(classes):
-        if (y_true == c).any() and (y_true != c).any():
-            fpr, tpr, _ = skm.roc_curve(y_true == c, probs[:, c])
-            frame[name] = np.interp(grid, fpr, tpr)
-    out = pd.DataFrame(frame)
-    out["macro"] = out.drop(columns="fpr").mean(axis=1) if out.shape[1] > 1 else np.nan
-    return out.round(6)
+    classes, y_true = align_labels(labels, list(model_classes))
+    unknown = len(classes) - len(model_classes)  # zero-probability columns of the test-only classes
+
+    def predict(tta: int) -> np.ndarray:
+        return np.pad(predict_probabilities(model, images, tta=tta), ((0, 0), (0, unknown)))
+
+    probs = predict(0)
+    result = classification_metrics(y_true, probs)
+    result["ci"] = bootstrap_ci(y_true, probs, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
+    result["test_images"] = len(labels)
+    if cfg.tta:
+        result["tta"] = {"views": cfg.tta + 1} | classification_metrics(y_true, predict(cfg.tta))
+    return RunScores(classes, y_true, probs, result)
 
 
-def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], title: str):
-    """Confusion matrix (counts and row-normalised shares) drawn with mlxtend."""
-    from mlxtend.plotting import plot_confusion_matrix
+def write_scores(run: RunPaths, scores: RunScores, test: pd.DataFrame) -> None:
+    """Write the run's evaluation folder: dvclive summary, per-class report, predictions, ROC, calibration.
 
-    from skinlesion.core.io import pyplot
-
-    pyplot()
-    matrix = skm.confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
-    size = 1.0 + 0.9 * len(classes)
-    fig, ax = plot_confusion_matrix(
-        conf_mat=matrix, class_names=classes, show_normed=True, colorbar=True, figsize=(size, size)
+    Args:
+        run: The run.
+        scores: Its scores.
+        test: The test split (``path`` and ``label`` columns, in the order of ``scores``).
+    """
+    log_summary(run.eval_dir, scores.result)  # first: dvclive starts from a clean folder
+    y_pred = scores.probs.argmax(axis=1)
+    report, text = per_class_report(scores.y_true, y_pred, scores.classes)
+    write_json(run.report_json, report)
+    write_text(run.report_txt, text)
+    predictions = pd.DataFrame(
+        {
+            "path": test["path"].to_numpy(),
+            "actual": test["label"].to_numpy(),
+            "predicted": [scores.classes[i] for i in y_pred],
+        }
     )
-    ax.set_title(title)
-    return fig
-
-
-def plot_roc(roc: pd.DataFrame, title: str):
-    """Per-class ROC curves and their macro average."""
-    from skinlesion.core.io import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for column in roc.columns[1:]:
-        ax.plot(
-            roc["fpr"],
-            roc[column],
-            lw=2.5 if column == "macro" else 1.2,
-            ls="--" if column == "macro" else "-",
-            label=column,
-        )
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
-    ax.legend(fontsize=7, loc="lower right")
-    return fig
-
-
-def plot_reliability(table: pd.DataFrame, ece: float, n_bins: int, title: str):
-    """Reliability diagram: accuracy against confidence per bin, with the diagonal of perfect calibration."""
-    from skinlesion.core.io import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    width = 1.0 / n_bins
-    ax.bar(table["bin"] * width + width / 2, table["accuracy"], width=width * 0.9, alpha=0.7, label="accuracy")
-    ax.plot(table["confidence"], table["accuracy"], "o", color="black", ms=3, label="bin mean confidence")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title} (ECE {ece:.3f})")
-    ax.legend(fontsize=7, loc="upper left")
-    return fig
+    columns = [probability_column(c) for c in scores.classes]
+    predictions = pd.concat([predictions, pd.DataFrame(scores.probs.round(6), columns=columns)], axis=1)
+    write_csv(run.predictions, predictions)
+    write_csv(run.roc, roc_curves(scores.y_true, scores.probs, scores.classes))
+    write_csv(run.calibration, calibration_bins(scores.y_true, scores.probs))

@@ -6,11 +6,19 @@ explained the same way; nothing is hard-coded per model file.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from skinlesion.core.backbones import BACKBONES
+from skinlesion.core.images import load_batch
+from skinlesion.core.layout import LabelMap, sample_per_class
+
+# The report's Grad-CAM grid: test images per class, and pixels per overlay thumbnail.
+GRADCAM_PER_CLASS = 2
+GRADCAM_DISPLAY = 128
 
 
 def find_backbone(model: Any) -> tuple[Any, str]:
@@ -21,7 +29,9 @@ def find_backbone(model: Any) -> tuple[Any, str]:
     """
     import keras
 
-    name = model.name.removesuffix("_classifier")
+    from skinlesion.modeling.model import backbone_of
+
+    name = backbone_of(model)
     nested = [x for x in model.layers if isinstance(x, keras.Model) and not isinstance(x, keras.Sequential)]
     if name not in BACKBONES or len(nested) != 1:
         raise ValueError(f"model {model.name!r} is not a skinlesion classifier with a registered backbone")
@@ -104,3 +114,14 @@ def gradcam_grid(images: np.ndarray, heats: np.ndarray, titles: list[str], colum
         ax.set_title(title, fontsize=7, wrap=True)
     fig.suptitle("Grad-CAM on the backbone's last convolutional block (predicted class)", fontsize=9)
     return fig
+
+
+def headline_gradcam(model_path: Path, labels: LabelMap, test: pd.DataFrame) -> Any:
+    """Grad-CAM overlays of a few test images per class (:data:`GRADCAM_PER_CLASS`) for a saved model."""
+    from skinlesion.modeling.model import load_classifier
+
+    sample = sample_per_class(test, GRADCAM_PER_CLASS, seed=0)
+    paths = sample["path"].tolist()
+    heats, probs = GradCam(load_classifier(model_path))(load_batch(paths, labels.image_size))
+    titles = [f"{a}\n→ {labels.classes[p]}" for a, p in zip(sample["label"], probs.argmax(1), strict=True)]
+    return gradcam_grid(load_batch(paths, GRADCAM_DISPLAY), heats, titles)

@@ -8,6 +8,8 @@ import numpy as np
 
 from skinlesion.core.config import AugmentConfig
 
+AUGMENTATION_LAYER = "augmentation"  # the block's name: inference and export graphs leave it out
+
 
 def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> Any:
     """Build a ``keras.Sequential`` of random augmentation layers, active only when ``training=True``.
@@ -41,7 +43,7 @@ def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> Any:
         layers.append(L.RandomBrightness(aug.brightness, value_range=(0.0, 255.0), seed=next(seeds)))
     if aug.contrast:
         layers.append(L.RandomContrast(aug.contrast, value_range=(0.0, 255.0), seed=next(seeds)))
-    return keras.Sequential(layers, name="augmentation")
+    return keras.Sequential(layers, name=AUGMENTATION_LAYER)
 
 
 def preview_figure(originals: np.ndarray, labels: list[str], augmenter: Any, views: int):

@@ -11,8 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from skinlesion.core.backbones import Backbone, preprocessing_layers
-from skinlesion.core.config import JIT_COMPILE
+from skinlesion.core.config import AugmentConfig, BackboneConfig
 from skinlesion.core.errors import ConfigError
+from skinlesion.core.modes import JitCompile, Weights
+from skinlesion.modeling.augment import AUGMENTATION_LAYER, build_augmenter
+
+# Names the saved graph is read back by: the resize layer (left out of fixed-size export graphs) and
+# the classifier's name, which carries its backbone's registry name (Grad-CAM finds the backbone by it).
+RESIZE_LAYER = "resize"
+CLASSIFIER_SUFFIX = "_classifier"
+
+
+def classifier_name(backbone: str) -> str:
+    """The Keras model name of a classifier built on ``backbone``."""
+    return backbone + CLASSIFIER_SUFFIX
+
+
+def backbone_of(model: Any) -> str:
+    """The registry name of the backbone a classifier was built on (from its model name)."""
+    return model.name.removesuffix(CLASSIFIER_SUFFIX)
 
 
 def resolve_weights(weights: str, backbone: str) -> str | None:
@@ -26,10 +43,10 @@ def resolve_weights(weights: str, backbone: str) -> str | None:
         ``"imagenet"``, ``None`` or the file path.
 
     """
-    if weights in ("none", "scratch"):
+    if weights in (Weights.NONE, Weights.SCRATCH):
         return None
-    if weights == "imagenet":
-        return "imagenet"
+    if weights == Weights.IMAGENET:
+        return str(Weights.IMAGENET)
     return weights.format(backbone=backbone)
 
 
@@ -54,7 +71,7 @@ def build_backbone(spec: Backbone, image_size: int, weights: str, seed: int = 0)
         base = spec.constructor()(include_top=False, weights=resolved, input_shape=(image_size, image_size, 3))
     except Exception as exc:  # Keras raises URLError, HTTPError, OSError or ValueError here
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if resolved == "imagenet":
+        if resolved == Weights.IMAGENET:
             raise ConfigError(
                 f"train.weights=imagenet: could not get the ImageNet weights of {spec.name} ({first}). "
                 "Without network, set train.weights=none or a local weights file path"
@@ -145,7 +162,7 @@ def build_classifier(
     L = keras.layers
     # Antialiased like the loader's PIL resize: a raw full-size photo given to `predict` gets (almost) the
     # probabilities that evaluate computed from the loader's pixels (identity at the training size).
-    resize = L.Resizing(image_size, image_size, antialias=True, name="resize")
+    resize = L.Resizing(image_size, image_size, antialias=True, name=RESIZE_LAYER)
     preprocess = preprocessing_layers(spec)
     pool = L.GlobalAveragePooling2D(name="pool")
     # Backbone feature scales differ by orders of magnitude between architectures and initialisations;
@@ -166,12 +183,34 @@ def build_classifier(
         return pool(base(x, training=False))
 
     image = keras.Input((None, None, 3), name="image")
-    model = keras.Model(image, dense(drop(norm(trunk(image, augment=True)))), name=f"{spec.name}_classifier")
+    model = keras.Model(image, dense(drop(norm(trunk(image, augment=True)))), name=classifier_name(spec.name))
     image2 = keras.Input((None, None, 3), name="image")
     features = keras.Model(image2, trunk(image2, augment=False), name=f"{spec.name}_features")
     pooled = keras.Input((base.output.shape[-1],), name="features")
     head = keras.Model(pooled, dense(drop(norm(pooled))), name=f"{spec.name}_head")
     return Classifier(model, base, features, head, norm)
+
+
+def build_model(
+    spec: Backbone, section: BackboneConfig, weights: str, n_classes: int, augment: AugmentConfig, seed: int
+) -> Classifier:
+    """The classifier of one run: its backbone (``train.weights``), augmentation and head.
+
+    Args:
+        spec: Registry entry.
+        section: The backbone's params section (input size, dropout).
+        weights: ``train.weights``.
+        n_classes: Number of classes.
+        augment: ``augment:`` params.
+        seed: The run's seed (random backbone init, augmentation generators).
+
+    Returns:
+        The :class:`Classifier`; with ``weights: scratch`` its BatchNorm layers train on batch statistics.
+    """
+    base = build_backbone(spec, section.image_size, weights, seed)
+    augmenter = build_augmenter(augment, seed=seed)
+    scratch = weights == Weights.SCRATCH
+    return build_classifier(spec, base, section.image_size, n_classes, section.dropout, augmenter, scratch)
 
 
 def fit_feature_norm(norm: Any, features: Any) -> None:
@@ -245,19 +284,20 @@ def unfreeze_top(base: Any, n_layers: int) -> int:
     return count
 
 
-def compile_model(model: Any, learning_rate: float, label_smoothing: float, jit_compile: str = "auto") -> None:
+def compile_model(model: Any, label_smoothing: float, jit_compile: JitCompile = JitCompile.AUTO) -> None:
     """Compile with Adam and categorical cross-entropy on softmax outputs (one-hot targets).
 
-    ``jit_compile`` (``auto``, ``always``, ``never``: ``train.jit_compile``) decides whether the train step
-    is compiled with XLA; ``auto`` is Keras' own choice (XLA on GPUs when every layer supports it).
+    The learning rate is not set here: the training schedule assigns it before every epoch
+    (:func:`skinlesion.modeling.train.fit_phase`), the one place it is set. ``jit_compile``
+    (``train.jit_compile``) decides whether the train step is compiled with XLA.
     """
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=JIT_COMPILE[jit_compile],
+        jit_compile=JitCompile(jit_compile).keras,
     )
 
 
@@ -314,7 +354,7 @@ def inference_model(model: Any, image_size: int | None = None) -> Any:
 
     image = keras.Input((image_size, image_size, 3), name="image")
     x = image
-    skip = {"augmentation"} | ({"resize"} if image_size else set())
+    skip = {AUGMENTATION_LAYER} | ({RESIZE_LAYER} if image_size else set())
     for layer in model.layers[1:]:
         if layer.name not in skip:
             x = layer(x)

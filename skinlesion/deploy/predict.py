@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m skinlesion.predict models/headline/model.keras IMAGE_OR_FOLDER [...] [-o predictions.csv]
+    skinlesion-predict models/headline/model.keras IMAGE_OR_FOLDER [...] [-o predictions.csv]
         [--format csv|json] [--top-k 3] [--batch-size 32] [--explain DIR]
 
 Class names and the input size come from ``labels.json`` beside the model. Files that cannot be read
@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinlesion.core.errors import SkinLesionError, cli
+from skinlesion.core.errors import cli
 from skinlesion.core.images import ImageLoadError, load_array
-from skinlesion.core.io import read_json, write_csv, write_text
+from skinlesion.core.io import write_csv, write_text
+from skinlesion.core.layout import LabelMap, probability_column
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
@@ -40,7 +41,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
 
 def load_model_and_labels(model_path: str | Path) -> tuple[object, list[str], int]:
-    """Load a classifier and the ``labels.json`` saved beside it.
+    """Load a classifier and the label map (``labels.json``) saved beside it.
 
     Raises:
         SkinLesionError: One line naming the file when either cannot be read.
@@ -49,12 +50,8 @@ def load_model_and_labels(model_path: str | Path) -> tuple[object, list[str], in
 
     model_path = Path(model_path)
     model = load_classifier(model_path)
-    labels_path = model_path.with_name("labels.json")
-    try:
-        labels = read_json(labels_path)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SkinLesionError(f"{labels_path}: cannot read the label map saved beside the model ({exc})") from None
-    return model, list(labels["classes"]), int(labels["image_size"])
+    labels = LabelMap.read(model_path.parent)
+    return model, list(labels.classes), labels.image_size
 
 
 def predict_files(
@@ -108,18 +105,17 @@ def predict_files(
         probs = np.asarray(model.predict_on_batch(images))
         if cam is not None:
             _write_overlays(cam, images, batch, explain_dir)
-        for path, p in zip(batch, probs, strict=True):
-            order = np.argsort(-p, kind="stable")[:top_k]
-            row = {
-                "path": str(path),
-                "predicted": classes[order[0]],
-                "probability": round(float(p[order[0]]), 6),
-            }
-            row["top_k"] = ";".join(f"{classes[i]}:{p[i]:.4f}" for i in order)
-            row |= {f"p_{c}": round(float(v), 6) for c, v in zip(classes, p, strict=True)}
-            rows.append(row)
+        rows += [prediction_row(path, p, classes, top_k) for path, p in zip(batch, probs, strict=True)]
     bar.close()
     return rows, errors
+
+
+def prediction_row(path: Path, p: np.ndarray, classes: list[str], top_k: int) -> dict:
+    """One output row: the file, its top class and probability, the top ``top_k``, every class's probability."""
+    order = np.argsort(-p, kind="stable")[:top_k]
+    row = {"path": str(path), "predicted": classes[order[0]], "probability": round(float(p[order[0]]), 6)}
+    row["top_k"] = ";".join(f"{classes[i]}:{p[i]:.4f}" for i in order)
+    return row | {probability_column(c): round(float(v), 6) for c, v in zip(classes, p, strict=True)}
 
 
 def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir: Path) -> None:
@@ -144,7 +140,7 @@ def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    parser = argparse.ArgumentParser(prog="python -m skinlesion.predict", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="skinlesion-predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .keras classifier with labels.json beside it")
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output", help="output file (default: standard output)")

@@ -1,0 +1,84 @@
+"""The closed sets of values a params key or a training log may take, each spelt once.
+
+String enums compare equal to their values, so ``config.train.precision == "float32"`` and JSON files
+(which hold the plain value) keep working; params validation lists the members when a value is unknown.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Source(StrEnum):
+    """``data.source``: where the images come from (the fetch stage)."""
+
+    SYNTHETIC = "synthetic"  # the built-in generator: no network
+    FOLDER = "folder"  # a class-per-folder tree
+    ZIP = "zip"  # a .zip or .tar.* archive of such a tree
+    KAGGLE = "kaggle"  # a Kaggle data set through kagglehub
+    DERMAMNIST = "dermamnist"  # MedMNIST's official (image-level) split
+    DERMAMNIST_C = "dermamnist_c"  # DermaMNIST-C: the same images re-split by lesion
+
+
+class Weights(StrEnum):
+    """``train.weights`` besides a weights-file path."""
+
+    IMAGENET = "imagenet"  # pretrained: transfer learning
+    NONE = "none"  # random init, frozen backbone: the fast offline demo
+    SCRATCH = "scratch"  # random init, every layer trained: the honest offline baseline
+
+
+class ClassWeight(StrEnum):
+    """``train.class_weight``."""
+
+    BALANCED = "balanced"  # inversely proportional to class frequency in the training split
+    NONE = "none"
+
+
+class Precision(StrEnum):
+    """``train.precision``: Keras dtype policies a run may train under."""
+
+    FLOAT32 = "float32"
+    MIXED_FLOAT16 = "mixed_float16"
+
+
+class JitCompile(StrEnum):
+    """``train.jit_compile``: XLA compilation of the train step."""
+
+    AUTO = "auto"  # Keras decides: XLA on GPUs when every layer supports it, none on CPUs
+    ALWAYS = "always"
+    NEVER = "never"
+
+    @property
+    def keras(self) -> str | bool:
+        """The value of Keras' ``compile(jit_compile=...)``."""
+        return {JitCompile.AUTO: "auto", JitCompile.ALWAYS: True, JitCompile.NEVER: False}[self]
+
+
+class Distribute(StrEnum):
+    """``runtime.distribute``: the ``tf.distribute`` strategy of training."""
+
+    AUTO = "auto"  # MirroredStrategy over the local GPUs when there are several
+    NONE = "none"  # the default device
+    MULTIWORKER = "multiworker"  # MultiWorkerMirroredStrategy over the machines TF_CONFIG lists
+
+
+class Quantization(StrEnum):
+    """``export.quantization``: TFLite weight quantisation."""
+
+    NONE = "none"  # float32
+    FLOAT16 = "float16"  # half-size weights, float compute
+    DYNAMIC_RANGE = "dynamic_range"  # int8 weights, quarter size
+
+
+class Phase(IntEnum):
+    """A training phase; its value is what the training log records and part of every derived seed."""
+
+    HEAD = 0  # backbone frozen, head trained
+    FINETUNE = 1  # top layers unfrozen, BatchNorm frozen, lower learning rate
+    SCRATCH = 2  # weights=scratch: every layer and BatchNorm trained from random init, one phase
+
+    @property
+    def label(self) -> str:
+        """The phase's name in checkpoints, history rows and timings."""
+        return self.name.lower()

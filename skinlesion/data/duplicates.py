@@ -1,0 +1,128 @@
+"""Each distinct image once: identical bytes, and near-duplicates (re-encoded or resized copies) by perceptual hash."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from skinlesion.data.fetch import UNSPLIT
+
+
+@dataclass(frozen=True)
+class Record:
+    """One usable image."""
+
+    path: str
+    label: str
+    sha256: str
+    given_split: str
+    group: str
+    phash: str = ""
+    dhash: str = ""
+
+
+# Two images are one when their 64-bit perceptual (DCT) hashes differ in at most PHASH_BITS bits and
+# their difference hashes in at most DHASH_BITS. Measured on the shared real samples (tests/test_split.py
+# checks it): JPEG re-encodes (quality 70) and half-size copies of 1,123 HAM10000 and 302 ISIC 2018
+# images are within 4 and 4 bits of their original, and no two distinct lesions are within 4 pHash bits
+# (closest: 6). pHash alone is fooled by images alike in layout only: 12 pairs of distinct synthetic
+# lesions (a dark circular frame around a central blob) are within 4 pHash bits, but 6-23 dHash bits.
+PHASH_BITS = 4
+DHASH_BITS = 5
+# When the same bytes sit in several given splits, the copy in the first of these is kept.
+_KEEP_PRIORITY = {"test": 0, "val": 1, "train": 2, UNSPLIT: 3}
+
+
+def near_duplicate_clusters(phashes: list[str], dhashes: list[str]) -> list[int]:
+    """A cluster id per image: images within :data:`PHASH_BITS` and :data:`DHASH_BITS` share one (transitively).
+
+    Identical files have identical hashes, so a cluster holds exact copies too.
+
+    Args:
+        phashes: 64-bit perceptual hashes as 16 hex digits.
+        dhashes: 64-bit difference hashes as 16 hex digits, in the same order.
+
+    Returns:
+        One id per input (the index of a representative member).
+    """
+    p = np.array([int(h, 16) for h in phashes], dtype=np.uint64)
+    d = np.array([int(h, 16) for h in dhashes], dtype=np.uint64)
+    parent = list(range(len(p)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    block = 256  # rows compared at once: memory stays ~block x n bytes however many images there are
+    for start in range(0, len(p), block):
+        rows = slice(start, start + block)
+        near = (np.bitwise_count(p[rows, None] ^ p[None, :]) <= PHASH_BITS) & (
+            np.bitwise_count(d[rows, None] ^ d[None, :]) <= DHASH_BITS
+        )
+        for i, j in zip(*np.nonzero(near), strict=True):
+            a, b = root(int(i) + start), root(int(j))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(len(p))]
+
+
+def deduplicate(records: list[Record], drop_label_conflicts: bool = True) -> tuple[list[Record], list[dict]]:
+    """Keep each distinct image once: identical bytes, and near-duplicates (re-encoded or resized copies).
+
+    Copies of one image with the same label: one is kept (a given test/val copy first, then by path),
+    so no image is ever in two splits. Copies under different labels: a label conflict; every copy is
+    excluded (the default) or only the first one by path is kept.
+
+    Args:
+        records: Valid images (with their perceptual hashes).
+        drop_label_conflicts: Exclude every copy of conflicting content.
+
+    Returns:
+        The kept records and one skip entry (path, reason, detail) per dropped copy.
+
+    """
+    clusters: dict[int, list[Record]] = defaultdict(list)
+    clusters_of = near_duplicate_clusters([r.phash for r in records], [r.dhash for r in records])
+    for r, cluster in zip(records, clusters_of, strict=True):
+        clusters[cluster].append(r)
+    kept, skipped = [], []
+    for copies in clusters.values():
+        copies = sorted(copies, key=lambda r: (_KEEP_PRIORITY[r.given_split], r.path))
+        labels = sorted({r.label for r in copies})
+        if len(labels) > 1:
+            others = "; ".join(f"{r.path} [{r.label}]" for r in copies)
+            if drop_label_conflicts:
+                skipped += [
+                    skip_entry(r.path, "label_conflict", f"same image under labels {labels}: {others}") for r in copies
+                ]
+                continue
+            first = min(copies, key=lambda r: r.path)
+            kept.append(first)
+            skipped += [
+                skip_entry(r.path, "label_conflict", f"kept {first.path} [{first.label}]; {others}")
+                for r in copies
+                if r is not first
+            ]
+            continue
+        kept.append(copies[0])
+        skipped += [_copy_skip(r, copies[0]) for r in copies[1:]]
+    return sorted(kept, key=lambda r: r.path), skipped
+
+
+def _copy_skip(copy: Record, original: Record) -> dict:
+    if copy.sha256 == original.sha256:
+        return skip_entry(copy.path, "duplicate", f"same bytes as {original.path}")
+    return skip_entry(
+        copy.path,
+        "near_duplicate",
+        f"perceptual hashes within {PHASH_BITS}/{DHASH_BITS} bits of {original.path} (a re-encoded or resized copy)",
+    )
+
+
+def skip_entry(path: str, reason: str, detail: str) -> dict:
+    """One row of ``skipped.csv``: a file left out, why (one of the split's skip reasons), and the details."""
+    return {"path": path, "reason": reason, "detail": detail}

@@ -1,0 +1,104 @@
+"""The leakage guard: which images form one group (a lesion), and what an ungrouped split leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from skinlesion.core.errors import DataError
+from skinlesion.core.modes import Source
+
+
+def load_metadata(csv_path: str, id_column: str) -> pd.DataFrame:
+    """Read a metadata CSV indexed by image id (the file name without extension).
+
+    Args:
+        csv_path: The CSV (e.g. HAM10000_metadata.csv).
+        id_column: Column holding the image id.
+
+    Returns:
+        The metadata, one row per id (the first row wins for a repeated id).
+
+    Raises:
+        DataError: If the file or the id column is missing.
+
+    """
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(
+            f"data.metadata={csv_path} does not exist; fix the path, or use data/no-metadata.csv for none"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"data.metadata={csv_path} is not a readable CSV ({exc})") from None
+    if id_column not in frame.columns:
+        raise DataError(
+            f"data.metadata={csv_path} has no column {id_column!r} (data.metadata_id_column); "
+            f"columns: {', '.join(frame.columns)}"
+        )
+    return frame.drop_duplicates(id_column).set_index(id_column)
+
+
+def image_groups(
+    paths: list[str], meta: pd.DataFrame, group_by: str, allow_missing: bool, metadata: str
+) -> tuple[dict[str, str], int]:
+    """The group of each image: its ``group_by`` value in the metadata (by file name without extension).
+
+    Args:
+        paths: Image paths.
+        meta: Metadata indexed by image id.
+        group_by: The grouping column; empty means every image is its own group.
+        allow_missing: Let an image without a value form its own group instead of failing.
+        metadata: The metadata file (for messages).
+
+    Returns:
+        ``{path: group}`` and how many images had no value.
+
+    Raises:
+        DataError: When images have no value and ``allow_missing`` is false: such an image would be its
+            own group, and a lesion photographed twice would leak across splits unnoticed.
+    """
+    groups, missing = {}, []
+    for path in paths:
+        stem = Path(path).stem
+        value = str(meta.at[stem, group_by]) if group_by and stem in meta.index else ""
+        groups[path] = value or stem
+        if group_by and not value:
+            missing.append(stem)
+    if missing and not allow_missing:
+        shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
+        raise DataError(
+            f"split.group_by={group_by}: {len(missing)} of {len(paths)} images have no {group_by} in "
+            f"data.metadata={metadata} ({shown}); add them to the metadata, or set split.allow_missing_groups: "
+            "true to let each form its own group (they may then leak across splits)"
+        )
+    return groups, len(missing)
+
+
+def grouping_warning(source: str, group_by: str, given_splits: tuple[str, ...]) -> str | None:
+    """What leaks when a real data set is split without grouping by lesion, and how to fix it (or None).
+
+    Args:
+        source: ``data.source``.
+        group_by: ``split.group_by``.
+        given_splits: The splits the source itself provided (``val``, ``test``).
+    """
+    if source in (Source.SYNTHETIC, Source.DERMAMNIST_C) or group_by:
+        # Synthetic images are independent draws; DermaMNIST-C's own split and a grouped one keep
+        # each lesion in one split.
+        return None
+    if source == Source.DERMAMNIST:
+        return (
+            "data.source=dermamnist keeps MedMNIST's official split, which is image-level: images of one lesion "
+            "sit in train and test (Abhishek et al., Sci Data 2025), inflating test metrics. Use data.source: "
+            "dermamnist_c (the lesion-grouped DermaMNIST-C split, doi 10.5281/zenodo.11101337), or the HAM10000 "
+            "images with data.metadata and split.group_by: lesion_id"
+        )
+    carved = [s for s in ("val", "test") if s not in given_splits]
+    where = f"{' and '.join(carved)} carved out image by image" if carved else "the source's own split kept"
+    return (
+        f"split.group_by is empty ({where}): images of one lesion can sit in train and test, inflating test "
+        "metrics. Set data.metadata to a CSV with a lesion column (e.g. HAM10000_metadata.csv) and "
+        "split.group_by: lesion_id"
+    )

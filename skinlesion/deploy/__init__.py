@@ -1,0 +1,1 @@
+"""Deployment: the export stage's artefacts and the predict command."""

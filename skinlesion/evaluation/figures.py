@@ -1,0 +1,80 @@
+"""The comparison picture of the report: every backbone, seed and curve on shared axes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from skinlesion.core.layout import RunPaths
+from skinlesion.evaluation.metrics import KEY_METRICS
+
+
+def comparison_figure(
+    per_run: dict[str, dict[int, dict]],
+    curves: pd.DataFrame,
+    roc: pd.DataFrame,
+    calibration: pd.DataFrame,
+    confusion: pd.DataFrame,
+    headline: str,
+):
+    """The one comparison picture of the report: every backbone, seed and curve on shared axes.
+
+    Top row: each key test metric, one dot per seed. Bottom row: validation loss and accuracy of every
+    run over the steps of both phases (dotted: fine-tuning), macro ROC and reliability per backbone,
+    and the headline run's row-normalised confusion matrix.
+    """
+    from skinlesion.core.io import pyplot
+
+    plt = pyplot()
+    backbones = list(per_run)
+    colours = dict(zip(backbones, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, axes = plt.subplots(2, 5, figsize=(22, 9), layout="constrained")
+    for ax, metric in zip(axes[0], KEY_METRICS, strict=True):
+        for i, b in enumerate(backbones):
+            values = [r[metric] for r in per_run[b].values() if r.get(metric) is not None]
+            ax.scatter([i] * len(values), values, color=colours[b], s=40)
+        ax.set_xticks(range(len(backbones)), backbones, rotation=20)
+        ax.set_title(f"test {metric.replace('_', ' ')}")
+    for ax, column in zip(axes[1][:2], ("val_loss", "val_accuracy"), strict=True):
+        for run, h in curves.groupby("run", sort=True):
+            colour = colours[RunPaths.parse(run).backbone]
+            # From scratch (no head phase) the whole curve is one solid line.
+            last_head = h.loc[h["phase"] == 0, "step"].max() if (h["phase"] == 0).any() else h["step"].max()
+            ax.plot(h["step"].where(h["step"] <= last_head), h[column], "-", color=colour, lw=1.2)
+            ax.plot(h["step"].where(h["step"] >= last_head), h[column], ":", color=colour, lw=1.2)
+        ax.set(xlabel="step (epochs of both phases; dotted: fine-tuning)", title=column.replace("_", " "))
+    for b in backbones:
+        r = roc[roc["backbone"] == b]
+        axes[1][2].plot(r["fpr"], r["tpr"], color=colours[b], label=b)
+        c = calibration[calibration["backbone"] == b]
+        axes[1][3].plot(c["confidence"], c["accuracy"], "o-", color=colours[b], label=b, ms=3)
+    for ax, title, xlabel, ylabel in (
+        (axes[1][2], "macro ROC (mean over seeds)", "false positive rate", "true positive rate"),
+        (axes[1][3], "reliability (seeds pooled)", "confidence", "accuracy"),
+    ):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.legend(fontsize=8, loc="lower right")
+    _confusion_panel(axes[1][4], confusion, headline)
+    fig.suptitle("Backbones compared on the test split", fontsize=13)
+    return fig
+
+
+def _confusion_panel(ax: Any, confusion: pd.DataFrame, headline: str) -> None:
+    """The headline run's confusion matrix: counts, coloured by the share of each actual class (row)."""
+    classes = sorted(set(confusion["actual"]) | set(confusion["predicted"]))
+    matrix = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(
+        index=classes, columns=classes, fill_value=0
+    )
+    shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
+    ax.imshow(shares.to_numpy(), cmap="Blues", vmin=0, vmax=1)
+    for (i, j), n in np.ndenumerate(matrix.to_numpy()):
+        ax.text(
+            j, i, str(n), ha="center", va="center", fontsize=7, color="white" if shares.iat[i, j] > 0.5 else "black"
+        )
+    short = [c[:12] for c in classes]
+    ax.set_xticks(range(len(classes)), short, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), short, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="actual", title=f"{headline}: confusion (colour: row share)")

@@ -1,0 +1,31 @@
+"""Which run is the headline, and the small metrics files that describe it and every backbone."""
+
+from __future__ import annotations
+
+from skinlesion.evaluation.metrics import KEY_METRICS
+
+SPREAD_METRICS = ("balanced_accuracy", "macro_f1")  # mean ± std over seeds in the headline metrics
+
+
+def select_run(val_scores: dict[int, float]) -> int:
+    """The seed with the best validation balanced accuracy (ties: the lowest seed). Never uses test."""
+    return min(val_scores, key=lambda seed: (-val_scores[seed], seed))
+
+
+def headline_metrics(model: str, run: dict, summary: dict) -> dict:
+    """``metrics/metrics.json``: the selected run's key test metrics and CIs first, then the seed spread.
+
+    Insertion order is the column order of ``dvc exp show``: the headline balanced accuracy comes first.
+    The spread over seeds covers the two class-balanced metrics only (the rest, and which seed was
+    selected, are in ``reports/summary.json``): every number here is a column of the experiment table.
+    """
+    return {
+        "test": {m: run.get(m) for m in KEY_METRICS},
+        "ci": {m: run["ci"][m] for m in KEY_METRICS if m in run.get("ci", {})},
+        "seeds": {m: {k: summary[model][m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
+    }
+
+
+def backbone_metrics(summary: dict) -> dict:
+    """``metrics/backbones.json``: balanced accuracy mean and std over seeds per backbone (diffable, small)."""
+    return {b: {k: v["balanced_accuracy"][k] for k in ("mean", "std")} for b, v in summary.items()}

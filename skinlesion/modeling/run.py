@@ -1,0 +1,95 @@
+"""What one training run reads (params, split files) and writes (model folder, resolved config, log summary)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinlesion.core.backbones import get_backbone
+from skinlesion.core.config import Config
+from skinlesion.core.errors import ConfigError
+from skinlesion.core.io import save_keras_model, write_json
+from skinlesion.core.layout import LabelMap, RunPaths, read_split, split_labels
+from skinlesion.core.typed import as_dict
+from skinlesion.modeling.feed import TrainData
+from skinlesion.modeling.history import TrainingLog
+from skinlesion.modeling.model import inference_copy
+from skinlesion.modeling.resume import clear_state, resume_key
+from skinlesion.modeling.train import RunSettings, TrainResult, training_summary
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything a run trains from, and where its checkpoints go.
+
+    Attributes:
+        settings: The run's params.
+        data: Its training and validation images and labels.
+        resolved: The resolved config, saved beside the model (``config.json``) and part of the resume key.
+        state_dir: Its checkpoint folder under the resume key.
+    """
+
+    settings: RunSettings
+    data: TrainData
+    resolved: dict
+    state_dir: Path
+
+
+def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = print) -> RunInputs:
+    """Read the run's params and split files.
+
+    Raises:
+        ConfigError: When params.yaml has no section for the run's backbone.
+        DataError: When a split file is missing or empty.
+    """
+    if run.backbone not in config.backbone:
+        raise ConfigError(f"--backbone {run.backbone}: no such section in params.yaml")
+    settings = RunSettings(
+        get_backbone(run.backbone),
+        config.backbone[run.backbone],
+        config.train,
+        config.augment,
+        config.runtime,
+        run.seed,
+    )
+    train, val = read_split("train"), read_split("val")
+    classes = sorted(train["label"].unique())
+    y_train, _ = split_labels(train, classes)
+    y_val, val_kept = split_labels(val, classes)
+    if len(val_kept) < len(val):
+        log(f"train: {len(val) - len(val_kept)} validation images of classes absent from train left out")
+    data = TrainData(
+        classes,
+        train["path"].tolist(),
+        y_train,
+        val_kept["path"].tolist(),
+        y_val,
+        train["sha256"].tolist(),
+        val_kept["sha256"].tolist(),
+    )
+    resolved = {
+        "backbone": run.backbone,
+        "seed": run.seed,
+        "classes": classes,
+        "section": as_dict(settings.backbone),
+        "train": as_dict(settings.train),
+        "augment": as_dict(settings.augment),
+    }
+    state_dir = run.state_dir(resume_key(resolved, data.train_sha256, data.val_sha256))
+    return RunInputs(settings, data, resolved, state_dir)
+
+
+def save_run(run: RunPaths, result: TrainResult, inputs: RunInputs, log: TrainingLog) -> dict:
+    """Write the run's outputs, finish its training log, and drop its checkpoints.
+
+    Returns:
+        The training summary (validation scores of the kept weights) written into the log.
+    """
+    save_keras_model(inference_copy(result.model), run.model)
+    LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size).write(run.model_dir)
+    write_json(run.config, inputs.resolved)
+    summary = training_summary(result, inputs.data.y_val)
+    log.close(summary)
+    clear_state(inputs.state_dir)
+    return summary

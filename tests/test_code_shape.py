@@ -1,0 +1,104 @@
+"""The code keeps the shape the house rules ask for: small modules and functions, one home per fact."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from skinlesion.core import config
+
+from .conftest import REPO
+
+SOURCES = sorted(p for folder in ("skinlesion", "stages", "benchmarks") for p in (REPO / folder).rglob("*.py"))
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+MAX_PARAMETERS = 8
+# Markdown templates: their keyword arguments are the document's parts and their body is the text.
+TEMPLATES = {("skinlesion/evaluation/report.py", "render_report"), ("skinlesion/evaluation/report.py", "model_card")}
+# What an output or cache path starts with; only core/layout.py may spell one in code.
+OUTPUT_ROOTS = ("runs/", "metrics/", "reports/", "plots/", "models/", "data/splits", "data/raw", ".cache/")
+
+
+def functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def parameters(node: ast.FunctionDef) -> int:
+    args = node.args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    return len([n for n in names if n not in ("self", "cls")])
+
+
+def too_big(paths, root: Path = REPO) -> list[str]:
+    found = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{rel}: {lines} lines")
+        for node in functions(path):
+            if (rel, node.name) in TEMPLATES:
+                continue
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES or parameters(node) > MAX_PARAMETERS:
+                found.append(f"{rel}:{node.lineno} {node.name}: {length} lines, {parameters(node)} parameters")
+    return found
+
+
+def test_no_module_over_400_lines_and_no_function_over_60_lines_or_8_parameters():
+    assert too_big(SOURCES) == []
+
+
+def test_the_size_check_catches_a_long_function_and_many_parameters(tmp_path: Path):
+    long = "def f(a, b, c, d, e, f, g, h, i):\n" + "    x = 1\n" * 61
+    (tmp_path / "m.py").write_text(long)
+    assert too_big([tmp_path / "m.py"], tmp_path) == ["m.py:1 f: 62 lines, 9 parameters"]
+
+
+def path_literals(path: Path) -> list[str]:
+    """String constants in code (docstrings, which document paths, left out) that spell an output path."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and any(root in node.value for root in OUTPUT_ROOTS)
+    ]
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if p != REPO / "skinlesion" / "core" / "layout.py"], ids=str)
+def test_no_output_path_is_spelt_outside_the_layout_module(path: Path):
+    assert path_literals(path) == []
+
+
+def test_the_path_check_sees_a_path_in_code_but_not_in_a_docstring(tmp_path: Path):
+    module = tmp_path / "m.py"
+    module.write_text('"""Writes ``metrics/x.json``."""\nOUT = "metrics/x.json"\n')
+    assert path_literals(module) == ["metrics/x.json"]
+
+
+def test_params_yaml_is_the_only_home_of_the_defaults():
+    sections = [
+        cls for cls in vars(config).values() if dataclasses.is_dataclass(cls) and cls.__module__ == config.__name__
+    ]
+    assert len(sections) >= 10
+    for cls in sections:
+        defaulted = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        ]
+        assert defaulted == [], f"{cls.__name__} has defaults for {defaulted}: they belong in params.yaml"
