@@ -312,6 +312,7 @@ class Config:
         check(self.model in self.backbones, "model", f"must be one of backbones {self.backbones}", self.model)
         check(bool(self.seeds), "seeds", "must list at least one seed", self.seeds)
         check(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", self.seeds)
+        check(min(self.seeds) >= 0, "seeds", "must be >= 0 (they seed NumPy and TensorFlow generators)", self.seeds)
         self.train.validate_weights("train", self.backbones)
 
 
