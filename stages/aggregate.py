@@ -6,7 +6,8 @@ Inputs: ``runs/`` (every run's training log, evaluation summary, predictions, RO
 Outputs: ``metrics/metrics.json`` (headline), ``metrics/backbones.json``, ``reports/summary.{json,md}`` (also:
 paired balanced-accuracy tests, seed and all-backbone ensembles, clinical operating points),
 ``reports/report.md``, ``models/headline/{model.keras,labels.json}``, the comparison plot data
-``plots/{curves,roc,calibration,confusion}.csv`` and the pictures ``plots/comparison.png``, ``plots/gradcam.png``.
+``plots/{curves,roc,calibration,confusion}.csv`` and the pictures ``plots/comparison.png``, ``plots/recall.png``
+(backbone x class recall), ``plots/gradcam.png``.
 """
 
 import sys

@@ -215,3 +215,28 @@ def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
     assert grouping_sentence(derma_c).endswith("kept as it is, grouped by lesion at the source.")
     synthetic = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": None}}
     assert grouping_sentence(synthetic) == "Grouping: none, image-level split."
+
+
+def test_recall_per_class_is_the_mean_over_seeds_and_the_heatmap_marks_malignant_classes():
+    from skinlesion.evaluation.figures import recall_heatmap
+    from skinlesion.evaluation.plotdata import recall_frame
+
+    actual = ["mel", "mel", "nv", "nv"]
+
+    def run(predicted):
+        return pd.DataFrame({"path": list("abcd"), "actual": actual, "predicted": predicted})
+
+    predictions = {
+        "vgg19": {0: run(["mel", "nv", "nv", "nv"]), 1: run(["mel", "mel", "mel", "nv"])},
+        "mobilenet": {0: run(["nv", "nv", "nv", "nv"])},
+    }
+    recall = recall_frame(predictions)
+    assert list(recall.index) == ["vgg19", "mobilenet"] and list(recall.columns) == ["mel", "nv"]
+    # vgg19: mel recall 1/2 (seed 0) and 2/2 (seed 1) -> 0.75; nv 2/2 and 1/2 -> 0.75.
+    assert recall.loc["vgg19"].tolist() == pytest.approx([0.75, 0.75])
+    assert recall.loc["mobilenet"].tolist() == pytest.approx([0.0, 1.0])
+    figure = recall_heatmap(recall, pd.Series({"mel": 2, "nv": 2}), ["MEL"])
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels == ["mel *\n(n=2)", "nv\n(n=2)"]
+    cells = [t.get_text() for t in figure.axes[0].texts]
+    assert cells == ["0.75", "0.75", "0.00", "1.00"]

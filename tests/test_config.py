@@ -39,6 +39,7 @@ def test_repository_params_are_valid():
         (lambda p: p["train"].update(weights="missing/{backbone}.weights.h5"), "train.weights"),
         (lambda p: p["train"].update(augment_head="yes"), "train.augment_head"),
         (lambda p: p.update(seeds=[1, 1]), "seeds"),
+        (lambda p: p.update(seeds=[0, -1]), "seeds"),
         (lambda p: p["export"].update(quantization="int4"), "export.quantization"),
         (lambda p: p["preview"].update(views=0), "preview.views"),
         (lambda p: p["runtime"].update(distribute="tpu"), "runtime.distribute"),

@@ -106,6 +106,7 @@ def test_dvc_yaml_uses_the_layout_paths():
         layout.CALIBRATION,
         layout.CONFUSION,
         layout.COMPARISON,
+        layout.RECALL,
         layout.GRADCAM,
         layout.AUGMENT_PREVIEW,
         layout.CLASS_COUNTS,

@@ -58,6 +58,7 @@ ROC = PLOTS / "roc.csv"
 CALIBRATION = PLOTS / "calibration.csv"
 CONFUSION = PLOTS / "confusion.csv"
 COMPARISON = PLOTS / "comparison.png"
+RECALL = PLOTS / "recall.png"
 GRADCAM = PLOTS / "gradcam.png"
 
 # What a `dvc repro` writes into git-tracked or DVC-tracked folders (a clean copy of the sources leaves them out).

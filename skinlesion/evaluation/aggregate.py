@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from skinlesion.core import layout
 from skinlesion.core.config import Config
@@ -18,8 +19,8 @@ from skinlesion.core.modes import Source
 from skinlesion.evaluation import compare, report
 from skinlesion.evaluation.clinical import clinical_views
 from skinlesion.evaluation.explain import headline_gradcam
-from skinlesion.evaluation.figures import comparison_figure
-from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, roc_frame
+from skinlesion.evaluation.figures import comparison_figure, recall_heatmap
+from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
 from skinlesion.evaluation.runs import RunResults, prediction_arrays
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics, select_run
 
@@ -36,6 +37,7 @@ class Aggregate:
         summary_json: ``reports/summary.json``.
         tests: McNemar tests per seed (the secondary check).
         tables: The report's Markdown tables (comparison, ensembles, operating points).
+        recall: Recall per backbone (rows) and test class (columns), the mean over seeds.
     """
 
     selected: RunPaths
@@ -45,6 +47,7 @@ class Aggregate:
     summary_json: dict
     tests: list[dict]
     tables: dict[str, str]
+    recall: pd.DataFrame
 
 
 def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
@@ -67,6 +70,7 @@ def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
         "operating_points": report.operating_points_table(views),
     }
     metrics = headline_metrics(config.model, headline, summary)
+    recall = recall_frame(runs.predictions)
     summary_json = {
         "headline": selection | metrics,
         "backbones": summary,
@@ -74,9 +78,10 @@ def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
         "ensembles": ensembles,
         "operating_points": views,
         "pairwise_mcnemar": tests,
+        "recall_per_class": recall.round(6).to_dict(orient="index"),
         "tables": tables,
     }
-    return Aggregate(RunPaths(config.model, seed), headline, metrics, summary, summary_json, tests, tables)
+    return Aggregate(RunPaths(config.model, seed), headline, metrics, summary, summary_json, tests, tables, recall)
 
 
 def write_aggregate(runs: RunResults, result: Aggregate, config: Config) -> None:
@@ -86,6 +91,8 @@ def write_aggregate(runs: RunResults, result: Aggregate, config: Config) -> None
     write_json(layout.SUMMARY_JSON, result.summary_json)
     write_text(layout.SUMMARY_MD, "\n\n".join([report.summary_table(result.summary), *result.tables.values()]) + "\n")
     _write_plots(runs, result.selected)
+    support = next(iter(next(iter(runs.predictions.values())).values()))["actual"].value_counts()
+    save_figure(recall_heatmap(result.recall, support, config.evaluate.malignant), layout.RECALL)
     labels = publish_headline(result.selected)
     save_figure(headline_gradcam(layout.HEADLINE_MODEL / layout.MODEL_FILE, labels, read_split("test")), layout.GRADCAM)
     text = report.render_report(

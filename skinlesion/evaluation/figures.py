@@ -1,10 +1,9 @@
-"""The comparison picture of the report: every backbone, seed and curve on shared axes."""
+"""The report's pictures across runs: the comparison panel of every backbone and seed, and per-class recall."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from skinlesion.core.layout import RunPaths
@@ -19,7 +18,7 @@ def comparison_figure(
     confusion: pd.DataFrame,
     headline: str,
 ):
-    """The one comparison picture of the report: every backbone, seed and curve on shared axes.
+    """The comparison picture of the report: every backbone, seed and curve on shared axes.
 
     Top row: each key test metric, one dot per seed. Bottom row: validation loss and accuracy of every
     run over the steps of both phases (dotted: fine-tuning), macro ROC and reliability per backbone,
@@ -64,17 +63,63 @@ def comparison_figure(
 
 def _confusion_panel(ax: Any, confusion: pd.DataFrame, headline: str) -> None:
     """The headline run's confusion matrix: counts, coloured by the share of each actual class (row)."""
+    import seaborn as sns
+
     classes = sorted(set(confusion["actual"]) | set(confusion["predicted"]))
     matrix = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(
         index=classes, columns=classes, fill_value=0
     )
     shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
-    ax.imshow(shares.to_numpy(), cmap="Blues", vmin=0, vmax=1)
-    for (i, j), n in np.ndenumerate(matrix.to_numpy()):
-        ax.text(
-            j, i, str(n), ha="center", va="center", fontsize=7, color="white" if shares.iat[i, j] > 0.5 else "black"
-        )
     short = [c[:12] for c in classes]
-    ax.set_xticks(range(len(classes)), short, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(classes)), short, fontsize=7)
+    sns.heatmap(
+        shares,
+        annot=matrix,
+        fmt="d",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        cbar=False,
+        square=True,
+        xticklabels=short,
+        yticklabels=short,
+        annot_kws={"fontsize": 7},
+        ax=ax,
+    )
+    ax.tick_params(labelsize=7)
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right")
     ax.set(xlabel="predicted", ylabel="actual", title=f"{headline}: confusion (colour: row share)")
+
+
+def recall_heatmap(recall: pd.DataFrame, support: pd.Series, malignant: list[str]):
+    """Backbone x class recall (mean over seeds): which backbone misses which diagnosis, malignant ones marked.
+
+    Args:
+        recall: One row per backbone, one column per class (:func:`~skinlesion.evaluation.plotdata.recall_frame`).
+        support: Test images per class (shown under each class: a recall of few images is coarse).
+        malignant: ``evaluate.malignant``; matching classes are marked with an asterisk.
+    """
+    import seaborn as sns
+
+    from skinlesion.core.io import pyplot
+
+    plt = pyplot()
+    wanted = {name.lower() for name in malignant}
+    labels = [f"{c}{' *' if c.lower() in wanted else ''}\n(n={support[c]})" for c in recall.columns]
+    fig, ax = plt.subplots(figsize=(2.5 + 1.15 * recall.shape[1], 1.9 + 0.55 * recall.shape[0]), layout="constrained")
+    sns.heatmap(
+        recall,
+        annot=True,
+        fmt=".2f",
+        cmap="RdYlGn",
+        vmin=0,
+        vmax=1,
+        linewidths=0.5,
+        xticklabels=labels,
+        cbar_kws={"label": "recall (sensitivity)"},
+        ax=ax,
+    )
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
+    ax.set(xlabel="actual class (* malignant)", ylabel="backbone")
+    ax.set_title("Recall per class, test split (mean over seeds)")
+    return fig

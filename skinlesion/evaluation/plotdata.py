@@ -43,3 +43,19 @@ def calibration_frame(tables: dict[str, dict[int, pd.DataFrame]]) -> pd.DataFram
             )
         )
     return pd.concat(parts, ignore_index=True).round(6)
+
+
+def recall_frame(predictions: dict[str, dict[int, pd.DataFrame]]) -> pd.DataFrame:
+    """Recall of each test class per backbone, the mean over its seeds.
+
+    Args:
+        predictions: ``{backbone: {seed: predictions frame with actual, predicted}}``.
+
+    Returns:
+        One row per backbone (in the given order), one column per class present in the test split (sorted).
+    """
+    rows = {}
+    for backbone, runs in predictions.items():
+        per_seed = [f.assign(hit=f["actual"] == f["predicted"]).groupby("actual")["hit"].mean() for f in runs.values()]
+        rows[backbone] = pd.concat(per_seed, axis=1).mean(axis=1)
+    return pd.DataFrame(rows).T.sort_index(axis=1).rename_axis(index="backbone", columns="class")
