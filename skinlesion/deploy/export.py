@@ -102,10 +102,14 @@ def export_headline(model: Any, labels: LabelMap, quantization: Quantization) ->
 
 
 def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
-    """Run a TFLite model on a batch of ``(n, s, s, 3)`` pixels; returns probabilities."""
-    import tensorflow as tf
+    """Run a TFLite model on a batch of ``(n, s, s, 3)`` pixels; returns probabilities.
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    Through LiteRT (``ai-edge-litert``), the runtime a device runs, which replaces TensorFlow's deprecated
+    ``tf.lite.Interpreter``: no TensorFlow is needed to use the exported model.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.resize_tensor_input(inp["index"], images.shape)
     interpreter.allocate_tensors()
