@@ -1,4 +1,8 @@
-"""User-facing errors and the stage entry-point wrapper that turns them into one-line messages."""
+"""User-facing errors, and the entry-point wrapper of every stage and command.
+
+The wrapper turns those errors into one-line messages, and pins the numerics of TensorFlow before any
+code imports it (:data:`PINNED_ENVIRONMENT`), so results do not depend on which CPU TensorFlow detects.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,14 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+
+# Set before TensorFlow is imported (library code imports it lazily, inside functions). oneDNN's
+# custom operations, which TensorFlow switches on by itself on some CPUs and not on others, change
+# floats in their last digits: a model trained on one machine would differ from the committed one.
+# Off everywhere, a machine with them and one without compute the same floats, and `dvc repro` on either
+# reproduces dvc.lock byte for byte.
+# Its cost in speed: BENCHMARKS.md (benchmarks/bench_onednn.py).
+PINNED_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 class SkinLesionError(Exception):
@@ -25,7 +37,7 @@ class DataError(SkinLesionError):
 
 
 def cli(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a stage's ``main`` so that a :class:`SkinLesionError` ends it with one line and exit status 2.
+    """Wrap a stage's ``main``: pinned numerics, and a :class:`SkinLesionError` ends it with one line, exit status 2.
 
     Args:
         main: The stage's entry point.
@@ -37,8 +49,8 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
-        # Set before any stage imports TensorFlow (library code imports it lazily): readable stage logs.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.update(PINNED_ENVIRONMENT)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # readable stage logs
         try:
             return main(*args, **kwargs) or 0
         except SkinLesionError as exc:
