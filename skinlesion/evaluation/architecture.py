@@ -10,8 +10,26 @@
     training runs: the estimand is the expected balanced accuracy of a *freshly trained* A minus that of a
     freshly trained B (same training data, same recipe, random seed), on the population the test images
     come from. Its uncertainty has two sources, seed-to-seed training randomness and test-set sampling, and
-    the test accounts for both (see :func:`architecture_difference`). Variation from re-drawing the
-    *training* set is not covered: every run here trains on the same split.
+    the test accounts for both. Variation from re-drawing the *training* set is not covered: every run
+    here trains on the same split.
+
+    Method: a Welch-type t test on per-seed balanced accuracies with a test-set term. Write run ``s``'s
+    balanced accuracy as ``BA_s = mu_arch + u_s + e_s`` (architecture mean, seed effect of variance
+    ``tau2``, test-sampling error). The difference of seed means ``D`` has variance
+    ``tau2_a/k_a + tau2_b/k_b + Var(mean e_a - mean e_b)``. The sample variance ``s^2`` of one architecture's
+    ``k`` runs estimates ``tau2`` plus the run-specific part of the test-sampling error, but cannot see the
+    part the runs share (the test images are the same for all): ``c_a + c_b - 2 c_ab``, the mean
+    test-sampling covariance between distinct runs of A, of B, and across, from :func:`sampling_covariance`
+    (stratified; lesion-clustered with groups). Hence ``Var(D) = s_a^2/k_a + s_b^2/k_b +
+    max(0, c_a + c_b - 2 c_ab)``, with Welch-Satterthwaite degrees of freedom from the seed variances (the
+    test-set term, estimated from all images, counts as known).
+
+    Not the alternatives: the pooled paired permutation test (question (a)) ignores seed randomness (18-30 %
+    false "better" verdicts in simulation); a plain Welch test on per-seed accuracies ignores the shared test
+    set (its level drifts up as seeds are added); a two-level bootstrap (seeds, then images) shrinks the seed
+    spread by ``(k - 1) / k``, has normal instead of t tails and counts run-specific test noise twice, errors
+    that cancel only by luck (about 4 % when test noise dominates, 9-11 % when seed spread does, 22 % with 2
+    seeds). Simulated rates are in STATS_NOTES.
 
 Balanced accuracy is linear in per-image correctness: ``BA = sum_i w_i * correct_i`` with
 ``w_i = 1 / (C * n_class(i))`` (``C`` classes present). A resample must use the weights of the rows it
@@ -31,108 +49,16 @@ from scipy import stats
 
 from skinlesion.evaluation.resampling import (
     EXACT_LIMIT,
+    balanced_accuracy,
+    balanced_accuracy_weights,
     format_p,
-    group_strata,
     resample_counts,
+    resampled_balanced_accuracy,
+    sampling_covariance,
     sign_flip_test,
 )
 
 SEEDS_PARAM = "seeds"
-
-
-def balanced_accuracy_weights(y: np.ndarray) -> np.ndarray:
-    """Per-image weights ``w`` with balanced accuracy ``= w @ correct``: ``1 / (classes x class count)``.
-
-    Args:
-        y: Integer labels, ``(n,)``.
-
-    Returns:
-        ``(n,)`` weights summing to 1.
-    """
-    y = np.asarray(y)
-    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-    return 1.0 / (len(classes) * counts[codes.ravel()])
-
-
-def balanced_accuracy(y: np.ndarray, correct: np.ndarray) -> float | np.ndarray:
-    """Balanced accuracy (mean recall over the classes present in ``y``) from per-image correctness.
-
-    Args:
-        y: Integer labels, ``(n,)``.
-        correct: ``(n,)`` or ``(runs, n)`` booleans (or fractions: a mean over runs).
-
-    Returns:
-        A float for ``(n,)``, else ``(runs,)``.
-    """
-    out = np.asarray(correct, dtype=float) @ balanced_accuracy_weights(y)
-    return float(out) if np.ndim(out) == 0 else out
-
-
-def resampled_balanced_accuracy(y: np.ndarray, correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Balanced accuracy of every resample given by image multiplicities (:func:`resample_counts`).
-
-    Each class's recall is recomputed on the resample (its correct images over its images, both counted
-    with multiplicity), so the result does not depend on the order of the rows; a class absent from a
-    resample (possible only with groups spanning classes) is left out of that resample's mean.
-
-    Args:
-        y: Integer labels, ``(n,)``.
-        correct: ``(n,)`` or ``(runs, n)`` correctness.
-        counts: ``(B, n)`` multiplicities.
-
-    Returns:
-        ``(B,)`` for ``(n,)`` correctness, else ``(B, runs)``.
-    """
-    y = np.asarray(y)
-    r = np.atleast_2d(np.asarray(correct, dtype=float))
-    counts = np.asarray(counts, dtype=float)
-    recalls = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        images = counts[:, idx].sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recalls.append((counts[:, idx] @ r[:, idx].T) / images)
-    out = np.nanmean(np.stack(recalls), axis=0)
-    return out[:, 0] if np.ndim(correct) == 1 else out
-
-
-def sampling_covariance(y: np.ndarray, correct: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-    """Test-set sampling covariance of the runs' balanced accuracies (stratified, optionally clustered).
-
-    The classical linearisation (delta-method) variance of a stratified sample of units, with the
-    ``n_h / (n_h - 1)`` small-sample factor: exact and unbiased for image-level stratified sampling, where
-    balanced accuracy is linear in the per-image answers; the usual ratio-estimator approximation when whole
-    lesions are the units (their class counts vary). It is the bootstrap covariance without Monte Carlo
-    noise (and without the bootstrap's ``(n_h - 1) / n_h`` shrinkage).
-
-    Args:
-        y: Integer labels, ``(n,)``.
-        correct: ``(runs, n)`` correctness of every run (any architecture) on the same images.
-        groups: Optional lesion id of each image; the lesions are then the sampling units, stratified by
-            their majority class.
-
-    Returns:
-        ``(runs, runs)`` covariance matrix.
-    """
-    y = np.asarray(y)
-    r = np.atleast_2d(np.asarray(correct, dtype=float))
-    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-    codes = codes.ravel()
-    recall = np.stack([r[:, codes == j].mean(axis=1) for j in range(len(classes))], axis=1)  # (runs, C)
-    influence = (r - recall[:, codes]) / (len(classes) * counts[codes])  # (runs, n)
-    if groups is None:
-        units, stratum = influence.T, y
-    else:
-        group_codes, stratum = group_strata(y, groups)
-        units = np.zeros((len(stratum), r.shape[0]))
-        np.add.at(units, group_codes, influence.T)
-    cov = np.zeros((r.shape[0], r.shape[0]))
-    for h in np.unique(stratum):
-        z = units[stratum == h]
-        if len(z) > 1:
-            z = z - z.mean(axis=0)
-            cov += len(z) / (len(z) - 1) * (z.T @ z)
-    return cov
 
 
 def paired_balanced_accuracy(
@@ -256,6 +182,30 @@ def _seed_variance(values: np.ndarray) -> float:
     return float(values.var(ddof=1)) if np.ptp(values) > 1e-12 else 0.0
 
 
+def _shared_test_variance(y: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray | None) -> float:
+    """``max(0, c_a + c_b - 2 c_ab)``: the test-sampling variance that every run of A and of B shares."""
+    k_a, k_b = len(a), len(b)
+    cov = sampling_covariance(y, np.vstack([a, b]), groups)
+    off_a = cov[:k_a, :k_a][~np.eye(k_a, dtype=bool)].mean()
+    off_b = cov[k_a:, k_a:][~np.eye(k_b, dtype=bool)].mean()
+    return max(0.0, float(off_a + off_b - 2 * cov[:k_a, k_a:].mean()))
+
+
+def _t_inference(difference: float, var_a: float, var_b: float, shared: float, ks: tuple[int, int], confidence: float):
+    """Welch-Satterthwaite t: ``(low, high, p, t, df, se)``; the shared test-set term counts as known."""
+    variance = var_a + var_b + shared
+    seed_df = var_a**2 / (ks[0] - 1) + var_b**2 / (ks[1] - 1)
+    df = variance**2 / seed_df if seed_df > 0 else math.inf
+    se = math.sqrt(variance)
+    if se > 0:
+        t = difference / se
+        p = float(2 * stats.t.sf(abs(t), df))
+        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    else:
+        t, p, half = (math.copysign(math.inf, difference), 0.0, 0.0) if difference else (0.0, 1.0, 0.0)
+    return difference - half, difference + half, p, float(t), float(df), se
+
+
 def architecture_difference(
     y: np.ndarray,
     correct_a: np.ndarray,
@@ -266,40 +216,23 @@ def architecture_difference(
 ) -> dict:
     """Question (b): is architecture A better than B? Inference across training runs and test images.
 
-    Method: a Welch-type t test on the per-seed balanced accuracies, with a test-set variance term. Write
-    run ``s``'s balanced accuracy as ``BA_s = mu_arch + u_s + e_s`` (architecture mean, seed effect with
-    variance ``tau2``, test-sampling error). The difference of the seed means ``D`` has variance
-    ``tau2_a/k_a + tau2_b/k_b + Var(mean e_a - mean e_b)``. The sample variance of the ``k`` runs of one
-    architecture estimates ``tau2`` plus the run-specific part of the test-sampling error, but it cannot
-    see the part the runs share (the test images are the same for all of them): that part is
-    ``c_a + c_b - 2 c_ab``, the mean test-sampling covariance between distinct runs of A, of B and across,
-    read off :func:`sampling_covariance` (stratified, lesion-clustered with ``groups``). Hence
-
-        ``Var(D) = s_a^2/k_a + s_b^2/k_b + max(0, c_a + c_b - 2 c_ab)``
-
-    with Welch-Satterthwaite degrees of freedom from the seed variances (the test-set term, estimated from
-    all images, counts as known). Seed runs of A and B are not paired (seed 0 of A has nothing in common
-    with seed 0 of B but the number), so ``k_a`` and ``k_b`` may differ.
-
-    Why not the alternatives: the pooled paired permutation test (question (a)) ignores seed randomness
-    (30-40 % false "better" verdicts in simulation); a plain Welch test on per-seed accuracies ignores the
-    shared test set; a two-level bootstrap that resamples 5 seeds underestimates their spread by
-    ``(k - 1) / k`` and has normal instead of t tails. Simulated false-positive rates are in STATS_NOTES.
+    A Welch-type t test on the per-seed balanced accuracies with a shared test-set variance term,
+    ``Var(D) = s_a^2/k_a + s_b^2/k_b + max(0, c_a + c_b - 2 c_ab)``; the derivation, and why not the
+    alternatives, are in the module docstring. Runs of A and B are not paired, so the seed counts may differ.
 
     Args:
         y: Integer labels, ``(n,)``.
         correct_a: ``(seeds_a, n)`` per-run per-image correctness of A (``seeds_a >= 2``).
         correct_b: ``(seeds_b, n)`` the same for B (``seeds_b >= 2``).
-        groups: Optional lesion id of each image.
+        groups: Optional lesion id of each image (the test-set term is then lesion-clustered).
         confidence: Interval coverage.
 
     Returns:
         ``difference`` (mean over seeds of A minus mean over seeds of B), ``low``, ``high``, ``p``
         (two-sided), ``t``, ``df``, ``se``, ``seeds_a``, ``seeds_b``, ``seed_sd_a``, ``seed_sd_b`` (spread of
-        the runs' balanced accuracies), ``test_set_sd`` (the shared test-set term's standard deviation),
-        ``sufficient``, ``min_attainable_p`` and ``seeds_message`` (:func:`seeds_sufficient` at
-        ``1 - confidence`` over one comparison), ``question``. With fewer than two seeds on a side, the
-        interval and p are NaN.
+        the runs' balanced accuracies), ``test_set_sd`` (the shared term's square root), ``sufficient``,
+        ``min_attainable_p`` and ``seeds_message`` (:func:`seeds_sufficient` at ``1 - confidence``, one
+        comparison), ``question``. With fewer than two seeds on a side, interval and p are NaN.
     """
     y = np.asarray(y)
     a = np.atleast_2d(np.asarray(correct_a, dtype=float))
@@ -321,30 +254,10 @@ def architecture_difference(
     }
     if min(k_a, k_b) < 2:
         return out | dict.fromkeys(("low", "high", "p", "t", "df", "se", "test_set_sd"), math.nan)
-    cov = sampling_covariance(y, np.vstack([a, b]), groups)
-    off_a = cov[:k_a, :k_a][~np.eye(k_a, dtype=bool)].mean()
-    off_b = cov[k_a:, k_a:][~np.eye(k_b, dtype=bool)].mean()
-    shared = max(0.0, float(off_a + off_b - 2 * cov[:k_a, k_a:].mean()))
+    shared = _shared_test_variance(y, a, b, groups)
     var_a, var_b = _seed_variance(ba_a) / k_a, _seed_variance(ba_b) / k_b
-    variance = var_a + var_b + shared
-    seed_df = var_a**2 / (k_a - 1) + var_b**2 / (k_b - 1)
-    df = variance**2 / seed_df if seed_df > 0 else math.inf
-    se = math.sqrt(variance)
-    if se > 0:
-        t = difference / se
-        p = float(2 * stats.t.sf(abs(t), df))
-        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    else:
-        t, p, half = (math.copysign(math.inf, difference), 0.0, 0.0) if difference else (0.0, 1.0, 0.0)
-    return out | {
-        "low": difference - half,
-        "high": difference + half,
-        "p": p,
-        "t": float(t),
-        "df": float(df),
-        "se": se,
-        "test_set_sd": math.sqrt(shared),
-    }
+    low, high, p, t, df, se = _t_inference(difference, var_a, var_b, shared, (k_a, k_b), confidence)
+    return out | {"low": low, "high": high, "p": p, "t": t, "df": df, "se": se, "test_set_sd": math.sqrt(shared)}
 
 
 def holm(pvalues: list[float]) -> list[float]:

@@ -1,6 +1,7 @@
-"""Resampling primitives: stratified and lesion-grouped bootstraps, a paired sign-flip test, printing p.
+"""Test-set sampling primitives: stratified and lesion-grouped bootstraps, balanced accuracy, sign flips.
 
-The paired sign-flip (permutation) test and the p-value format of the report live here too.
+Here too: balanced accuracy as a weighted sum and its resampled and linearised (sampling-covariance) forms,
+the paired sign-flip (permutation) test, and how the report prints a p-value.
 
 Pure numpy: nothing here imports the rest of the package.
 
@@ -136,6 +137,28 @@ def resample_counts(
     return unit_counts[:, codes]
 
 
+def _count_extreme_exact(units: np.ndarray, threshold: float) -> int:
+    """Sign patterns (all ``2**m``, enumerated in chunks) whose ``|statistic|`` reaches ``threshold``."""
+    m = len(units)
+    bits = np.arange(m, dtype=np.int64)
+    extreme = 0
+    for start in range(0, 2**m, _CHUNK):
+        patterns = np.arange(start, min(start + _CHUNK, 2**m), dtype=np.int64)
+        signs = ((patterns[:, None] >> bits) & 1) * 2.0 - 1.0
+        extreme += int(np.sum(np.abs(signs @ units) >= threshold))
+    return extreme
+
+
+def _count_extreme_random(units: np.ndarray, threshold: float, resamples: int, seed: int) -> int:
+    """Random sign patterns (``resamples`` of them) whose ``|statistic|`` reaches ``threshold``."""
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for start in range(0, resamples, _CHUNK):
+        signs = rng.integers(0, 2, size=(min(_CHUNK, resamples - start), len(units))) * 2.0 - 1.0
+        extreme += int(np.sum(np.abs(signs @ units) >= threshold))
+    return extreme
+
+
 def sign_flip_test(
     contributions: np.ndarray,
     *,
@@ -146,31 +169,25 @@ def sign_flip_test(
 ) -> dict[str, float | int | str]:
     """Two-sided paired permutation test of ``sum(contributions) = 0`` by flipping signs.
 
-    Under the null hypothesis that the two members of each pair are exchangeable (model A's and model B's
-    answers on an image), swapping a pair flips the sign of its contribution. With groups, the unit that is
-    swapped is the whole group (a lesion's images together), so the contributions are summed per group
-    first. Units whose contribution is zero do not change the statistic and are left out of the count.
-
-    The p-value is the share of sign patterns whose statistic is at least as extreme, ``|T| >= |T_obs|``:
-
-    * **exact** when there are at most ``exact_limit`` patterns (``2**m`` for ``m`` non-zero units): every
-      pattern is enumerated (the smallest attainable p is then ``2 / 2**m``);
-    * **Monte Carlo** otherwise: ``resamples`` random patterns and ``p = (1 + count) / (1 + resamples)``,
-      the observed pattern counted as one of them, so p is never 0 and the test keeps its level; the
-      smallest attainable p (the *floor*) is ``1 / (1 + resamples)``.
+    Under "no difference" the two members of each pair (model A's and B's answers on an image) are
+    exchangeable, and swapping them flips the sign of the pair's contribution. With groups the whole group
+    (a lesion's images) is swapped: contributions are summed per group first. Units contributing zero are
+    left out. p is the share of sign patterns with ``|T| >= |T_obs|``: **exact** by enumeration when
+    ``2**m <= exact_limit`` (``m`` non-zero units; smallest attainable p ``2 / 2**m``), else **Monte Carlo**,
+    ``(1 + count) / (1 + resamples)`` with the observed pattern counted as one (never 0; floor
+    ``1 / (1 + resamples)``).
 
     Args:
-        contributions: Per-image contributions to the statistic, ``(n,)``; e.g. ``w_i * (a_i - b_i)`` with
-            balanced-accuracy weights ``w``.
+        contributions: Per-image contributions, ``(n,)``; e.g. ``w_i * (a_i - b_i)``, ``w`` the
+            balanced-accuracy weights.
         groups: Optional group id of each image; signs are then flipped per group.
         resamples: Random sign patterns of the Monte Carlo test.
         seed: Random seed of the Monte Carlo test.
         exact_limit: Largest number of sign patterns enumerated exactly.
 
     Returns:
-        ``statistic`` (observed sum), ``p``, ``method`` (``"exact"`` or ``"monte_carlo"``), ``floor`` (the
-        smallest p the method can return: ``2 / 2**m`` exact, ``1 / (1 + resamples)`` Monte Carlo),
-        ``units`` (non-zero units) and ``patterns`` (enumerated or drawn).
+        ``statistic`` (observed sum), ``p``, ``method`` (``"exact"``/``"monte_carlo"``), ``floor`` (smallest
+        p the method can return), ``units`` (non-zero units), ``patterns`` (enumerated or drawn).
     """
     values = np.asarray(contributions, dtype=float)
     if groups is not None:
@@ -180,40 +197,16 @@ def sign_flip_test(
     # Sorted: the statistic's distribution does not depend on the units' order, and sorting makes the Monte
     # Carlo p-value independent of the order of the test rows too.
     units = np.sort(values[np.abs(values) > 1e-12 * max(scale, 1.0)])
-    observed = float(values.sum())
-    m = len(units)
+    observed, m = float(values.sum()), len(units)
+    out = {"statistic": observed, "units": m}
     if m == 0:
-        return {"statistic": observed, "p": 1.0, "method": "exact", "floor": 1.0, "units": 0, "patterns": 1}
+        return out | {"p": 1.0, "method": "exact", "floor": 1.0, "patterns": 1}
     threshold = abs(observed) - 1e-9 * scale  # ties within rounding count as "as extreme"
     if m < 63 and 2**m <= exact_limit:
-        extreme = 0
-        bits = np.arange(m, dtype=np.int64)
-        for start in range(0, 2**m, _CHUNK):
-            patterns = np.arange(start, min(start + _CHUNK, 2**m), dtype=np.int64)
-            signs = ((patterns[:, None] >> bits) & 1) * 2.0 - 1.0
-            extreme += int(np.sum(np.abs(signs @ units) >= threshold))
-        return {
-            "statistic": observed,
-            "p": extreme / 2**m,
-            "method": "exact",
-            "floor": min(1.0, 2.0 / 2**m),
-            "units": m,
-            "patterns": 2**m,
-        }
-    rng = np.random.default_rng(seed)
-    extreme = 0
-    for start in range(0, resamples, _CHUNK):
-        size = min(_CHUNK, resamples - start)
-        signs = rng.integers(0, 2, size=(size, m)) * 2.0 - 1.0
-        extreme += int(np.sum(np.abs(signs @ units) >= threshold))
-    return {
-        "statistic": observed,
-        "p": (1 + extreme) / (1 + resamples),
-        "method": "monte_carlo",
-        "floor": 1.0 / (1 + resamples),
-        "units": m,
-        "patterns": resamples,
-    }
+        p = _count_extreme_exact(units, threshold) / 2**m
+        return out | {"p": p, "method": "exact", "floor": min(1.0, 2.0 / 2**m), "patterns": 2**m}
+    p = (1 + _count_extreme_random(units, threshold, resamples, seed)) / (1 + resamples)
+    return out | {"p": p, "method": "monte_carlo", "floor": 1.0 / (1 + resamples), "patterns": resamples}
 
 
 def format_p(p: float, floor: float | None = None) -> str:
@@ -240,3 +233,98 @@ def format_p(p: float, floor: float | None = None) -> str:
         text = np.format_float_positional(bound, trim="-")
         return f"< {text}" if bound > floor * (1 + 1e-9) else f"≤ {text}"
     return f"{p:#.3g}"
+
+
+def balanced_accuracy_weights(y: np.ndarray) -> np.ndarray:
+    """Per-image weights ``w`` with balanced accuracy ``= w @ correct``: ``1 / (classes x class count)``.
+
+    Args:
+        y: Integer labels, ``(n,)``.
+
+    Returns:
+        ``(n,)`` weights summing to 1.
+    """
+    y = np.asarray(y)
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return 1.0 / (len(classes) * counts[codes.ravel()])
+
+
+def balanced_accuracy(y: np.ndarray, correct: np.ndarray) -> float | np.ndarray:
+    """Balanced accuracy (mean recall over the classes present in ``y``) from per-image correctness.
+
+    Args:
+        y: Integer labels, ``(n,)``.
+        correct: ``(n,)`` or ``(runs, n)`` booleans (or fractions: a mean over runs).
+
+    Returns:
+        A float for ``(n,)``, else ``(runs,)``.
+    """
+    out = np.asarray(correct, dtype=float) @ balanced_accuracy_weights(y)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def resampled_balanced_accuracy(y: np.ndarray, correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of every resample given by image multiplicities (:func:`resample_counts`).
+
+    Each class's recall is recomputed on the resample (its correct images over its images, both counted
+    with multiplicity), so the result does not depend on the order of the rows; a class absent from a
+    resample (possible only with groups spanning classes) is left out of that resample's mean.
+
+    Args:
+        y: Integer labels, ``(n,)``.
+        correct: ``(n,)`` or ``(runs, n)`` correctness.
+        counts: ``(B, n)`` multiplicities.
+
+    Returns:
+        ``(B,)`` for ``(n,)`` correctness, else ``(B, runs)``.
+    """
+    y = np.asarray(y)
+    r = np.atleast_2d(np.asarray(correct, dtype=float))
+    counts = np.asarray(counts, dtype=float)
+    recalls = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        images = counts[:, idx].sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append((counts[:, idx] @ r[:, idx].T) / images)
+    out = np.nanmean(np.stack(recalls), axis=0)
+    return out[:, 0] if np.ndim(correct) == 1 else out
+
+
+def sampling_covariance(y: np.ndarray, correct: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Test-set sampling covariance of the runs' balanced accuracies (stratified, optionally clustered).
+
+    The classical linearisation (delta-method) variance of a stratified sample of units, with the
+    ``n_h / (n_h - 1)`` small-sample factor: exact and unbiased for image-level stratified sampling, where
+    balanced accuracy is linear in the per-image answers; the usual ratio-estimator approximation when whole
+    lesions are the units (their class counts vary). It is the bootstrap covariance without Monte Carlo
+    noise (and without the bootstrap's ``(n_h - 1) / n_h`` shrinkage).
+
+    Args:
+        y: Integer labels, ``(n,)``.
+        correct: ``(runs, n)`` correctness of every run (any architecture) on the same images.
+        groups: Optional lesion id of each image; the lesions are then the sampling units, stratified by
+            their majority class.
+
+    Returns:
+        ``(runs, runs)`` covariance matrix.
+    """
+    y = np.asarray(y)
+    r = np.atleast_2d(np.asarray(correct, dtype=float))
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    codes = codes.ravel()
+    recall = np.stack([r[:, codes == j].mean(axis=1) for j in range(len(classes))], axis=1)  # (runs, C)
+    influence = (r - recall[:, codes]) / (len(classes) * counts[codes])  # (runs, n)
+    if groups is None:
+        units, stratum = influence.T, y
+    else:
+        group_codes, stratum = group_strata(y, groups)
+        units = np.zeros((len(stratum), r.shape[0]))
+        np.add.at(units, group_codes, influence.T)
+    cov = np.zeros((r.shape[0], r.shape[0]))
+    for h in np.unique(stratum):
+        z = units[stratum == h]
+        if len(z) > 1:
+            z = z - z.mean(axis=0)
+            cov += len(z) / (len(z) - 1) * (z.T @ z)
+    return cov
