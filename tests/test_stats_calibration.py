@@ -64,9 +64,10 @@ def test_binned_ece_is_the_plain_equal_width_definition():
     probs = np.array([[0.8, 0.2]] * 10 + [[0.45, 0.55]] * 10)
     y = np.array([0] * 5 + [1] * 5 + [1] * 10)  # 0.8-bin: 50 % right; 0.55-bin: 100 % right
     assert binned_ece(y, probs) == pytest.approx(0.5 * 0.3 + 0.5 * 0.45)
-    # Right-closed bins: a confidence of exactly 0.6 is in (0.5, 0.6], with 0.55.
-    probs[:10] = [0.6, 0.4]
-    assert binned_ece(y, probs) == pytest.approx(abs(0.75 - (0.6 + 0.55) / 2))
+    # Right-closed bins: a confidence of exactly 0.5 is in (0.4, 0.5], not with 0.55 in (0.5, 0.6].
+    probs[:10] = [0.5, 0.5]
+    y[:10] = 1  # all wrong at 0.5, all right at 0.55
+    assert binned_ece(y, probs) == pytest.approx(0.5 * 0.5 + 0.5 * 0.45)
 
 
 def test_a_perfectly_calibrated_model_has_a_plain_ece_near_0_08_at_n_135():

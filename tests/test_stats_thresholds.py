@@ -52,6 +52,16 @@ def test_threshold_for_sensitivity_follows_the_documented_rule(target, threshold
     assert sensitivity_specificity(positive, score, t) == pytest.approx((sensitivity, specificity))
 
 
+def test_a_test_score_equal_to_the_threshold_counts_as_positive():
+    val_positive, val_score = _small()
+    test_positive = np.array([False, False, True, True])
+    test_score = np.array([0.725, 0.1, 0.725, 0.1])  # 0.725: the 80 % specificity threshold
+    entry = fixed_operating_points(val_positive, val_score, test_positive, test_score)
+    point = entry["sensitivity_at_specificity_0.8"]
+    assert point["threshold"] == pytest.approx(0.725)
+    assert point["test"]["specificity"]["value"] == 0.5 and point["test"]["sensitivity"]["value"] == 0.5
+
+
 def test_chosen_thresholds_meet_their_target_and_no_better_threshold_does():
     rng = np.random.default_rng(0)
     for _ in range(200):

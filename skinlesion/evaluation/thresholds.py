@@ -70,7 +70,7 @@ def threshold_for_specificity(positive: np.ndarray, score: np.ndarray, target: f
         return float(np.nextafter(boundary, math.inf))
     nxt = float(above.min())
     mid = (boundary + nxt) / 2
-    return mid if boundary < mid <= nxt else nxt
+    return float(mid) if boundary < mid <= nxt else nxt
 
 
 def threshold_for_sensitivity(positive: np.ndarray, score: np.ndarray, target: float) -> float:
@@ -95,7 +95,7 @@ def threshold_for_sensitivity(positive: np.ndarray, score: np.ndarray, target: f
         return float(boundary)
     prev = float(below.max())
     mid = (prev + boundary) / 2
-    return mid if prev < mid <= boundary else float(boundary)
+    return float(mid) if prev < mid <= boundary else float(boundary)
 
 
 def sensitivity_specificity(positive: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
