@@ -119,16 +119,39 @@ def test_confidence_level_sets_the_calibration_interval_width():
     assert narrow["squared_high"] < wide["squared_high"]
 
 
-def test_lesion_groups_widen_the_calibration_interval():
+def test_lesion_groups_count_lesions_not_photos_in_the_calibration_interval():
     y, probs, _ = _model(np.random.default_rng(6), 135, temperature=1.5)
     y3, probs3 = np.repeat(y, 3), np.repeat(probs, 3, axis=0)  # three identical photos per lesion
-    naive = calibration_error(y3, probs3, draws=1000)
-    grouped = calibration_error(y3, probs3, groups=np.repeat(np.arange(135), 3), draws=1000)
-    assert naive["design_effect"] == 1 and grouped["design_effect"] == pytest.approx(3, rel=0.05)
-    width = {k: r["squared_high"] - r["squared_low"] for k, r in {"naive": naive, "grouped": grouped}.items()}
-    assert width["grouped"] == pytest.approx(np.sqrt(3) * width["naive"], rel=0.05)
+    plain = calibration_error(y, probs, draws=2000)
+    naive = calibration_error(y3, probs3, draws=2000)
+    grouped = calibration_error(y3, probs3, groups=np.repeat(np.arange(135), 3), draws=2000)
+    assert grouped["lesions"] == 135 and naive["lesions"] is None
+    width = {
+        k: r["squared_high"] - r["squared_low"] for k, r in {"plain": plain, "naive": naive, "grouped": grouped}.items()
+    }
+    # Grouped, 405 photos of 135 lesions carry the information of 135 images, not of 405.
+    assert width["grouped"] == pytest.approx(width["plain"], rel=0.15)
+    assert width["naive"] < 0.75 * width["plain"]
+    assert grouped["squared"] == pytest.approx(plain["squared"], abs=0.002)
     # Every image its own lesion: the same as no groups.
-    assert calibration_error(y, probs, groups=np.arange(135)) == calibration_error(y, probs)
+    singletons, ungrouped = calibration_error(y, probs, groups=np.arange(135)), calibration_error(y, probs)
+    for key in ("squared", "squared_low", "squared_high", "rms", "low", "high"):
+        assert singletons[key] == pytest.approx(ungrouped[key], rel=1e-9, abs=1e-15)
+
+
+def test_a_perfectly_calibrated_model_with_lesion_level_answers_is_covered_when_grouped():
+    # Lesions of 1-4 photos sharing their confidence and their answer: ignoring the groups, the debiasing
+    # under-corrects and the interval misses 0 far too often.
+    rng = np.random.default_rng(8)
+    grouped, naive = [], []
+    for s in range(150):
+        groups = np.repeat(np.arange(70), rng.integers(1, 5, 70))
+        conf = rng.uniform(0.3, 1.0, 70)
+        right = rng.random(70) < conf
+        probs, y = np.c_[conf, 1 - conf][groups], np.where(right, 0, 1)[groups]
+        grouped.append(calibration_error(y, probs, groups=groups, draws=500, seed=s)["squared_low"] <= 0)
+        naive.append(calibration_error(y, probs, draws=500, seed=s)["squared_low"] <= 0)
+    assert np.mean(grouped) >= 0.92 and np.mean(naive) < 0.8
 
 
 def test_calibration_error_keeps_two_images_a_bin():
