@@ -14,7 +14,7 @@ from skinlesion.evaluation.architecture import (
     sampling_covariance,
     seeds_sufficient,
 )
-from skinlesion.evaluation.resampling import resample_counts, stratified_resample
+from skinlesion.evaluation.resampling import resample_counts, stratified_resample, stratum_units
 
 # A HAM10000-like test split: 135 images over 7 classes, one class dominant.
 COUNTS = (45, 25, 20, 15, 12, 10, 8)
@@ -86,6 +86,20 @@ def test_sampling_covariance_is_the_bootstrap_covariance_without_monte_carlo_noi
     assert clustered == pytest.approx(sampling_covariance(y, runs), rel=1e-9)
     # (up to the (n_c - 1) / n_c factors, which differ between 3 n_c copies and n_c lesions)
     assert np.diag(clustered) == pytest.approx(3 * np.diag(sampling_covariance(y3, copies)), rel=0.1)
+
+
+def test_rescaled_bootstrap_matches_the_unbiased_variance_with_small_classes():
+    # Eight classes of five images: the plain bootstrap variance is (5 - 1) / 5 of the unbiased one.
+    rng = np.random.default_rng(10)
+    y = np.repeat(np.arange(8), 5)
+    d = rng.random(40) < 0.6
+    exact = sampling_covariance(y, d[None])[0, 0]
+    counts = resample_counts(y, rng, 40000)
+    plain = resampled_balanced_accuracy(y, d, counts).var()
+    rescaled = resampled_balanced_accuracy(y, d, counts, stratum_units(y)).var()
+    assert plain == pytest.approx(0.8 * exact, rel=0.04) and rescaled == pytest.approx(exact, rel=0.04)
+    # Lesions: the units are the lesions of each class.
+    assert stratum_units(np.array([0, 0, 0, 1, 1]), np.array([7, 7, 8, 9, 9])).tolist() == [2, 1]
 
 
 # --- question (a): these trained networks on this test set ------------------------------------------

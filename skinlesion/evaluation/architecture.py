@@ -56,6 +56,7 @@ from skinlesion.evaluation.resampling import (
     resampled_balanced_accuracy,
     sampling_covariance,
     sign_flip_test,
+    stratum_units,
 )
 
 SEEDS_PARAM = "seeds"
@@ -77,7 +78,9 @@ def paired_balanced_accuracy(
     The effect is the mean-over-seeds balanced accuracy of A minus that of B on the same images. The
     interval is a percentile bootstrap, paired (the same resampled images for both), stratified by class,
     resampling whole lesions when ``groups`` is given; every resample recomputes balanced accuracy from the
-    rows it drew, so shuffling the test rows does not change the interval. The p-value is a paired
+    rows it drew, so shuffling the test rows does not change the interval, and each class's deviation is
+    rescaled for its small number of units (:func:`~skinlesion.evaluation.resampling.resampled_balanced_accuracy`).
+    The p-value is a paired
     sign-flip test (:func:`~skinlesion.evaluation.resampling.sign_flip_test`): under "no difference" A's and
     B's answers on an image (a lesion, with groups) are exchangeable, all seeds at once.
 
@@ -102,7 +105,8 @@ def paired_balanced_accuracy(
     per_image = a.mean(axis=0) - b.mean(axis=0)
     difference = balanced_accuracy(y, per_image)
     rng = np.random.default_rng(seed)
-    boot = resampled_balanced_accuracy(y, per_image, resample_counts(y, rng, resamples, groups))
+    counts = resample_counts(y, rng, resamples, groups)
+    boot = resampled_balanced_accuracy(y, per_image, counts, stratum_units(y, groups))
     test = sign_flip_test(
         balanced_accuracy_weights(y) * per_image, groups=groups, resamples=resamples, seed=seed, exact_limit=exact_limit
     )
