@@ -1,0 +1,161 @@
+import numpy as np
+import pytest
+from scipy import special
+
+from skinlesion.evaluation.calibration import (
+    apply_temperature,
+    binned_ece,
+    calibration_error,
+    fit_temperature,
+    perfect_calibration_reference,
+    temperature_nll,
+)
+
+
+def _model(rng, n, temperature=1.0, classes=6, scale=2.0):
+    """Labels drawn from softmax(z) and a model that reports softmax(z * temperature).
+
+    ``temperature`` 1: perfectly calibrated; > 1: over-confident (fixed by scaling with T = temperature);
+    < 1: under-confident. Also returns the true probability that the model's top class is right.
+    """
+    z = rng.normal(size=(n, classes)) * scale
+    z[:, 0] += 1.0
+    truth = special.softmax(z, axis=1)
+    y = np.minimum((rng.random(n)[:, None] > np.cumsum(truth, axis=1)).sum(axis=1), classes - 1)
+    probs = special.softmax(z * temperature, axis=1)
+    return y, probs, truth[np.arange(n), probs.argmax(axis=1)]
+
+
+def _population_squared_ce(temperature, n_bins=10, n=200_000):
+    """The binned squared calibration error a huge sample gives (equal-mass bins): the estimand's truth."""
+    y, probs, right = _model(np.random.default_rng(123), n, temperature)
+    conf = probs.max(axis=1)
+    bins = np.array_split(np.argsort(conf), n_bins)
+    return float(sum(len(b) / n * (right[b].mean() - conf[b].mean()) ** 2 for b in bins))
+
+
+def test_apply_temperature_keeps_the_ranking_and_softens_or_sharpens():
+    probs = np.array([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.25, 0.25, 0.5]])
+    assert apply_temperature(probs, 1.0) == pytest.approx(probs, abs=1e-11)
+    soft, sharp = apply_temperature(probs, 2.0), apply_temperature(probs, 0.5)
+    for out in (soft, sharp):
+        assert np.isfinite(out).all() and out.sum(axis=1) == pytest.approx(np.ones(3))
+        assert (out.argmax(axis=1) == probs.argmax(axis=1)).all()
+    assert soft[0, 0] < 0.7 < sharp[0, 0]
+    # T = 2 on probabilities is the square root, renormalised.
+    assert soft[0] == pytest.approx(np.sqrt(probs[0]) / np.sqrt(probs[0]).sum())
+    with pytest.raises(ValueError):
+        apply_temperature(probs, 0.0)
+
+
+@pytest.mark.parametrize("temperature", [2.0, 0.6])
+def test_fit_temperature_recovers_a_known_temperature(temperature):
+    rng = np.random.default_rng(0)
+    y, probs, _ = _model(rng, 4000, temperature)
+    fitted = fit_temperature(probs, y)
+    assert fitted == pytest.approx(temperature, rel=0.1)
+    assert temperature_nll(probs, y, fitted) <= min(temperature_nll(probs, y, t) for t in (1.0, temperature))
+    # Fitted on validation, applied to test: the test NLL improves too.
+    y_test, probs_test, _ = _model(rng, 4000, temperature)
+    assert temperature_nll(probs_test, y_test, fitted) < temperature_nll(probs_test, y_test, 1.0)
+
+
+def test_binned_ece_is_the_plain_equal_width_definition():
+    probs = np.array([[0.8, 0.2]] * 10 + [[0.45, 0.55]] * 10)
+    y = np.array([0] * 5 + [1] * 5 + [1] * 10)  # 0.8-bin: 50 % right; 0.55-bin: 100 % right
+    assert binned_ece(y, probs) == pytest.approx(0.5 * 0.3 + 0.5 * 0.45)
+    # Right-closed bins: a confidence of exactly 0.5 is in (0.4, 0.5], not with 0.55 in (0.5, 0.6].
+    probs[:10] = [0.5, 0.5]
+    y[:10] = 1  # all wrong at 0.5, all right at 0.55
+    assert binned_ece(y, probs) == pytest.approx(0.5 * 0.5 + 0.5 * 0.45)
+
+
+def test_a_perfectly_calibrated_model_has_a_plain_ece_near_0_08_at_n_135():
+    rng = np.random.default_rng(1)
+    refs = [perfect_calibration_reference(*_model(rng, 135)[:2], draws=500, seed=s) for s in range(150)]
+    assert np.mean([r["null_mean"] for r in refs]) == pytest.approx(0.08, abs=0.015)
+    # The observed ECE is one more draw from that null: its p-value is roughly uniform.
+    p = np.array([r["p"] for r in refs])
+    assert np.mean(p < 0.05) <= 0.1 and np.mean(p < 0.5) == pytest.approx(0.5, abs=0.12)
+    assert all(r["null_low"] <= r["null_mean"] <= r["null_high"] for r in refs)
+
+
+def test_perfect_calibration_reference_flags_an_over_confident_model():
+    y, probs, _ = _model(np.random.default_rng(2), 300, temperature=2.5)
+    ref = perfect_calibration_reference(y, probs, draws=999)
+    assert ref["ece"] > ref["null_high"] and ref["p"] == pytest.approx(ref["p_floor"]) == pytest.approx(0.001)
+
+
+def test_a_perfectly_calibrated_model_gets_an_interval_that_covers_zero_at_the_nominal_rate():
+    rng = np.random.default_rng(3)
+    results = [calibration_error(*_model(rng, 135)[:2], draws=1000, seed=s) for s in range(300)]
+    covered = np.mean([r["squared_low"] <= 0 <= r["squared_high"] for r in results])
+    assert 0.91 <= covered <= 0.99
+    assert all(r["low"] == 0 for r in results if r["squared_low"] <= 0)  # RMS scale: covers 0 just the same
+    assert all(r["low"] <= r["rms"] <= r["high"] for r in results)  # the estimate sits inside its interval
+    # The debiased estimate is unbiased for 0; the plug-in is not.
+    squared = np.array([r["squared"] for r in results])
+    assert abs(squared.mean()) < 3 * squared.std() / np.sqrt(len(squared))
+    assert np.mean([r["plugin_rms"] for r in results]) > 0.08
+
+
+@pytest.mark.parametrize("temperature", [1.5, 0.7])
+def test_calibration_error_interval_covers_a_miscalibrated_models_truth(temperature):
+    truth = _population_squared_ce(temperature)
+    rng = np.random.default_rng(4)
+    results = [calibration_error(*_model(rng, 135, temperature)[:2], draws=1000, seed=s) for s in range(200)]
+    covered = np.mean([r["squared_low"] <= truth <= r["squared_high"] for r in results])
+    assert 0.9 <= covered <= 0.99
+    assert np.mean([r["squared"] for r in results]) == pytest.approx(truth, rel=0.15)
+    assert all(r["low"] <= r["rms"] <= r["high"] for r in results)
+
+
+def test_confidence_level_sets_the_calibration_interval_width():
+    y, probs, _ = _model(np.random.default_rng(5), 135, temperature=1.5)
+    wide = calibration_error(y, probs, confidence=0.95)
+    narrow = calibration_error(y, probs, confidence=0.8)
+    assert wide["squared"] == narrow["squared"]
+    assert wide["squared_low"] < narrow["squared_low"] < narrow["squared"] < narrow["squared_high"]
+    assert narrow["squared_high"] < wide["squared_high"]
+
+
+def test_lesion_groups_count_lesions_not_photos_in_the_calibration_interval():
+    y, probs, _ = _model(np.random.default_rng(6), 135, temperature=1.5)
+    y3, probs3 = np.repeat(y, 3), np.repeat(probs, 3, axis=0)  # three identical photos per lesion
+    plain = calibration_error(y, probs, draws=2000)
+    naive = calibration_error(y3, probs3, draws=2000)
+    grouped = calibration_error(y3, probs3, groups=np.repeat(np.arange(135), 3), draws=2000)
+    assert grouped["lesions"] == 135 and naive["lesions"] is None
+    width = {
+        k: r["squared_high"] - r["squared_low"] for k, r in {"plain": plain, "naive": naive, "grouped": grouped}.items()
+    }
+    # Grouped, 405 photos of 135 lesions carry the information of 135 images, not of 405.
+    assert width["grouped"] == pytest.approx(width["plain"], rel=0.15)
+    assert width["naive"] < 0.75 * width["plain"]
+    assert grouped["squared"] == pytest.approx(plain["squared"], abs=0.002)
+    # Every image its own lesion: the same as no groups.
+    singletons, ungrouped = calibration_error(y, probs, groups=np.arange(135)), calibration_error(y, probs)
+    for key in ("squared", "squared_low", "squared_high", "rms", "low", "high"):
+        assert singletons[key] == pytest.approx(ungrouped[key], rel=1e-9, abs=1e-15)
+
+
+def test_a_perfectly_calibrated_model_with_lesion_level_answers_is_covered_when_grouped():
+    # Lesions of 1-4 photos sharing their confidence and their answer: ignoring the groups, the debiasing
+    # under-corrects and the interval misses 0 far too often.
+    rng = np.random.default_rng(8)
+    grouped, naive = [], []
+    for s in range(150):
+        groups = np.repeat(np.arange(70), rng.integers(1, 5, 70))
+        conf = rng.uniform(0.3, 1.0, 70)
+        right = rng.random(70) < conf
+        probs, y = np.c_[conf, 1 - conf][groups], np.where(right, 0, 1)[groups]
+        grouped.append(calibration_error(y, probs, groups=groups, draws=500, seed=s)["squared_low"] <= 0)
+        naive.append(calibration_error(y, probs, draws=500, seed=s)["squared_low"] <= 0)
+    assert np.mean(grouped) >= 0.92 and np.mean(naive) < 0.8
+
+
+def test_calibration_error_keeps_two_images_a_bin():
+    y, probs, _ = _model(np.random.default_rng(7), 9)
+    assert calibration_error(y, probs, n_bins=10)["n_bins"] == 4
+    with pytest.raises(ValueError):
+        calibration_error(y[:3], probs[:3])
