@@ -14,7 +14,7 @@ its own interval. Three tools here:
 * :func:`calibration_error` — the estimate to report: the debiased squared calibration error of Kumar, Liang
   & Ma (2019, "Verified uncertainty calibration"; also Roelofs et al. 2022, "Mitigating bias in calibration
   error estimation"), with equal-mass bins, shown as a root-mean-square calibration error with an interval
-  whose coverage was checked by simulation (STATS_NOTES).
+  whose coverage was checked by simulation (tests/test_stats_calibration.py).
 
 **The estimate.** Images go into equal-mass bins of top-label confidence (at least 2 a bin). Per bin,
 ``T_b = (acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)`` removes the expected squared noise of the
@@ -36,8 +36,7 @@ solved in closed form. With lesion groups, the bin variances are cluster-robust 
 draws one uniform per lesion (its images answered alike: the strongest dependence, so conservative when a
 lesion's photos are answered less alike). It is built on the squared scale and mapped through
 ``sqrt(max(., 0))``: coverage carries over, and the point estimate always lies inside.
-Simulated 95 % coverage at n = 135: 95-97 % for perfectly calibrated, over- and under-confident models
-(STATS_NOTES).
+Simulated 95 % coverage at n = 135: 95-97 % for perfectly calibrated, over- and under-confident models.
 
 Pure numpy/scipy: nothing here imports the rest of the package.
 """
