@@ -79,12 +79,12 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return special.softmax(_log_probs(probs) / temperature, axis=1)
 
 
-def temperature_nll(probs: np.ndarray, y: np.ndarray, temperature: float) -> float:
+def temperature_nll(y: np.ndarray, probs: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of the labels under :func:`apply_temperature` (the fitted objective).
 
     Args:
-        probs: ``(n, classes)`` probabilities.
         y: Integer labels, ``(n,)``.
+        probs: ``(n, classes)`` probabilities.
         temperature: ``T > 0``.
 
     Returns:
@@ -94,7 +94,7 @@ def temperature_nll(probs: np.ndarray, y: np.ndarray, temperature: float) -> flo
     return float(-logp[np.arange(len(y)), np.asarray(y)].mean())
 
 
-def fit_temperature(probs: np.ndarray, y: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+def fit_temperature(y: np.ndarray, probs: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The temperature that minimises the validation NLL (Guo et al. 2017), searched on ``log T``.
 
     Fit it on *validation* probabilities and labels, then apply it unchanged to test (:func:`apply_temperature`);
@@ -102,8 +102,8 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, *, bounds: tuple[float, fl
     suffice; the predicted classes (and accuracy, balanced accuracy, ROC-AUC per class) do not change.
 
     Args:
-        probs: ``(n, classes)`` validation probabilities.
         y: Integer validation labels, ``(n,)``.
+        probs: ``(n, classes)`` validation probabilities.
         bounds: Search interval for ``T`` (a solution on a bound means the data wanted a more extreme one).
 
     Returns:
