@@ -99,7 +99,9 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray, *, bounds: tuple[float, fl
 
     Fit it on *validation* probabilities and labels, then apply it unchanged to test (:func:`apply_temperature`);
     fitting on test would make the test calibration optimistic. One parameter, so 135 validation images
-    suffice; the predicted classes (and accuracy, balanced accuracy, ROC-AUC per class) do not change.
+    suffice. The predicted classes (so accuracy and balanced accuracy) do not change; one-vs-rest scores
+    (a class's probability, a summed malignant probability) can re-rank slightly, since each row is
+    renormalised differently, so ROC-AUCs and operating points move a little.
 
     Args:
         y: Integer validation labels, ``(n,)``.
