@@ -187,6 +187,16 @@ def test_paired_interval_with_lesion_groups_counts_lesions_not_images():
     assert grouped["p"] > naive["p"]
 
 
+def test_paired_interval_is_not_too_short_with_classes_of_five_images():
+    rng = np.random.default_rng(11)
+    y = np.repeat(np.arange(8), 5)
+    a, b = rng.random((2, 40)) < 0.7, rng.random((2, 40)) < 0.5
+    result = paired_balanced_accuracy(y, a, b, resamples=20000, seed=0)
+    se = np.sqrt(sampling_covariance(y, (a.mean(axis=0) - b.mean(axis=0))[None])[0, 0])
+    # The unbiased standard error's normal interval, not the plain bootstrap's sqrt(4/5) = 0.89 of it.
+    assert (result["high"] - result["low"]) / (2 * stats.norm.ppf(0.975) * se) == pytest.approx(1.0, abs=0.05)
+
+
 def test_confidence_level_sets_the_width_of_the_paired_interval():
     rng = np.random.default_rng(5)
     y, a, b = _world(rng, 2, 2, shift=0.3)

@@ -52,12 +52,12 @@ def test_apply_temperature_keeps_the_ranking_and_softens_or_sharpens():
 def test_fit_temperature_recovers_a_known_temperature(temperature):
     rng = np.random.default_rng(0)
     y, probs, _ = _model(rng, 4000, temperature)
-    fitted = fit_temperature(probs, y)
+    fitted = fit_temperature(y, probs)
     assert fitted == pytest.approx(temperature, rel=0.1)
-    assert temperature_nll(probs, y, fitted) <= min(temperature_nll(probs, y, t) for t in (1.0, temperature))
+    assert temperature_nll(y, probs, fitted) <= min(temperature_nll(y, probs, t) for t in (1.0, temperature))
     # Fitted on validation, applied to test: the test NLL improves too.
     y_test, probs_test, _ = _model(rng, 4000, temperature)
-    assert temperature_nll(probs_test, y_test, fitted) < temperature_nll(probs_test, y_test, 1.0)
+    assert temperature_nll(y_test, probs_test, fitted) < temperature_nll(y_test, probs_test, 1.0)
 
 
 def test_binned_ece_is_the_plain_equal_width_definition():

@@ -24,12 +24,12 @@
     max(0, c_a + c_b - 2 c_ab)``, with Welch-Satterthwaite degrees of freedom from the seed variances (the
     test-set term, estimated from all images, counts as known).
 
-    Not the alternatives: the pooled paired permutation test (question (a)) ignores seed randomness (18-30 %
-    false "better" verdicts in simulation); a plain Welch test on per-seed accuracies ignores the shared test
-    set (its level drifts up as seeds are added); a two-level bootstrap (seeds, then images) shrinks the seed
-    spread by ``(k - 1) / k``, has normal instead of t tails and counts run-specific test noise twice, errors
-    that cancel only by luck (about 4 % when test noise dominates, 9-11 % when seed spread does, 22 % with 2
-    seeds). Simulated rates are in STATS_NOTES.
+    Not the alternatives: the pooled paired permutation test (question (a)) ignores seed randomness (14-27 %
+    false "better" verdicts in simulation, 46-51 % when the seed spread is large); a plain Welch test on
+    per-seed accuracies ignores the shared test set (its level drifts up with more seeds: 7.4 % with 5, 8.7 %
+    with 10); a two-level bootstrap (seeds, then images) shrinks the seed spread by ``(k - 1) / k``, has
+    normal instead of t tails and counts run-specific test noise twice, errors that cancel only by luck (4-6 %
+    when test noise dominates, 8 % when seed spread does, 9-20 % with 2 seeds). The tests simulate the level and power.
 
 Balanced accuracy is linear in per-image correctness: ``BA = sum_i w_i * correct_i`` with
 ``w_i = 1 / (C * n_class(i))`` (``C`` classes present). A resample must use the weights of the rows it

@@ -14,7 +14,7 @@ its own interval. Three tools here:
 * :func:`calibration_error` — the estimate to report: the debiased squared calibration error of Kumar, Liang
   & Ma (2019, "Verified uncertainty calibration"; also Roelofs et al. 2022, "Mitigating bias in calibration
   error estimation"), with equal-mass bins, shown as a root-mean-square calibration error with an interval
-  whose coverage was checked by simulation (STATS_NOTES).
+  whose coverage was checked by simulation (tests/test_stats_calibration.py).
 
 **The estimate.** Images go into equal-mass bins of top-label confidence (at least 2 a bin). Per bin,
 ``T_b = (acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)`` removes the expected squared noise of the
@@ -36,8 +36,7 @@ solved in closed form. With lesion groups, the bin variances are cluster-robust 
 draws one uniform per lesion (its images answered alike: the strongest dependence, so conservative when a
 lesion's photos are answered less alike). It is built on the squared scale and mapped through
 ``sqrt(max(., 0))``: coverage carries over, and the point estimate always lies inside.
-Simulated 95 % coverage at n = 135: 95-97 % for perfectly calibrated, over- and under-confident models
-(STATS_NOTES).
+Simulated 95 % coverage at n = 135: 95-97 % for perfectly calibrated, over- and under-confident models.
 
 Pure numpy/scipy: nothing here imports the rest of the package.
 """
@@ -80,12 +79,12 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return special.softmax(_log_probs(probs) / temperature, axis=1)
 
 
-def temperature_nll(probs: np.ndarray, y: np.ndarray, temperature: float) -> float:
+def temperature_nll(y: np.ndarray, probs: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of the labels under :func:`apply_temperature` (the fitted objective).
 
     Args:
-        probs: ``(n, classes)`` probabilities.
         y: Integer labels, ``(n,)``.
+        probs: ``(n, classes)`` probabilities.
         temperature: ``T > 0``.
 
     Returns:
@@ -95,16 +94,18 @@ def temperature_nll(probs: np.ndarray, y: np.ndarray, temperature: float) -> flo
     return float(-logp[np.arange(len(y)), np.asarray(y)].mean())
 
 
-def fit_temperature(probs: np.ndarray, y: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+def fit_temperature(y: np.ndarray, probs: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The temperature that minimises the validation NLL (Guo et al. 2017), searched on ``log T``.
 
     Fit it on *validation* probabilities and labels, then apply it unchanged to test (:func:`apply_temperature`);
     fitting on test would make the test calibration optimistic. One parameter, so 135 validation images
-    suffice; the predicted classes (and accuracy, balanced accuracy, ROC-AUC per class) do not change.
+    suffice. The predicted classes (so accuracy and balanced accuracy) do not change; one-vs-rest scores
+    (a class's probability, a summed malignant probability) can re-rank slightly, since each row is
+    renormalised differently, so ROC-AUCs and operating points move a little.
 
     Args:
-        probs: ``(n, classes)`` validation probabilities.
         y: Integer validation labels, ``(n,)``.
+        probs: ``(n, classes)`` validation probabilities.
         bounds: Search interval for ``T`` (a solution on a bound means the data wanted a more extreme one).
 
     Returns:
