@@ -1,8 +1,11 @@
-"""evaluate: score one trained run on the test split (a matrix stage over ``backbones`` x ``seeds``).
+"""evaluate: score one trained run on the validation and test splits (a matrix stage over ``backbones`` x ``seeds``).
 
-Inputs: ``runs/<backbone>/seed<k>/model/``, ``data/splits/test.csv``; params ``evaluate``.
-Outputs: ``runs/<backbone>/seed<k>/eval/``: ``metrics.json`` (dvclive summary: headline metrics,
-bootstrap CIs, optional TTA), ``predictions.csv``, ``classification_report.{json,txt}``, ``roc.csv``,
+Validation is scored so that every later choice (the headline run, decision thresholds) can be made on it,
+and the test split is never a tuning signal.
+Inputs: ``runs/<backbone>/seed<k>/model/``, ``data/splits/{val,test}.csv``; params ``evaluate``.
+Outputs: ``runs/<backbone>/seed<k>/eval/``: ``metrics.json`` (dvclive summary: ``test`` metrics with
+lesion-grouped bootstrap intervals, calibration before and after temperature scaling, optional TTA; ``val``
+metrics), ``predictions.csv``, ``val_predictions.csv``, ``classification_report.{json,txt}``, ``roc.csv``,
 ``calibration.csv``.
 """
 
@@ -12,7 +15,7 @@ from skinlesion.core.config import load_config
 from skinlesion.core.decoded import decoded_images
 from skinlesion.core.errors import cli
 from skinlesion.core.layout import LabelMap, RunPaths, read_split, run_arguments
-from skinlesion.evaluation.evaluate import score_run, write_scores
+from skinlesion.evaluation.evaluate import score_split, write_scores
 from skinlesion.modeling.model import load_classifier
 
 
@@ -23,18 +26,26 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config()
     run = RunPaths(args.backbone, args.seed)
     labels = LabelMap.read(run.model_dir)
-    test = read_split("test")
     model = load_classifier(run.model)
-    # The same pixels as a direct decode, decoded once for every run of this size (core/decoded.py).
-    images = decoded_images(
-        test["path"].tolist(), test["sha256"].tolist(), labels.image_size, workers=config.runtime.workers, label="test"
-    ).load()
-    scores = score_run(model, images, test["label"].tolist(), list(labels.classes), config.evaluate)
-    write_scores(run, scores, test)
-    result, ci = scores.result, scores.result["ci"]["balanced_accuracy"]
+    scores = {}
+    for name in ("val", "test"):
+        frame = read_split(name)
+        # The same pixels as a direct decode, decoded once for every run of this size (core/decoded.py).
+        images = decoded_images(
+            frame["path"].tolist(),
+            frame["sha256"].tolist(),
+            labels.image_size,
+            workers=config.runtime.workers,
+            label=name,
+        ).load()
+        scores[name] = score_split(model, images, frame, labels, config.evaluate, intervals=name == "test")
+    write_scores(run, scores["test"], scores["val"])
+    test, ci = scores["test"].result, scores["test"].result["ci"]["balanced_accuracy"]
     print(
-        f"evaluate@{run.name}: balanced accuracy {result['balanced_accuracy']:.3f} "
-        f"[{ci['low']:.3f}, {ci['high']:.3f}], accuracy {result['accuracy']:.3f}, ECE {result['ece']:.3f}"
+        f"evaluate@{run.name}: test balanced accuracy {test['balanced_accuracy']:.3f} [{ci['low']:.3f}, "
+        f"{ci['high']:.3f}] (validation {scores['val'].result['balanced_accuracy']:.3f}), calibration error "
+        f"{test['calibration']['before']['calibration_error']:.3f} -> {test['calibration_error']:.3f} (T = "
+        f"{labels.temperature:.2f})"
     )
 
 

@@ -55,8 +55,20 @@ def _metrics(ba: float) -> dict:
         "top2_accuracy": 0.9,
         "log_loss": 1.0,
         "ece": 0.1,
+        "calibration_error": 0.05,
         "ci": {k: {"low": ba - 0.1, "high": ba + 0.1} for k in ("accuracy", "balanced_accuracy", "macro_f1")},
     }
+
+
+DATA = {
+    "images": {"train": 10, "val": 3, "test": 3, "total": 16},
+    "classes": 4,
+    "files_seen": 18,
+    "skipped": {"corrupt": 1, "duplicate": 1, "empty": 0},
+    "skipped_total": 2,
+    "grouping": {"group_by": "lesion_id", "images_without_group": 2, "given_split": None, "warning": None},
+}
+TABLES = ("summary", "architectures", "networks", "ensembles", "operating_points", "calibration", "mcnemar")
 
 
 def test_report_renders_from_fixture_metrics(tmp_path: Path):
@@ -67,51 +79,34 @@ def test_report_renders_from_fixture_metrics(tmp_path: Path):
     summary = summarise(per_run)
     assert summary["mobilenet"]["balanced_accuracy"]["mean"] == pytest.approx(0.55)
     assert summary["mobilenet"]["balanced_accuracy"]["std"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
-    tests = [
-        {
-            "a": "mobilenet",
-            "b": "vgg19",
-            "seeds": {0: {"p": 0.01}, 1: {"p": 0.02}},
-            "significant": True,
-            "better": "mobilenet",
-        }
-    ]
-    data = {
-        "images": {"train": 10, "val": 3, "test": 3, "total": 16},
-        "classes": 4,
-        "files_seen": 18,
-        "skipped": {"corrupt": 1, "duplicate": 1, "empty": 0},
-        "skipped_total": 2,
-        "grouping": {"group_by": "lesion_id", "images_without_group": 2, "given_split": None, "warning": None},
-    }
+    headline = {"model": "mobilenet", "seed": 1, "val": {"balanced_accuracy": 0.7}, "test": per_run["mobilenet"][1]}
+    headline["ci"] = headline["test"]["ci"]
     text = render_report(
-        data=data,
-        model="mobilenet",
-        selected_seed=1,
-        summary=summary,
-        tests=tests,
-        headline=per_run["mobilenet"][1],
+        data=DATA,
+        headline=headline,
         seeds=[0, 1],
         synthetic=True,
-        tables={"comparison": "PAIRED-TABLE", "ensembles": "ENSEMBLE-TABLE", "operating_points": "POINTS-TABLE"},
-        confidence=0.95,
+        tables={name: name.upper() + "-TABLE" for name in TABLES},
+        seeds_message="SEEDS-MESSAGE",
+        confidence=0.9,
     )
-    assert "say nothing" in text and "**mobilenet** better" in text
+    assert "say nothing" in text and "locked" in text
     assert "Grouping: by `lesion_id`" in text and "2 images without a `lesion_id`" in text
-    for table in ("PAIRED-TABLE", "ENSEMBLE-TABLE", "POINTS-TABLE"):
-        assert f"\n{table}\n" in text
-    assert "corrupt: 1" in text and "0.550 ± 0.071" in text
-    assert "../plots/comparison.png" in text and "seed 1" in text
-    assert "balanced accuracy 0.600 (95 % CI 0.500–0.700)" in text
+    for name in TABLES:
+        assert f"\n{name.upper()}-TABLE\n" in text
+    assert "\nSEEDS-MESSAGE\n" in text and "corrupt: 1" in text
+    assert "../plots/comparison.png" in text and "seed 1 (chosen by validation balanced accuracy 0.700" in text
+    assert "- balanced accuracy 0.600 (0.500–0.700)" in text and "90 % CIs" in text
 
 
-def test_headline_metrics_lead_with_test_balanced_accuracy_and_keep_the_table_small():
+def test_headline_metrics_lead_with_validation_then_test_and_keep_the_table_small():
     per_run = {"mobilenet": {0: _metrics(0.5), 1: _metrics(0.6)}, "vgg19": {0: _metrics(0.4), 1: _metrics(0.3)}}
     summary = summarise(per_run)
-    head = headline_metrics("mobilenet", per_run["mobilenet"][1], summary)
-    assert next(iter(head)) == "test" and next(iter(head["test"])) == "balanced_accuracy"
-    assert head["test"]["balanced_accuracy"] == 0.6
-    assert list(head) == ["test", "ci", "seeds"]  # the backbone is the `model` params column
+    run = {"val": _metrics(0.7), "test": per_run["mobilenet"][1]}
+    head = headline_metrics("mobilenet", run, summary)
+    assert list(head) == ["val", "test", "ci", "seeds"]  # the backbone is the `model` params column
+    assert next(iter(head["val"])) == "balanced_accuracy" and head["val"]["balanced_accuracy"] == 0.7
+    assert head["test"]["balanced_accuracy"] == 0.6 and head["test"]["calibration_error"] == 0.05
     assert head["seeds"]["balanced_accuracy"]["mean"] == pytest.approx(0.55)
     assert set(head["ci"]) == {"accuracy", "balanced_accuracy", "macro_f1"}  # only what the run has
     assert backbone_metrics(summary)["vgg19"] == {
@@ -163,16 +158,37 @@ def test_comparison_data_overlays_runs_and_pools_seeds(tmp_path: Path):
     assert len(figure.axes) >= 10
 
 
-def _write_run(root: Path, backbone: str, seed: int, val: float, test: float) -> None:
+def _write_run(root: Path, backbone: str, seed: int, val_right: int, test_right: int) -> None:
+    """A run folder as evaluate writes it: 20 validation and 20 test images of two classes, the first n right."""
     from skinlesion.core.io import write_json
     from skinlesion.core.layout import RunPaths
+    from skinlesion.evaluation.evaluate import log_summary
 
     run = RunPaths(backbone, seed)
-    write_json(root / run.train_summary, {"val_balanced_accuracy": val})
-    write_json(root / run.eval_summary, _metrics(test))
-    pd.DataFrame({"path": ["x"], "actual": ["a"], "predicted": ["a"], "p_a": [1.0]}).to_csv(
-        root / run.predictions, index=False
+
+    def predictions(split: str, right: int) -> pd.DataFrame:
+        actual = ["a", "b"] * 10
+        predicted = [c if i < right else ("b" if c == "a" else "a") for i, c in enumerate(actual)]
+        p_a = [0.8 if p == "a" else 0.2 for p in predicted]
+        return pd.DataFrame(
+            {"path": [f"{split}{i}" for i in range(20)], "group": [f"{split}{i}" for i in range(20)]}
+            | {"actual": actual, "predicted": predicted, "p_a": p_a, "p_b": [1 - p for p in p_a]}
+        )
+
+    test, val = predictions("t", test_right), predictions("v", val_right)
+    cal = {"temperature": 1.0} | {
+        k: {"log_loss": 1, "ece": 0.1, "calibration_error": 0.1, "low": 0, "high": 0.2} for k in ("before", "after")
+    }
+    log_summary(
+        root / run.eval_dir,
+        {
+            "test": _metrics(test_right / 20) | {"calibration": cal},
+            "val": _metrics(val_right / 20),
+        },
     )
+    test.to_csv(root / run.predictions, index=False)
+    val.to_csv(root / run.val_predictions, index=False)
+    write_json(root / run.train_summary, {"val_balanced_accuracy": val_right / 20})
     pd.DataFrame({"fpr": [0.0, 1.0], "macro": [0.0, 1.0]}).to_csv(root / run.roc, index=False)
     pd.DataFrame({"bin": [9], "confidence": [0.95], "accuracy": [1.0], "count": [1]}).to_csv(
         root / run.calibration, index=False
@@ -190,17 +206,31 @@ def _write_run(root: Path, backbone: str, seed: int, val: float, test: float) ->
         (metrics / f"{name}.tsv").write_text(f"step\t{Path(name).name}\n0\t{value}\n")
 
 
-def test_headline_run_is_chosen_by_the_validation_score_in_the_training_log(tmp_path: Path, monkeypatch):
+def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagrees(tmp_path: Path, monkeypatch):
+    from dataclasses import replace
+
+    from skinlesion.evaluation.aggregate import aggregate_runs
     from skinlesion.evaluation.runs import collect_runs
 
+    from .conftest import default_config
+
     # Validation and test disagree: seed 1 is best on validation, seed 0 on test.
-    _write_run(tmp_path, "mobilenet", 0, val=0.50, test=0.90)
-    _write_run(tmp_path, "mobilenet", 1, val=0.70, test=0.40)
+    _write_run(tmp_path, "mobilenet", 0, val_right=10, test_right=18)
+    _write_run(tmp_path, "mobilenet", 1, val_right=14, test_right=8)
+    _write_run(tmp_path, "vgg19", 0, val_right=12, test_right=12)
+    _write_run(tmp_path, "vgg19", 1, val_right=12, test_right=12)
+    config = replace(default_config(), model="mobilenet", backbones=["mobilenet", "vgg19"], seeds=[0, 1])
     monkeypatch.chdir(tmp_path)
-    runs = collect_runs(["mobilenet"], [0, 1])
-    assert runs.val_scores["mobilenet"] == {0: 0.50, 1: 0.70}
-    assert runs.metrics["mobilenet"][0]["balanced_accuracy"] == 0.90
-    assert select_run(runs.val_scores["mobilenet"]) == 1
+    runs = collect_runs(config.backbones, config.seeds)
+    assert runs.val_scores("mobilenet") == {0: 0.5, 1: 0.7}
+    result = aggregate_runs(runs, config)
+    assert (result.selected.backbone, result.selected.seed) == ("mobilenet", 1)
+    assert result.metrics["val"]["balanced_accuracy"] == 0.7 and result.metrics["test"]["balanced_accuracy"] == 0.4
+    assert result.summary_json["headline"]["seed"] == 1
+    # Two seeds each: the report declines to rank the architectures, and says how to get a verdict.
+    assert [t["verdict"] for t in result.summary_json["architectures"]] == ["too few seeds"]
+    # One pair: 4 seeds each reach p < 0.05 (3 pairs under Holm need 5).
+    assert "dvc exp run -S 'seeds=[0,1,2,3]'" in result.summary_json["seeds_message"]
 
 
 def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():

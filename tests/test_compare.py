@@ -1,27 +1,16 @@
+"""Comparisons across runs as the aggregate stage wires them: networks, architectures, ensembles, clinical views."""
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.clinical import binary_operating_points, clinical_views
-from skinlesion.evaluation.compare import compare_backbones, ensemble_results, holm, paired_balanced_accuracy
-from skinlesion.evaluation.metrics import bootstrap_ci, classification_metrics, stratified_resample
-from skinlesion.evaluation.report import comparison_table, operating_points_table
+from skinlesion.evaluation.architecture import compare_architectures, compare_networks, paired_balanced_accuracy
+from skinlesion.evaluation.clinical import Scored, clinical_views
+from skinlesion.evaluation.compare import ensemble_results
+from skinlesion.evaluation.metrics import bootstrap_ci, classification_metrics
+from skinlesion.evaluation.tables import architectures_table, networks_table, operating_points_table
 
 RESAMPLING = {"resamples": 1000, "confidence": 0.95, "seed": 0}
-
-
-def test_holm_adjusts_step_down_and_keeps_the_input_order():
-    # Sorted: 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone 0.06.
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-
-
-def test_stratified_resample_keeps_every_class_count():
-    y = np.array([0] * 50 + [1] * 3 + [2] * 7)
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        idx = stratified_resample(y, rng)
-        assert np.bincount(y[idx], minlength=3).tolist() == [50, 3, 7]
 
 
 def test_bootstrap_intervals_keep_the_rare_class_in_every_resample():
@@ -30,7 +19,7 @@ def test_bootstrap_intervals_keep_the_rare_class_in_every_resample():
     y = np.array([0] * 40 + [1] * 40 + [2])
     probs = np.full((81, 3), 0.1)
     probs[np.arange(81), y] = 0.8  # every image right
-    ci = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=0, n_bins=10)
+    ci = bootstrap_ci(y, probs, **RESAMPLING)
     assert ci["balanced_accuracy"] == {"low": 1.0, "high": 1.0} and ci["macro_f1"] == {"low": 1.0, "high": 1.0}
 
 
@@ -52,67 +41,20 @@ def test_paired_difference_is_balanced_accuracy_not_accuracy():
     assert result["low"] < result["difference"] < result["high"] < 0 and result["p"] < 0.01
 
 
-def test_paired_test_of_identical_models_finds_nothing_and_pools_seeds():
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 3, 120)
-    runs = rng.random((3, 120)) < 0.6
-    same = paired_balanced_accuracy(y, runs, runs, **RESAMPLING)
-    assert same["difference"] == 0 and same["p"] == 1.0
-    other = rng.random((3, 120)) < 0.6
-    pooled = paired_balanced_accuracy(y, runs, other, **RESAMPLING)
-
-    def ba(correct):
-        return skm.balanced_accuracy_score(y, np.where(correct, y, (y + 1) % 3))
-
-    expected = np.mean([ba(r) for r in runs]) - np.mean([ba(r) for r in other])
-    assert pooled["difference"] == pytest.approx(expected)
-    assert pooled["p"] > 0.05  # two draws of the same 60 % model
-
-
-def test_backbone_comparison_is_holm_corrected_and_names_the_better_one():
+def test_networks_are_compared_pairwise_with_holm_and_architectures_withhold_a_verdict_on_two_seeds():
     y, a, b = _majority_vs_minority()
-    correct = {"vgg19": a[None], "mobilenet": b[None], "inceptionv3": b[None]}
-    tests = compare_backbones(y, correct, alpha=0.05, **RESAMPLING)
-    by_pair = {(t["a"], t["b"]): t for t in tests}
-    assert set(by_pair) == {("inceptionv3", "mobilenet"), ("inceptionv3", "vgg19"), ("mobilenet", "vgg19")}
-    assert by_pair[("inceptionv3", "mobilenet")]["significant"] is False
-    assert by_pair[("mobilenet", "vgg19")]["better"] == "mobilenet"
-    assert by_pair[("inceptionv3", "vgg19")]["better"] == "inceptionv3"
-    assert all(t["p_holm"] >= t["p"] for t in tests)
-    assert "**mobilenet** better" in comparison_table(tests, 0.95)
-
-
-def test_operating_points_of_a_perfect_and_a_hand_computed_score():
-    positive = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
-    perfect = binary_operating_points(positive, positive.astype(float), **RESAMPLING)
-    assert perfect["roc_auc"] == {"value": 1.0, "low": 1.0, "high": 1.0}
-    assert perfect["sensitivity_at_specificity_0.95"]["value"] == 1.0
-    # Scores: positives 0.9 0.8 0.4 0.3, negatives 0.7 0.2 0.1 0.05 0.02 0.01.
-    score = np.array([0.9, 0.8, 0.4, 0.3, 0.7, 0.2, 0.1, 0.05, 0.02, 0.01])
-    points = binary_operating_points(positive, score, **RESAMPLING)
-    assert points["roc_auc"]["value"] == pytest.approx(skm.roc_auc_score(positive, score))
-    # Specificity >= 0.8 allows one false positive (5/6 = 0.83): all 4 positives are above 0.2.
-    assert points["sensitivity_at_specificity_0.8"]["value"] == 1.0
-    # Specificity >= 0.9 allows none: only the two positives above 0.7.
-    assert points["sensitivity_at_specificity_0.9"]["value"] == 0.5
-    assert points["specificity_at_sensitivity_0.9"]["value"] == pytest.approx(5 / 6)
-    for p in points.values():
-        assert p["low"] <= p["value"] <= p["high"]
-    assert binary_operating_points(np.ones(5, bool), np.ones(5), **RESAMPLING) == {}
-
-
-def test_clinical_views_sum_the_malignant_classes_present():
-    classes = ["MEL", "nv", "bcc", "bkl"]
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 200)
-    probs = rng.dirichlet(np.ones(4), 200)
-    views = clinical_views(y, probs, classes, ["mel", "bcc", "akiec"], **RESAMPLING)
-    assert views["malignant_vs_benign"]["classes"] == ["MEL", "bcc"] and views["melanoma_vs_rest"]["classes"] == ["MEL"]
-    expected = skm.roc_auc_score(np.isin(y, [0, 2]), probs[:, 0] + probs[:, 2])
-    assert views["malignant_vs_benign"]["points"]["roc_auc"]["value"] == pytest.approx(expected)
-    table = operating_points_table(views)
-    assert "sensitivity at 90% specificity" in table and "malignant vs benign (MEL, bcc)" in table
-    assert clinical_views(y, probs, ["a", "b", "c", "d"], ["mel"], **RESAMPLING) == {}
+    correct = {"vgg19": np.stack([a, a]), "mobilenet": np.stack([b, b]), "inceptionv3": np.stack([b, b])}
+    networks = {(t["a"], t["b"]): t for t in compare_networks(y, correct, alpha=0.05, **RESAMPLING)}
+    assert set(networks) == {("inceptionv3", "mobilenet"), ("inceptionv3", "vgg19"), ("mobilenet", "vgg19")}
+    assert not networks[("inceptionv3", "mobilenet")]["significant"]
+    assert networks[("mobilenet", "vgg19")]["significant"] and networks[("mobilenet", "vgg19")]["difference"] > 0
+    assert all(t["p_holm"] >= t["p"] for t in networks.values())
+    table = networks_table(list(networks.values()), 0.9)
+    assert "the mobilenet runs score higher" in table and "90 % CI" in table
+    # The same networks, as a question about architectures: two seeds each cannot support a verdict.
+    architectures = compare_architectures(y, correct, confidence=0.95, alpha=0.05)
+    assert all(t["verdict"] == "too few seeds" and not t["significant"] for t in architectures)
+    assert "better" not in architectures_table(architectures, 0.95)
 
 
 def test_ensembles_average_each_backbones_seeds_and_all_runs():
@@ -125,3 +67,32 @@ def test_ensembles_average_each_backbones_seeds_and_all_runs():
     mean = (probs["vgg19"][0] + probs["vgg19"][1]) / 2
     assert out["vgg19"]["balanced_accuracy"] == pytest.approx(classification_metrics(y, mean)["balanced_accuracy"])
     assert "all backbones" not in ensemble_results(y, {"vgg19": probs["vgg19"]}, **RESAMPLING)
+
+
+def _scored(rng, n, classes):
+    y = rng.integers(0, len(classes), n)
+    probs = rng.dirichlet(np.ones(len(classes)), n)
+    probs[np.arange(n), y] += 0.5  # informative, not perfect
+    return Scored(classes, y, probs / probs.sum(axis=1, keepdims=True), np.array([f"g{i}" for i in range(n)]))
+
+
+def test_clinical_views_fix_thresholds_on_validation_and_sum_the_malignant_classes():
+    classes = ["MEL", "nv", "bcc", "bkl"]
+    rng = np.random.default_rng(0)
+    val, test = _scored(rng, 300, classes), _scored(rng, 300, classes)
+    views = clinical_views(val, test, ["mel", "bcc", "akiec"], RESAMPLING)
+    assert views["malignant_vs_benign"]["classes"] == ["MEL", "bcc"] and views["melanoma_vs_rest"]["classes"] == ["MEL"]
+    positive, score = np.isin(test.y, [0, 2]), test.probs[:, 0] + test.probs[:, 2]
+    auc = views["malignant_vs_benign"]["roc_auc"]
+    assert auc["value"] == pytest.approx(skm.roc_auc_score(positive, score))
+    assert auc["low"] < auc["value"] < auc["high"]
+    point = views["malignant_vs_benign"]["fixed"]["sensitivity_at_specificity_0.9"]
+    # The threshold is the validation one: it meets the target on validation, and test measures it as it is.
+    val_positive = np.isin(val.y, [0, 2])
+    val_score = val.probs[:, 0] + val.probs[:, 2]
+    assert np.mean(val_score[~val_positive] < point["threshold"]) >= 0.9
+    assert point["test"]["specificity"]["value"] == pytest.approx(np.mean(score[~positive] < point["threshold"]))
+    table = operating_points_table(views, 0.95)
+    assert "specificity ≥ 90%" in table and "malignant vs benign (MEL, bcc)" in table and "optimistic" in table
+    other = Scored(["a", "b", "c", "d"], test.y, test.probs, test.groups)
+    assert clinical_views(other, other, ["mel"], RESAMPLING) == {}

@@ -68,14 +68,34 @@ def test_bootstrap_is_deterministic_under_a_seed_and_brackets_the_estimate():
     p = np.where(rng.random(150) < 0.7, y, rng.integers(0, 3, 150))
     probs = np.full((150, 3), 0.1)
     probs[np.arange(150), p] = 0.8
-    a = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5, n_bins=10)
-    b = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5, n_bins=10)
-    c = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=6, n_bins=10)
+    a = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5)
+    b = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5)
+    c = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=6)
     assert a == b and a != c
-    assert set(a) == {"balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro", "ece"}
+    assert set(a) == {"balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro"}
     point = classification_metrics(y, probs, 10)
     for metric, interval in a.items():
         assert interval["low"] < point[metric] < interval["high"], metric
+    # A non-default confidence is honoured: an 80 % interval sits inside the 95 % one.
+    narrow = bootstrap_ci(y, probs, resamples=1000, confidence=0.8, seed=5)
+    for metric, interval in narrow.items():
+        assert a[metric]["low"] < interval["low"] < interval["high"] < a[metric]["high"], metric
+
+
+def test_grouped_bootstrap_resamples_lesions_and_is_wider_when_a_lesions_images_agree():
+    # 60 lesions of 3 images each, answered alike within a lesion: 60 units of evidence, not 180.
+    rng = np.random.default_rng(0)
+    lesion_label = rng.integers(0, 3, 60)
+    lesion_right = rng.random(60) < 0.6
+    y = np.repeat(lesion_label, 3)
+    groups = np.repeat([f"L{i}" for i in range(60)], 3)
+    pred = np.where(np.repeat(lesion_right, 3), y, (y + 1) % 3)
+    probs = np.full((180, 3), 0.1)
+    probs[np.arange(180), pred] = 0.8
+    plain = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=0)
+    grouped = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=0, groups=groups)
+    width = {k: {m: v[m]["high"] - v[m]["low"] for m in v} for k, v in (("plain", plain), ("grouped", grouped))}
+    assert width["grouped"]["balanced_accuracy"] > 1.4 * width["plain"]["balanced_accuracy"]
 
 
 def test_calibration_table_and_ece():
@@ -111,16 +131,13 @@ def test_tta_views_are_the_distinct_symmetries_of_the_square():
 
 
 def test_bootstrap_shortcuts_equal_the_reference_metrics():
-    from skinlesion.evaluation.metrics import _fast_auc, _fast_ece
+    from skinlesion.evaluation.metrics import fast_auc
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 200)
     probs = rng.dirichlet(np.ones(4), 200).round(2)  # rounding makes ties, which AUC counts as halves
     for c in range(4):
-        assert _fast_auc(y == c, probs[:, c]) == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=1e-12)
-    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == y
-    bins = np.clip(np.digitize(conf, np.linspace(0, 1, 11)[1:-1], right=True), 0, 9)
-    assert _fast_ece(conf, correct, bins, 10) == pytest.approx(expected_calibration_error(y, probs, 10), abs=1e-12)
+        assert fast_auc(y == c, probs[:, c]) == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=1e-12)
 
 
 def test_a_class_only_in_test_counts_as_never_predicted():

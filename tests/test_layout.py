@@ -15,8 +15,8 @@ def test_one_folder_per_run():
 
 
 def test_label_map_round_trip(tmp_path: Path):
-    LabelMap(("mel", "nv"), 224).write(tmp_path)
-    assert LabelMap.read(tmp_path) == LabelMap(("mel", "nv"), 224)
+    LabelMap(("mel", "nv"), 224, temperature=1.25).write(tmp_path)
+    assert LabelMap.read(tmp_path) == LabelMap(("mel", "nv"), 224, 1.25)
     LabelMap(("mel", "nv"), 224, backbone="mobilenet", seed=1).write(tmp_path / "h")
     assert LabelMap.read(tmp_path / "h").seed == 1
 

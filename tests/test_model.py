@@ -165,3 +165,23 @@ def test_raw_photo_predict_agrees_with_evaluate_on_full_size_jpegs(isic_dir: Pat
         assert photo.shape[:2] == (450, 600)
         gaps.append(np.abs(model.predict(photo[None], verbose=0)[0] - expected).max())
     assert np.median(gaps) < RAW_PHOTO_MEDIAN and max(gaps) < RAW_PHOTO_MAX, np.round(gaps, 3)
+
+
+def test_temperature_built_into_the_classifier_equals_temperature_scaling_of_its_probabilities(tmp_path):
+    from skinlesion.core.io import save_keras_model
+    from skinlesion.modeling.model import inference_copy, load_classifier, set_temperature
+    from skinlesion.modeling.temperature import apply_temperature
+
+    clf = classifier("mobilenet")
+    dense = clf.model.get_layer("classifier")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 20, bias + np.arange(len(bias))])  # confident, and a bias that matters
+    images = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3)).astype("float32")
+    raw = np.asarray(clf.model.predict(images, verbose=0), dtype=float)
+    scaled = inference_copy(clf.model)
+    set_temperature(scaled, 2.5)
+    save_keras_model(scaled, tmp_path / "model.keras")  # what the train stage saves
+    calibrated = np.asarray(load_classifier(tmp_path / "model.keras").predict(images, verbose=0), dtype=float)
+    np.testing.assert_allclose(calibrated, apply_temperature(raw, 2.5), atol=1e-5)
+    np.testing.assert_array_equal(calibrated.argmax(1), raw.argmax(1))  # the predicted class never changes
+    assert calibrated.max(axis=1).mean() < raw.max(axis=1).mean()  # T > 1 softens

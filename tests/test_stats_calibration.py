@@ -2,14 +2,8 @@ import numpy as np
 import pytest
 from scipy import special
 
-from skinlesion.evaluation.calibration import (
-    apply_temperature,
-    binned_ece,
-    calibration_error,
-    fit_temperature,
-    perfect_calibration_reference,
-    temperature_nll,
-)
+from skinlesion.evaluation.calibration import binned_ece, calibration_error, perfect_calibration_reference
+from skinlesion.modeling.temperature import apply_temperature, fit_temperature, temperature_nll
 
 
 def _model(rng, n, temperature=1.0, classes=6, scale=2.0):

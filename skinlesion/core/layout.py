@@ -139,8 +139,13 @@ class RunPaths:
 
     @property
     def predictions(self) -> Path:
-        """Per-image test predictions: path, actual, predicted, one ``p_<class>`` column per class."""
+        """Per-image test predictions: path, group, actual, predicted, one ``p_<class>`` column per class."""
         return self.eval_dir / "predictions.csv"
+
+    @property
+    def val_predictions(self) -> Path:
+        """The same for the validation split: what temperatures and decision thresholds are fixed on."""
+        return self.eval_dir / "val_predictions.csv"
 
     @property
     def roc(self) -> Path:
@@ -201,19 +206,23 @@ class Checkpoints:
 
 @dataclass(frozen=True)
 class LabelMap:
-    """What a model folder's ``labels.json`` holds: output index → class name, and the input size.
+    """What a model folder's ``labels.json`` holds: output index → class name, the input size, the temperature.
 
-    ``backbone`` and ``seed`` say which run a headline model came from (empty/None inside a run).
+    ``temperature`` is the one fitted on validation (temperature scaling) and already built into the saved
+    model's classifier: its probabilities are the calibrated ones, and ``softmax(T * log p)`` recovers
+    the uncalibrated ones. ``backbone`` and ``seed`` say which run a headline model came from (empty/None
+    inside a run).
     """
 
     classes: tuple[str, ...]
     image_size: int
+    temperature: float = 1.0
     backbone: str = ""
     seed: int | None = None
 
     def write(self, model_dir: str | Path) -> None:
         """Write ``<model_dir>/labels.json`` atomically."""
-        data = {"classes": list(self.classes), "image_size": self.image_size}
+        data = {"classes": list(self.classes), "image_size": self.image_size, "temperature": self.temperature}
         if self.backbone:
             data |= {"backbone": self.backbone, "seed": self.seed}
         write_json(Path(model_dir) / LABELS_FILE, data)
@@ -232,6 +241,7 @@ class LabelMap:
             return cls(
                 classes=tuple(data["classes"]),
                 image_size=int(data["image_size"]),
+                temperature=float(data.get("temperature", 1.0)),
                 backbone=data.get("backbone", ""),
                 seed=data.get("seed"),
             )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, replace
 
-import numpy as np
 import pandas as pd
 
 from skinlesion.core import layout
@@ -16,12 +15,14 @@ from skinlesion.core.config import Config
 from skinlesion.core.io import atomic_path, read_json, save_figure, write_csv, write_json, write_text
 from skinlesion.core.layout import LabelMap, RunPaths, read_split
 from skinlesion.core.modes import Source
-from skinlesion.evaluation import compare, report
-from skinlesion.evaluation.clinical import clinical_views
+from skinlesion.evaluation import compare, tables
+from skinlesion.evaluation.architecture import compare_architectures, compare_networks, seeds_sufficient
+from skinlesion.evaluation.clinical import Scored, clinical_views
 from skinlesion.evaluation.explain import headline_gradcam
 from skinlesion.evaluation.figures import comparison_figure, recall_heatmap
 from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
-from skinlesion.evaluation.runs import RunResults, prediction_arrays
+from skinlesion.evaluation.report import render_report
+from skinlesion.evaluation.runs import Predictions, RunResults, prediction_arrays
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics, select_run
 
 
@@ -31,57 +32,74 @@ class Aggregate:
 
     Attributes:
         selected: The headline run (``model``'s seed with the best validation balanced accuracy).
-        headline: Its evaluation summary (test metrics and intervals).
-        metrics: ``metrics/metrics.json``: its key metrics and the seed spread.
-        summary: Mean and std over seeds of every metric, per backbone.
+        metrics: ``metrics/metrics.json``: its validation and test metrics, intervals and the seed spread.
+        summary: Mean and std over seeds of every test metric, per backbone.
         summary_json: ``reports/summary.json``.
-        tests: McNemar tests per seed (the secondary check).
-        tables: The report's Markdown tables (comparison, ensembles, operating points).
+        tables: The report's Markdown tables.
         recall: Recall per backbone (rows) and test class (columns), the mean over seeds.
     """
 
     selected: RunPaths
-    headline: dict
     metrics: dict
     summary: dict
     summary_json: dict
-    tests: list[dict]
     tables: dict[str, str]
     recall: pd.DataFrame
 
 
 def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
-    """Select the headline run, summarise over seeds, compare backbones, score ensembles and operating points."""
+    """Select the headline run on validation, summarise over seeds, compare backbones, fix operating points."""
     cfg = config.evaluate
     resampling = {"resamples": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed}
-    summary = compare.summarise(runs.metrics)
-    tests = compare.pairwise_tests(runs.predictions)
-    seed = select_run(runs.val_scores[config.model])
+    test_metrics = runs.test_metrics()
+    summary = compare.summarise(test_metrics)
+    val_summary = compare.summarise({b: {s: m["val"] for s, m in r.items()} for b, r in runs.metrics.items()})
+    seed = select_run(runs.val_scores(config.model))
+    selected = RunPaths(config.model, seed)
+    test, val = prediction_arrays(runs.predictions), prediction_arrays(runs.val_predictions)
+    correct = test.correct()
+    architectures = compare_architectures(
+        test.y, correct, groups=test.groups, confidence=cfg.confidence, alpha=compare.ALPHA
+    )
+    networks = compare_networks(test.y, correct, groups=test.groups, alpha=compare.ALPHA, **resampling)
+    ensembles = compare.ensemble_results(test.y, test.probs, groups=test.groups, **resampling)
+    views = clinical_views(_scored(val, selected), _scored(test, selected), cfg.malignant, resampling)
+    mcnemar = compare.pairwise_tests(runs.predictions)
+    seeds = min(len(r) for r in runs.metrics.values())
+    seeds_message = seeds_sufficient(seeds, seeds, alpha=compare.ALPHA, comparisons=max(1, len(architectures)))
     headline = runs.metrics[config.model][seed]
-    classes, y_true, probs = prediction_arrays(runs.predictions)
-    correct = {b: np.array([p.argmax(1) == y_true for p in r.values()]) for b, r in probs.items()}
-    paired = compare.compare_backbones(y_true, correct, alpha=compare.ALPHA, **resampling)
-    ensembles = compare.ensemble_results(y_true, probs, **resampling)
-    views = clinical_views(y_true, probs[config.model][seed], classes, cfg.malignant, **resampling)
-    selection = {"model": config.model, "seed": seed, "val_balanced_accuracy": runs.val_scores[config.model][seed]}
-    tables = {
-        "comparison": report.comparison_table(paired, cfg.confidence),
-        "ensembles": report.ensemble_table(ensembles, summary, cfg.confidence),
-        "operating_points": report.operating_points_table(views),
-    }
     metrics = headline_metrics(config.model, headline, summary)
+    rendered = {
+        "summary": tables.summary_table(summary, val_summary),
+        "architectures": tables.architectures_table(architectures, cfg.confidence),
+        "networks": tables.networks_table(networks, cfg.confidence),
+        "ensembles": tables.ensemble_table(ensembles, summary, cfg.confidence),
+        "operating_points": tables.operating_points_table(views, cfg.confidence),
+        "calibration": tables.calibration_table(test_metrics, cfg.confidence),
+        "mcnemar": tables.tests_table(mcnemar),
+    }
     recall = recall_frame(runs.predictions)
     summary_json = {
-        "headline": selection | metrics,
+        "headline": {"model": config.model, "seed": seed} | metrics,
         "backbones": summary,
-        "paired_balanced_accuracy": paired,
+        "backbones_val": val_summary,
+        "architectures": architectures,
+        "networks": networks,
+        "seeds_message": seeds_message["message"] if len(architectures) else "",
         "ensembles": ensembles,
         "operating_points": views,
-        "pairwise_mcnemar": tests,
+        "calibration": headline["test"]["calibration"],
+        "pairwise_mcnemar": mcnemar,
         "recall_per_class": recall.round(6).to_dict(orient="index"),
-        "tables": tables,
+        "tables": rendered,
     }
-    return Aggregate(RunPaths(config.model, seed), headline, metrics, summary, summary_json, tests, tables, recall)
+    return Aggregate(selected, metrics, summary, summary_json, rendered, recall)
+
+
+def _scored(predictions: Predictions, run: RunPaths) -> Scored:
+    """One run's probabilities on a split, for the clinical views."""
+    probs = predictions.probs[run.backbone][run.seed]
+    return Scored(predictions.classes, predictions.y, probs, predictions.groups)
 
 
 def write_aggregate(runs: RunResults, result: Aggregate, config: Config) -> None:
@@ -89,22 +107,20 @@ def write_aggregate(runs: RunResults, result: Aggregate, config: Config) -> None
     write_json(layout.HEADLINE_METRICS, result.metrics, sort_keys=False)
     write_json(layout.BACKBONE_METRICS, backbone_metrics(result.summary))
     write_json(layout.SUMMARY_JSON, result.summary_json)
-    write_text(layout.SUMMARY_MD, "\n\n".join([report.summary_table(result.summary), *result.tables.values()]) + "\n")
+    summary_tables = [result.tables[k] for k in ("summary", "architectures", "networks", "ensembles")]
+    write_text(layout.SUMMARY_MD, "\n\n".join([*summary_tables, result.tables["operating_points"]]) + "\n")
     _write_plots(runs, result.selected)
     support = next(iter(next(iter(runs.predictions.values())).values()))["actual"].value_counts()
     save_figure(recall_heatmap(result.recall, support, config.evaluate.malignant), layout.RECALL)
     labels = publish_headline(result.selected)
     save_figure(headline_gradcam(layout.HEADLINE_MODEL / layout.MODEL_FILE, labels, read_split("test")), layout.GRADCAM)
-    text = report.render_report(
+    text = render_report(
         data=read_json(layout.DATA_SUMMARY),
-        model=result.selected.backbone,
-        selected_seed=result.selected.seed,
-        summary=result.summary,
-        tests=result.tests,
-        headline=result.headline,
+        headline=result.summary_json["headline"],
         seeds=config.seeds,
         synthetic=config.data.source == Source.SYNTHETIC,
         tables=result.tables,
+        seeds_message=result.summary_json["seeds_message"],
         confidence=config.evaluate.confidence,
     )
     write_text(layout.REPORT, text)
@@ -119,7 +135,8 @@ def _write_plots(runs: RunResults, selected: RunPaths) -> None:
         write_csv(path, frame)
     write_csv(layout.CONFUSION, confusion)
     title = f"{selected.backbone} seed {selected.seed}"
-    save_figure(comparison_figure(runs.metrics, curves, roc, calibration, confusion, title), layout.COMPARISON)
+    figure = comparison_figure(runs.test_metrics(), curves, roc, calibration, confusion, title)
+    save_figure(figure, layout.COMPARISON)
 
 
 def publish_headline(run: RunPaths) -> LabelMap:
@@ -132,11 +149,12 @@ def publish_headline(run: RunPaths) -> LabelMap:
 
 
 def verdict(result: Aggregate) -> str:
-    """The stage's closing line: the headline and the significant paired differences."""
-    paired = result.summary_json["paired_balanced_accuracy"]
-    significant = [f"{t['better']} > {t['a'] if t['better'] == t['b'] else t['b']}" for t in paired if t["significant"]]
+    """The stage's closing line: the headline and the verdicts on architectures."""
+    architectures = result.summary_json["architectures"]
+    verdicts = [f"{t['a']} vs {t['b']}: {t['verdict']}" for t in architectures]
+    test, val = result.metrics["test"], result.metrics["val"]
     return (
-        f"aggregate: {result.selected.backbone} seed {result.selected.seed} selected by validation; test balanced "
-        f"accuracy {result.headline['balanced_accuracy']:.3f}; significant (paired balanced accuracy, Holm): "
-        f"{', '.join(significant) or 'none'}"
+        f"aggregate: {result.selected.backbone} seed {result.selected.seed} selected by validation balanced accuracy "
+        f"{val['balanced_accuracy']:.3f} (test {test['balanced_accuracy']:.3f}); architectures: "
+        f"{'; '.join(verdicts) or 'one backbone'}"
     )

@@ -261,6 +261,9 @@ def architecture_difference(
     shared = _shared_test_variance(y, a, b, groups)
     var_a, var_b = _seed_variance(ba_a) / k_a, _seed_variance(ba_b) / k_b
     low, high, p, t, df, se = _t_inference(difference, var_a, var_b, shared, (k_a, k_b), confidence)
+    # A difference of balanced accuracies lies in [-1, 1]: with few seeds' degrees of freedom the t interval
+    # can reach past that, which says only that the runs cannot bound the difference at all.
+    low, high = max(low, -1.0), min(high, 1.0)
     return out | {"low": low, "high": high, "p": p, "t": t, "df": df, "se": se, "test_set_sd": math.sqrt(shared)}
 
 
@@ -332,4 +335,42 @@ def compare_architectures(
             entry["verdict"] = f"{entry['a'] if entry['difference'] > 0 else entry['b']} better"
         else:
             entry["verdict"] = "no significant difference"
+    return out
+
+
+def compare_networks(
+    y: np.ndarray,
+    correct: dict[str, np.ndarray],
+    *,
+    groups: np.ndarray | None = None,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> list[dict]:
+    """Question (a) for every pair of backbones: :func:`paired_balanced_accuracy`, Holm-corrected.
+
+    Args:
+        y: Integer labels, ``(n,)``.
+        correct: ``{backbone: (seeds, n) correctness}``.
+        groups: Optional lesion id of each image.
+        resamples: Bootstrap resamples (and random sign patterns when the test is not exact).
+        confidence: Interval coverage.
+        seed: Random seed.
+        alpha: Family-wise level.
+
+    Returns:
+        One entry per pair (sorted names): ``a``, ``b``, every key of :func:`paired_balanced_accuracy`,
+        ``p_holm``, ``p_holm_text`` and ``significant``.
+    """
+    out = [
+        {"a": a, "b": b}
+        | paired_balanced_accuracy(
+            y, correct[a], correct[b], groups=groups, resamples=resamples, confidence=confidence, seed=seed
+        )
+        for a, b in combinations(sorted(correct), 2)
+    ]
+    for entry, adjusted in zip(out, holm([e["p"] for e in out]), strict=True):
+        floor = entry["p_floor"] if entry["p_method"] == "monte_carlo" else None
+        entry |= {"p_holm": adjusted, "p_holm_text": format_p(adjusted, floor), "significant": adjusted < alpha}
     return out

@@ -1,115 +1,103 @@
-"""Clinical operating points: malignant-vs-benign and melanoma-vs-rest views of a classifier's probabilities."""
+"""Clinical views of a classifier: malignant vs benign and melanoma vs rest, at thresholds fixed on validation.
+
+The score of an image is the summed probability of the view's positive classes. The decision thresholds
+are chosen on the validation split and applied unchanged to test (:mod:`skinlesion.evaluation.thresholds`);
+the same targets read off the test ROC itself are kept beside them, labelled as the optimistic reading.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn import metrics as skm
+from typing import NamedTuple
 
-from skinlesion.evaluation.metrics import stratified_resample
+import numpy as np
+
+from skinlesion.evaluation.metrics import fast_auc
+from skinlesion.evaluation.resampling import grouped_resample
+from skinlesion.evaluation.thresholds import fixed_operating_points, roc_operating_points
 
 # Class names read as melanoma for the melanoma-vs-rest view (HAM10000/ISIC dx code, or spelt out).
 MELANOMA_NAMES = ("mel", "melanoma")
 
-# Operating points read off the ROC curve: sensitivity at these specificities and the converse.
-SPECIFICITIES = (0.80, 0.90, 0.95)
 
-SENSITIVITIES = (0.90, 0.95)
+class Scored(NamedTuple):
+    """One model's probabilities on one split: class names, labels (indices), probabilities, lesion groups."""
+
+    classes: list[str]
+    y: np.ndarray
+    probs: np.ndarray
+    groups: np.ndarray
 
 
-def binary_operating_points(
-    positive: np.ndarray, score: np.ndarray, *, resamples: int, confidence: float, seed: int
-) -> dict[str, dict[str, float]]:
-    """ROC-AUC and operating points of a positive-vs-rest score, each with a stratified bootstrap CI.
-
-    Sensitivity at a specificity is the best true-positive rate among thresholds whose specificity is
-    at least that; specificity at a sensitivity the converse. Both are read off the test ROC curve,
-    so they describe what the score can do, not a threshold fixed in advance.
+def view_classes(classes: list[str], malignant: list[str]) -> dict[str, list[str]]:
+    """The positive classes of each view among ``classes`` (views without any are left out).
 
     Args:
-        positive: Boolean labels.
-        score: Higher means more likely positive.
-        resamples: Bootstrap resamples.
-        confidence: Interval coverage.
-        seed: Random seed.
-
-    Returns:
-        ``{name: {"value", "low", "high"}}`` for ``roc_auc``, ``sensitivity_at_specificity_0.9`` etc.;
-        empty when either class is absent.
-    """
-    positive = np.asarray(positive, bool)
-    if positive.all() or not positive.any():
-        return {}
-    point = _roc_readout(positive, score)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        idx = stratified_resample(positive, rng)
-        draws.append(_roc_readout(positive[idx], score[idx]))
-    alpha = (1 - confidence) / 2
-    return {
-        name: {
-            "value": value,
-            "low": float(np.quantile([d[name] for d in draws], alpha)),
-            "high": float(np.quantile([d[name] for d in draws], 1 - alpha)),
-        }
-        for name, value in point.items()
-    }
-
-
-def _roc_readout(positive: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    fpr, tpr, _ = skm.roc_curve(positive, score)
-    specificity = 1 - fpr
-    out = {"roc_auc": float(skm.auc(fpr, tpr))}
-    for s in SPECIFICITIES:
-        out[f"sensitivity_at_specificity_{s:g}"] = float(tpr[specificity >= s - 1e-12].max())
-    for s in SENSITIVITIES:
-        out[f"specificity_at_sensitivity_{s:g}"] = float(specificity[tpr >= s - 1e-12].max())
-    return out
-
-
-def clinical_views(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    classes: list[str],
-    malignant: list[str],
-    *,
-    resamples: int,
-    confidence: float,
-    seed: int,
-) -> dict[str, dict]:
-    """Malignant-vs-benign and melanoma-vs-rest operating points of a classifier's probabilities.
-
-    The malignant score of an image is the summed probability of the malignant classes present.
-
-    Args:
-        y_true: Integer labels indexing ``classes``.
-        probs: ``(n, len(classes))`` probabilities.
         classes: Class names.
         malignant: Names counted as malignant (``evaluate.malignant``; matched case-insensitively).
-        resamples: Bootstrap resamples.
-        confidence: Interval coverage.
-        seed: Random seed.
-
-    Returns:
-        ``{"malignant_vs_benign": {"classes": [...], "points": {...}}, "melanoma_vs_rest": ...}``; a view
-        is left out when its classes are not among ``classes`` or the test split lacks either side.
     """
     wanted = {name.lower() for name in malignant}
     views = {
-        "malignant_vs_benign": [i for i, c in enumerate(classes) if c.lower() in wanted],
-        "melanoma_vs_rest": [i for i, c in enumerate(classes) if c.lower() in MELANOMA_NAMES],
+        "malignant_vs_benign": [c for c in classes if c.lower() in wanted],
+        "melanoma_vs_rest": [c for c in classes if c.lower() in MELANOMA_NAMES],
     }
+    return {name: members for name, members in views.items() if members}
+
+
+def binary(scored: Scored, positives: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(positive, score)``: whether each image is of a positive class, and its summed positive probability."""
+    index = [scored.classes.index(c) for c in positives if c in scored.classes]
+    positive = np.isin(scored.y, index)
+    return positive, scored.probs[:, index].sum(axis=1)
+
+
+def roc_auc_interval(positive: np.ndarray, score: np.ndarray, groups: np.ndarray, resampling: dict) -> dict:
+    """ROC-AUC of a binary score with a bootstrap interval (lesions resampled within positives and negatives)."""
+    label = positive.astype(int)
+    rng = np.random.default_rng(resampling["seed"])
+    draws = []
+    for _ in range(resampling["resamples"]):
+        idx = grouped_resample(label, groups, rng)
+        if 0 < positive[idx].sum() < len(idx):
+            draws.append(fast_auc(positive[idx], score[idx]))
+    tail = (1 - resampling["confidence"]) / 2
+    return {
+        "value": fast_auc(positive, score),
+        "low": float(np.quantile(draws, tail)),
+        "high": float(np.quantile(draws, 1 - tail)),
+    }
+
+
+def clinical_views(val: Scored, test: Scored, malignant: list[str], resampling: dict) -> dict[str, dict]:
+    """Malignant-vs-benign and melanoma-vs-rest: test ROC-AUC, and operating points fixed on validation.
+
+    Args:
+        val: The model on the validation split (where the thresholds are chosen).
+        test: The same model on the test split (where they are measured).
+        malignant: ``evaluate.malignant``.
+        resampling: ``resamples``, ``confidence``, ``seed`` of the intervals.
+
+    Returns:
+        ``{view: {"classes", "roc_auc": {value, low, high}, "fixed": {...}, "test_roc": {...}}}``: ``fixed``
+        from :func:`~skinlesion.evaluation.thresholds.fixed_operating_points`, ``test_roc`` the optimistic
+        readout; a view is left out when either split lacks its positives or its negatives.
+    """
     out = {}
-    for name, members in views.items():
-        if not members:
+    for name, positives in view_classes(test.classes, malignant).items():
+        val_positive, val_score = binary(val, positives)
+        test_positive, test_score = binary(test, positives)
+        if not (0 < val_positive.sum() < len(val_positive) and 0 < test_positive.sum() < len(test_positive)):
             continue
-        points = binary_operating_points(
-            np.isin(y_true, members),
-            probs[:, members].sum(axis=1),
-            resamples=resamples,
-            confidence=confidence,
-            seed=seed,
-        )
-        if points:
-            out[name] = {"classes": [classes[i] for i in members], "points": points}
+        out[name] = {
+            "classes": positives,
+            "roc_auc": roc_auc_interval(test_positive, test_score, test.groups, resampling),
+            "fixed": fixed_operating_points(
+                val_positive,
+                val_score,
+                test_positive,
+                test_score,
+                test_groups=test.groups,
+                confidence=resampling["confidence"],
+            ),
+            "test_roc": roc_operating_points(test_positive, test_score),
+        }
     return out

@@ -1,4 +1,4 @@
-"""Scoring one trained run on the test split: predictions, metrics with intervals, the per-run files."""
+"""Scoring one trained run on the validation and test splits: predictions, metrics with intervals, its files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pandas as pd
 
 from skinlesion.core.config import EvaluateConfig
 from skinlesion.core.io import write_csv, write_json, write_text
-from skinlesion.core.layout import RunPaths, probability_column
+from skinlesion.core.layout import LabelMap, RunPaths, probability_column
+from skinlesion.evaluation.calibration import calibration_error
 from skinlesion.evaluation.metrics import (
     bootstrap_ci,
     calibration_bins,
@@ -20,6 +21,7 @@ from skinlesion.evaluation.metrics import (
     per_class_report,
     roc_curves,
 )
+from skinlesion.modeling.temperature import apply_temperature
 
 
 def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:
@@ -92,71 +94,118 @@ def _leaves(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 @dataclass(frozen=True)
-class RunScores:
-    """One run scored on the test split.
+class SplitScores:
+    """One run scored on one split (validation or test).
 
     Attributes:
-        classes: The model's classes, then any test-only classes (never predicted).
-        y_true: Test labels as indices of ``classes``.
-        probs: ``(n, len(classes))`` probabilities (zero for the test-only classes).
-        result: Metrics, their bootstrap intervals (``ci``), the image count and optional TTA metrics.
+        frame: The split's rows (``path``, ``label``, ``group``), in the order of the arrays.
+        classes: The model's classes, then any classes of this split the model never saw (never predicted).
+        y_true: Labels as indices of ``classes``.
+        probs: ``(n, len(classes))`` probabilities of the saved, temperature-scaled model.
+        raw: The same before temperature scaling (the model's ``T`` undone).
+        result: Metrics, with their intervals (``ci``) on test.
     """
 
+    frame: pd.DataFrame
     classes: list[str]
     y_true: np.ndarray
     probs: np.ndarray
+    raw: np.ndarray
     result: dict
 
 
-def score_run(
-    model: Any, images: np.ndarray, labels: list[str], model_classes: list[str], cfg: EvaluateConfig
-) -> RunScores:
-    """Predict the test images and compute the run's metrics with bootstrap intervals.
+def score_split(
+    model: Any, images: np.ndarray, frame: pd.DataFrame, labels: LabelMap, cfg: EvaluateConfig, intervals: bool
+) -> SplitScores:
+    """Predict a split's images and compute the run's metrics on it.
 
     Args:
-        model: The run's classifier.
-        images: The test images, decoded at the model's input size.
-        labels: Their class names.
-        model_classes: The model's output classes, in order.
+        model: The run's classifier (temperature-scaled, see :class:`~skinlesion.core.layout.LabelMap`).
+        images: The split's images, decoded at the model's input size.
+        frame: The split's rows, in the order of ``images``.
+        labels: The model's label map (classes, temperature).
         cfg: ``evaluate:`` params (TTA views, bootstrap resamples, confidence, seed).
+        intervals: Compute intervals (lesion-grouped bootstrap, debiased calibration error) and the TTA
+            numbers: on test. Validation only chooses (the headline run, thresholds), so its point values do.
     """
-    classes, y_true = align_labels(labels, list(model_classes))
-    unknown = len(classes) - len(model_classes)  # zero-probability columns of the test-only classes
+    classes, y_true = align_labels(frame["label"].tolist(), list(labels.classes))
+    unknown = len(classes) - len(labels.classes)  # zero-probability columns of the split-only classes
+    groups = frame["group"].to_numpy()
 
     def predict(tta: int) -> np.ndarray:
         return np.pad(predict_probabilities(model, images, tta=tta), ((0, 0), (0, unknown)))
 
     probs = predict(0)
-    result = classification_metrics(y_true, probs)
-    result["ci"] = bootstrap_ci(y_true, probs, resamples=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
-    result["test_images"] = len(labels)
+    raw = apply_temperature(probs, 1 / labels.temperature) if labels.temperature != 1 else probs
+    resampling = {"resamples": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed, "groups": groups}
+    result = classification_metrics(y_true, probs) | {"images": len(frame)}
+    if not intervals:
+        return SplitScores(frame, classes, y_true, probs, raw, result)
+    result |= _with_intervals(y_true, probs, resampling)
+    result["calibration"] = {
+        "temperature": labels.temperature,
+        "before": _calibration(y_true, raw, resampling),
+        "after": _calibration(y_true, probs, resampling),
+    }
     if cfg.tta:
-        result["tta"] = {"views": cfg.tta + 1} | classification_metrics(y_true, predict(cfg.tta))
-    return RunScores(classes, y_true, probs, result)
+        views = predict(cfg.tta)
+        result["tta"] = {"views": cfg.tta + 1} | classification_metrics(y_true, views)
+        result["tta"] |= _with_intervals(y_true, views, resampling)
+    return SplitScores(frame, classes, y_true, probs, raw, result)
 
 
-def write_scores(run: RunPaths, scores: RunScores, test: pd.DataFrame) -> None:
+def _with_intervals(y_true: np.ndarray, probs: np.ndarray, resampling: dict) -> dict:
+    """The debiased calibration error, and every key metric's interval (``ci``)."""
+    error = calibration_error(
+        y_true, probs, groups=resampling["groups"], confidence=resampling["confidence"], seed=resampling["seed"]
+    )
+    ci = bootstrap_ci(y_true, probs, **resampling) | {"calibration_error": {"low": error["low"], "high": error["high"]}}
+    return {"calibration_error": error["rms"], "ci": ci}
+
+
+def _calibration(y_true: np.ndarray, probs: np.ndarray, resampling: dict) -> dict:
+    """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error with interval."""
+    error = calibration_error(
+        y_true, probs, groups=resampling["groups"], confidence=resampling["confidence"], seed=resampling["seed"]
+    )
+    metrics = classification_metrics(y_true, probs)
+    return {
+        "log_loss": metrics["log_loss"],
+        "ece": metrics["ece"],
+        "calibration_error": error["rms"],
+        "low": error["low"],
+        "high": error["high"],
+    }
+
+
+def write_scores(run: RunPaths, test: SplitScores, val: SplitScores) -> None:
     """Write the run's evaluation folder: dvclive summary, per-class report, predictions, ROC, calibration.
 
     Args:
         run: The run.
-        scores: Its scores.
-        test: The test split (``path`` and ``label`` columns, in the order of ``scores``).
+        test: Its scores on the test split.
+        val: Its scores on the validation split.
     """
-    log_summary(run.eval_dir, scores.result)  # first: dvclive starts from a clean folder
-    y_pred = scores.probs.argmax(axis=1)
-    report, text = per_class_report(scores.y_true, y_pred, scores.classes)
+    log_summary(run.eval_dir, {"test": test.result, "val": val.result})  # first: dvclive starts from a clean folder
+    y_pred = test.probs.argmax(axis=1)
+    report, text = per_class_report(test.y_true, y_pred, test.classes)
     write_json(run.report_json, report)
     write_text(run.report_txt, text)
-    predictions = pd.DataFrame(
+    write_csv(run.predictions, predictions_frame(test))
+    write_csv(run.val_predictions, predictions_frame(val))
+    write_csv(run.roc, roc_curves(test.y_true, test.probs, test.classes))
+    write_csv(run.calibration, calibration_bins(test.y_true, test.probs))
+
+
+def predictions_frame(scores: SplitScores) -> pd.DataFrame:
+    """Per-image rows: path, group, actual and predicted class, then one probability column per class."""
+    frame = pd.DataFrame(
         {
-            "path": test["path"].to_numpy(),
-            "actual": test["label"].to_numpy(),
-            "predicted": [scores.classes[i] for i in y_pred],
+            "path": scores.frame["path"].to_numpy(),
+            "group": scores.frame["group"].to_numpy(),
+            "actual": scores.frame["label"].to_numpy(),
+            "predicted": [scores.classes[i] for i in scores.probs.argmax(axis=1)],
         }
     )
     columns = [probability_column(c) for c in scores.classes]
-    predictions = pd.concat([predictions, pd.DataFrame(scores.probs.round(6), columns=columns)], axis=1)
-    write_csv(run.predictions, predictions)
-    write_csv(run.roc, roc_curves(scores.y_true, scores.probs, scores.classes))
-    write_csv(run.calibration, calibration_bins(scores.y_true, scores.probs))
+    return pd.concat([frame, pd.DataFrame(scores.probs.round(6), columns=columns)], axis=1)

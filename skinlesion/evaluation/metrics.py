@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from skinlesion.evaluation.resampling import grouped_resample, stratified_resample
+
 HEADLINE = (
     "accuracy",
     "balanced_accuracy",
@@ -24,8 +26,13 @@ HEADLINE = (
 # common choice (Naeini et al. 2015; Guo et al. 2017 use 15), fixed so ECEs compare across runs.
 CALIBRATION_BINS = 10
 
-# The experiment table's metrics (headline first): each with a bootstrap confidence interval.
-KEY_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro", "ece")
+# The metrics a bootstrap interval is computed for (balanced accuracy first: the headline).
+BOOTSTRAPPED = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro")
+# The experiment table's metrics, each with an interval: the bootstrapped ones, and the debiased
+# calibration error with its own interval (skinlesion/evaluation/calibration.py).
+KEY_METRICS = (*BOOTSTRAPPED, "calibration_error")
+# Every metric evaluate reports for a run on test (summarised over seeds per backbone).
+REPORTED = (*HEADLINE, "calibration_error")
 
 
 def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
@@ -98,25 +105,6 @@ def classification_metrics(
     }
 
 
-def stratified_resample(y_true: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of one bootstrap resample drawn with replacement within each class.
-
-    Args:
-        y_true: Integer (or boolean) labels.
-        rng: Random generator.
-
-    Returns:
-        As many indices as ``y_true`` has, each class keeping its count.
-    """
-    parts = [rng.choice(members, len(members)) for members in class_members(y_true)]
-    return np.concatenate(parts)
-
-
-def class_members(y_true: np.ndarray) -> list[np.ndarray]:
-    """The indices of each class present in ``y_true``, classes in sorted order."""
-    return [np.flatnonzero(y_true == c) for c in np.unique(y_true)]
-
-
 def bootstrap_ci(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -124,13 +112,14 @@ def bootstrap_ci(
     resamples: int,
     confidence: float,
     seed: int,
-    n_bins: int = CALIBRATION_BINS,
+    groups: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Percentile bootstrap confidence intervals of the :data:`KEY_METRICS`, resampling within each class.
+    """Percentile bootstrap confidence intervals of the :data:`BOOTSTRAPPED` metrics, within each class.
 
-    Stratified: every class keeps its test count in every resample, so balanced accuracy, macro-F1 and
-    ROC-AUC always average over the same classes as the point estimate (no convention needed for a
-    class that a resample happened to miss).
+    Stratified: every class keeps its test count (or, with ``groups``, its number of lesions) in every
+    resample, so balanced accuracy, macro-F1 and ROC-AUC average over the same classes as the point
+    estimate. With ``groups`` (the split's lesion ids) whole lesions are resampled: several images of one
+    lesion are one unit of evidence, not several.
 
     Args:
         y_true: Integer labels.
@@ -138,27 +127,24 @@ def bootstrap_ci(
         resamples: Number of resamples with replacement.
         confidence: Interval coverage, e.g. 0.95.
         seed: Random seed; the same seed gives the same intervals.
-        n_bins: Calibration bins of the ECE.
+        groups: Optional lesion id of each image.
 
     Returns:
         ``{metric: {"low": ..., "high": ...}}`` (ROC-AUC left out when the test split has one class).
 
     """
-    present = np.array(sorted(set(y_true.tolist())))
     y_pred = probs.argmax(axis=1)
     k = probs.shape[1]
     rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {m: [] for m in KEY_METRICS}
-    confidence_all, correct_all = probs.max(axis=1), y_pred == y_true
-    bins_all = np.clip(np.digitize(confidence_all, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], right=True), 0, n_bins - 1)
+    samples: dict[str, list[float]] = {m: [] for m in BOOTSTRAPPED}
     for _ in range(resamples):
-        idx = stratified_resample(y_true, rng)
+        idx = stratified_resample(y_true, rng) if groups is None else grouped_resample(y_true, groups, rng)
         yt, pr = y_true[idx], probs[idx]
+        present = np.unique(yt)  # every class, except (with groups) one that is no lesion's majority
         for m, value in fast_metrics(yt, y_pred[idx], k, present).items():
             samples[m].append(value)
-        samples["ece"].append(_fast_ece(confidence_all[idx], correct_all[idx], bins_all[idx], n_bins))
         if len(present) >= 2:
-            samples["roc_auc_macro"].append(float(np.mean([_fast_auc(yt == c, pr[:, c]) for c in present])))
+            samples["roc_auc_macro"].append(float(np.mean([fast_auc(yt == c, pr[:, c]) for c in present])))
     alpha = (1 - confidence) / 2
     return {
         m: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
@@ -167,7 +153,7 @@ def bootstrap_ci(
     }
 
 
-def _fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+def fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     """ROC-AUC as the Mann-Whitney statistic on mid-ranks: equal to sklearn's, without its per-call checks."""
     from scipy.stats import rankdata
 
@@ -175,13 +161,6 @@ def _fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     n_pos = int(positive.sum())
     n_neg = len(scores) - n_pos
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _fast_ece(confidence: np.ndarray, correct: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
-    """:func:`expected_calibration_error` from precomputed per-image confidence, correctness and bin."""
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.bincount(bins, weights=confidence, minlength=n_bins) - np.bincount(bins, weights=correct, minlength=n_bins)
-    return float(np.abs(gap[count > 0]).sum() / len(confidence))
 
 
 def fast_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, f1_labels: np.ndarray) -> dict:

@@ -1,4 +1,8 @@
-"""Every Markdown text the pipeline writes: the report's tables and body, and the model card."""
+"""The two documents the pipeline writes: the report (``reports/report.md``) and the model card.
+
+Both are templates: their tables come from :mod:`skinlesion.evaluation.tables`, their numbers from
+``reports/summary.json``.
+"""
 
 from __future__ import annotations
 
@@ -9,113 +13,33 @@ from typing import Any
 from skinlesion.core import layout
 from skinlesion.core.modes import Quantization, Source, Weights
 from skinlesion.evaluation.compare import ALPHA
-from skinlesion.evaluation.metrics import HEADLINE, KEY_METRICS
-
-
-def summary_table(summary: dict, metrics: tuple[str, ...] = HEADLINE) -> str:
-    """Markdown table of mean ± std per backbone."""
-    header = "| backbone | " + " | ".join(m.replace("_", " ") for m in metrics) + " |"
-    lines = [header, "|" + "---|" * (len(metrics) + 1)]
-    for backbone, values in summary.items():
-        cells = [f"{values[m]['mean']:.3f} ± {values[m]['std']:.3f}" if m in values else "–" for m in metrics]
-        lines.append(f"| {backbone} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def tests_table(tests: list[dict]) -> str:
-    """Markdown table of the pairwise McNemar tests (plain accuracy, per seed: a secondary check)."""
-    lines = ["| pair | p per seed | verdict |", "|---|---|---|"]
-    for t in tests:
-        ps = ", ".join(f"seed {s}: {r['p']:.3g}" for s, r in t["seeds"].items())
-        verdict = (
-            f"**{t['better']}** better (p < {ALPHA} on every seed)" if t["significant"] else "no significant difference"
-        )
-        lines.append(f"| {t['a']} vs {t['b']} | {ps} | {verdict} |")
-    return "\n".join(lines)
-
-
-def comparison_table(tests: list[dict], confidence: float) -> str:
-    """Markdown table of :func:`compare_backbones`."""
-    lines = [
-        f"| pair | Δ balanced accuracy (A − B), {confidence:.0%} CI | p (permutation) | p (Holm) | verdict |",
-        "|---|---|---|---|---|",
-    ]
-    for t in tests:
-        verdict = f"**{t['better']}** better" if t["significant"] else "no significant difference"
-        lines.append(
-            f"| {t['a']} vs {t['b']} | {t['difference']:+.3f} ({t['low']:+.3f} to {t['high']:+.3f}) | "
-            f"{t['p']:.3g} | {t['p_holm']:.3g} | {verdict} |"
-        )
-    return "\n".join(lines)
-
-
-def ensemble_table(ensembles: dict[str, dict], summary: dict, confidence: float) -> str:
-    """Markdown rows of :func:`ensemble_results` beside each backbone's single-run mean."""
-    lines = [
-        f"| ensemble | runs | balanced accuracy ({confidence:.0%} CI) | single runs (mean) | accuracy | macro-F1 "
-        "| ROC-AUC |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, e in ensembles.items():
-        ci = e["ci"]["balanced_accuracy"]
-        single = summary.get(name, {}).get("balanced_accuracy", {}).get("mean")
-        auc = "–" if e["roc_auc_macro"] is None else f"{e['roc_auc_macro']:.3f}"
-        lines.append(
-            f"| {name} | {e['runs']} | {e['balanced_accuracy']:.3f} ({ci['low']:.3f}–{ci['high']:.3f}) | "
-            f"{'–' if single is None else f'{single:.3f}'} | {e['accuracy']:.3f} | {e['macro_f1']:.3f} | {auc} |"
-        )
-    return "\n".join(lines)
-
-
-def operating_points_table(views: dict[str, dict]) -> str:
-    """Markdown table of :func:`clinical_views`: one row per view, value and CI per operating point."""
-    if not views:
-        return "No malignant class (`evaluate.malignant`) among the classes of this data set."
-    names = list(next(iter(views.values()))["points"])
-    header = "| view | " + " | ".join(_point_label(n) for n in names) + " |"
-    lines = [header, "|" + "---|" * (len(names) + 1)]
-    for view, entry in views.items():
-        cells = [f"{p['value']:.3f} ({p['low']:.3f}–{p['high']:.3f})" for p in entry["points"].values()]
-        lines.append(f"| {view.replace('_', ' ')} ({', '.join(entry['classes'])}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _point_label(name: str) -> str:
-    if name == "roc_auc":
-        return "ROC-AUC"
-    measure, _, level = name.partition("_at_")
-    target, _, value = level.rpartition("_")
-    return f"{measure} at {float(value):.0%} {target}"
+from skinlesion.evaluation.metrics import KEY_METRICS
+from skinlesion.evaluation.tables import ci_label, interval
 
 
 def render_report(
     *,
     data: dict,
-    model: str,
-    selected_seed: int,
-    summary: dict,
-    tests: list[dict],
     headline: dict,
     seeds: list[int],
     synthetic: bool,
     tables: dict[str, str],
+    seeds_message: str,
     confidence: float,
 ) -> str:
     """The self-contained Markdown report (images linked relative to ``reports/``).
 
-    A template: its keyword arguments are the report's parts, which is why it takes more than eight.
+    A template: every section's table is rendered beforehand (:mod:`skinlesion.evaluation.tables`).
 
     Args:
         data: ``reports/data.json``.
-        model: Headline backbone.
-        selected_seed: Its run chosen by validation balanced accuracy.
-        summary: Output of :func:`summarise`.
-        tests: Output of :func:`pairwise_tests`.
-        headline: The selected run's test metrics.
+        headline: ``summary.json``'s headline block: ``model``, ``seed``, its ``val`` and ``test`` metrics,
+            ``ci`` and the seed spread.
         seeds: Seeds run.
         synthetic: Whether the data were the built-in synthetic images.
-        tables: Markdown tables: ``comparison`` (paired balanced-accuracy tests), ``ensembles`` (seed and
-            all-backbone ensembles), ``operating_points`` (the headline run's clinical operating points).
+        tables: Markdown tables: ``summary``, ``networks``, ``architectures``, ``ensembles``,
+            ``operating_points``, ``calibration``, ``mcnemar``.
+        seeds_message: Why the seeds do or do not support a verdict on architectures.
         confidence: Interval coverage (``evaluate.confidence``), for the interval labels.
 
     Returns:
@@ -124,6 +48,7 @@ def render_report(
     """
     images = data["images"]
     skipped = ", ".join(f"{k}: {v}" for k, v in data["skipped"].items() if v) or "none"
+    label = ci_label(confidence)
     lines = ["# skinlesion report", ""]
     if synthetic:
         lines += [
@@ -140,17 +65,26 @@ def render_report(
         f"({data['classes']} classes; {data['files_seen']} files seen).",
         f"- Skipped by validation: {data['skipped_total']} ({skipped}).",
         f"- {grouping_sentence(data)}",
+        "- The test split is locked: every choice (kept epoch and phase, headline run, temperature, decision",
+        "  thresholds) is made on validation, and test only reports.",
         "",
         "## Headline",
         "",
-        f"`{model}`, seed {selected_seed} (chosen by validation balanced accuracy, never by test):",
+        f"`{headline['model']}`, seed {headline['seed']} (chosen by validation balanced accuracy "
+        f"{headline['val']['balanced_accuracy']:.3f}, never by test). Test split, {label}s from a",
+        "class-stratified bootstrap that resamples whole lesions when the split is grouped; they describe this",
+        "trained network on this test set, not training randomness (see the architecture comparison):",
         "",
-        *(_with_ci(m.replace("_", " "), headline, m, confidence) for m in KEY_METRICS if headline.get(m) is not None),
+        *(
+            f"- {m.replace('_', ' ')} {interval(headline['test'][m], headline['ci'][m])}"
+            for m in KEY_METRICS
+            if headline["test"].get(m) is not None and m in headline["ci"]
+        ),
         f"- chance level (balanced accuracy): {1 / data['classes']:.3f}",
         "",
-        "## Backbones compared (test split, mean ± std over seeds " + ", ".join(map(str, seeds)) + ")",
+        "## Backbones (mean ± std over seeds " + ", ".join(map(str, seeds)) + ")",
         "",
-        summary_table(summary),
+        tables["summary"],
         "",
         f"![comparison]({_from(layout.REPORT, layout.COMPARISON)})",
         "",
@@ -163,13 +97,24 @@ def render_report(
         "Each backbone's recall of every test class, averaged over its seeds (* malignant, `evaluate.malignant`):",
         "the diagnoses a backbone misses stand out at a glance.",
         "",
-        f"## Backbones compared on balanced accuracy (paired, Holm-corrected, α = {ALPHA})",
+        f"## Is architecture A better than B? (across training runs, Holm-corrected, α = {ALPHA})",
         "",
-        tables["comparison"],
+        tables["architectures"],
         "",
-        "Δ is the difference of mean-over-seeds balanced accuracy on the same test images; the interval is a",
-        "class-stratified paired bootstrap, p a paired permutation test (each image's answers swapped at random),",
-        "adjusted across pairs with Holm's method.",
+        seeds_message,
+        "",
+        "Δ is the difference of the architectures' mean balanced accuracy over seeds. The test accounts for",
+        "both sources of uncertainty: seed-to-seed training randomness (the spread of the runs) and test-set",
+        "sampling (lesion-grouped); a verdict about backbones comes from this table only.",
+        "",
+        f"## Do these trained networks differ on this test set? (paired, Holm-corrected, α = {ALPHA})",
+        "",
+        tables["networks"],
+        "",
+        "The runs of each backbone are fixed; the only randomness is which images are in the test set. Δ is",
+        "the difference of mean-over-seeds balanced accuracy on the same images; the interval is a paired,",
+        "class-stratified (lesion-grouped) bootstrap, p a paired sign-flip test (exact when few units differ).",
+        "A difference here says nothing about a new training run of the same architecture.",
         "",
         "## Ensembles (test split)",
         "",
@@ -177,18 +122,28 @@ def render_report(
         "",
         "Each backbone's seeds averaged (probabilities), and every run of every backbone averaged.",
         "",
-        f"## Clinical operating points (`{model}`, seed {selected_seed})",
+        f"## Clinical operating points (`{headline['model']}`, seed {headline['seed']})",
         "",
         tables["operating_points"],
         "",
-        "Read off the test ROC curve of the summed malignant probability (melanoma: its own probability);",
-        "intervals: class-stratified bootstrap. A threshold for use would have to be fixed on validation data.",
+        "Each threshold is fixed on the validation split (the summed malignant probability; melanoma: its",
+        "own), then applied unchanged to test; the test intervals are Wilson intervals (lesion-adjusted).",
+        "The last column reads the same target off the test ROC itself: what the score could do at best,",
+        "optimistic because the threshold is chosen on the images it is measured on.",
+        "",
+        "## Calibration (test split)",
+        "",
+        tables["calibration"],
+        "",
+        "Each run's temperature is fitted on validation and built into its saved model. The calibration error",
+        "is the debiased root-mean-square gap between confidence and accuracy (equal-mass bins), whose",
+        "interval covers the truth at small n; the plain 10-bin ECE is biased upwards there.",
         "",
         "## Secondary check: McNemar tests on plain accuracy, per seed",
         "",
-        tests_table(tests),
+        tables["mcnemar"],
         "",
-        "A difference is claimed only when every seed's test agrees.",
+        "A difference is claimed only when every seed's test agrees; like the paired test, it concerns these runs.",
         "",
         "## Grad-CAM (headline model, predicted class)",
         "",
@@ -221,15 +176,8 @@ def _from(document: Path, target: Path) -> str:
     return Path(os.path.relpath(target, document.parent)).as_posix()
 
 
-def ci_label(confidence: float) -> str:
-    """``95 % CI`` for ``confidence`` 0.95: the interval label of every text, from ``evaluate.confidence``."""
-    return f"{confidence * 100:g} % CI"
-
-
-def _with_ci(name: str, metrics: dict, key: str, confidence: float) -> str:
-    ci = metrics.get("ci", {}).get(key)
-    interval = f" ({ci_label(confidence)} {ci['low']:.3f}–{ci['high']:.3f})" if ci else ""
-    return f"- {name} {metrics[key]:.3f}{interval}"
+def _calibration(entry: dict) -> str:
+    return interval(entry["calibration_error"], entry)
 
 
 def training_sentence(weights: str) -> str:
@@ -258,9 +206,11 @@ def model_card(
 ) -> str:
     """Markdown model card: classes, data and grouping, metrics with uncertainty, comparisons, use and limits.
 
+    A template: its keyword arguments are the card's parts.
+
     Args:
         labels: The headline model's :class:`~skinlesion.core.layout.LabelMap`.
-        summary: ``reports/summary.json`` (the headline metrics, and the report's comparison tables).
+        summary: ``reports/summary.json`` (the headline metrics, and the report's tables).
         data: ``reports/data.json``.
         source: ``data.source``.
         weights: ``train.weights`` (how the model was trained).
@@ -273,6 +223,7 @@ def model_card(
     """
     headline, tables = summary["headline"], summary["tables"]
     test, ci, seeds = headline["test"], headline["ci"], headline["seeds"]
+    calibration = summary["calibration"]
     card = layout.MODEL_CARD
     model = _from(card, layout.HEADLINE_MODEL / layout.MODEL_FILE)
     headline_labels = layout.HEADLINE_MODEL / layout.LABELS_FILE
@@ -287,7 +238,8 @@ def model_card(
         "## Model",
         "",
         f"- Backbone: {labels.backbone}; {training_sentence(weights)}. Input: RGB 0–255 resized to "
-        f"{labels.image_size}×{labels.image_size}; output: one probability per class.",
+        f"{labels.image_size}×{labels.image_size}; output: one probability per class, temperature-scaled "
+        f"(T = {labels.temperature:.2f}, fitted on validation and built into the classifier).",
         f"- Classes ({len(labels.classes)}): {classes}.",
         f"- Files: `{model}` (Keras 3) with `{_from(card, headline_labels)}`, `{_from(card, layout.EXPORT_TFLITE)}` "
         f"({'float32' if quantization == Quantization.NONE else quantization + ' quantised'}), "
@@ -308,37 +260,41 @@ def model_card(
         f"test images, stratified by class; {data['skipped_total']} files skipped by validation.",
         f"- {grouping_sentence(data)}",
         "",
-        "## Performance (test split)",
+        "## Performance (test split; every choice made on validation)",
         "",
-        f"- Selected run (by validation balanced accuracy): balanced accuracy {test['balanced_accuracy']:.3f} "
-        f"({ci_label(confidence)} {ci['balanced_accuracy']['low']:.3f}–{ci['balanced_accuracy']['high']:.3f}), "
-        f"accuracy {test['accuracy']:.3f} ({ci_label(confidence)} {ci['accuracy']['low']:.3f}–"
-        f"{ci['accuracy']['high']:.3f}), macro-F1 "
-        f"{test['macro_f1']:.3f}, ECE {test['ece']:.3f}.",
+        f"- Selected run (by validation balanced accuracy {headline['val']['balanced_accuracy']:.3f}): balanced "
+        f"accuracy {interval(test['balanced_accuracy'], ci['balanced_accuracy'])}, accuracy "
+        f"{interval(test['accuracy'], ci['accuracy'])}, macro-F1 {interval(test['macro_f1'], ci['macro_f1'])} "
+        f"({ci_label(confidence)}s: this network on this test set).",
+        f"- Calibration error (debiased RMS): {_calibration(calibration['before'])} before temperature scaling, "
+        f"{_calibration(calibration['after'])} after.",
         f"- Across seeds: balanced accuracy {seeds['balanced_accuracy']['mean']:.3f} ± "
         f"{seeds['balanced_accuracy']['std']:.3f}, macro-F1 {seeds['macro_f1']['mean']:.3f} ± "
         f"{seeds['macro_f1']['std']:.3f}.",
         "",
-        "### Clinical operating points (this model, test split)",
+        "### Clinical operating points (thresholds fixed on validation, measured on test)",
         "",
         tables["operating_points"],
         "",
-        "Read off the test ROC curve; a threshold for use would have to be fixed on independent data.",
+        "Use a threshold from the table, not one read off the test ROC (the optimistic last column).",
         "",
         "### Ensembles",
         "",
         tables["ensembles"],
         "",
-        "### Backbones compared (paired balanced accuracy, Holm-corrected)",
+        "### Is one architecture better than another? (across training runs, Holm-corrected)",
         "",
-        tables["comparison"],
+        tables["architectures"],
+        "",
+        summary["seeds_message"],
         "",
         "## Intended use and limits",
         "",
         "- Intended use: benchmarking and teaching transfer learning on dermoscopic images.",
         "- Not validated on any clinical population; performance depends on the device, skin type, body site",
         "  and image quality, and may be much lower on images unlike the training data.",
-        "- Probabilities are not calibrated risks; see the reliability curves (`dvc plots show`).",
+        "- Probabilities are temperature-scaled on validation data from the training source; on other images",
+        "  they are not calibrated risks (see the reliability curves, `dvc plots show`).",
         "- Known biases of public dermoscopy data (few dark skin types, referral-centre case mix) carry over.",
         "",
     ]

@@ -14,57 +14,86 @@ from skinlesion.modeling.history import read_training_log
 
 @dataclass
 class RunResults:
-    """Everything the runs of a sweep produced, keyed ``[backbone][seed]``."""
+    """Everything the runs of a sweep produced, keyed ``[backbone][seed]``.
+
+    ``metrics`` is each run's evaluation summary: ``{"test": {...}, "val": {...}}``.
+    """
 
     metrics: dict[str, dict[int, dict]] = field(default_factory=dict)
-    val_scores: dict[str, dict[int, float]] = field(default_factory=dict)
     predictions: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
+    val_predictions: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
     curves: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
     roc: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
     calibration: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
+
+    def test_metrics(self) -> dict[str, dict[int, dict]]:
+        """``{backbone: {seed: test metrics}}``."""
+        return {b: {s: m["test"] for s, m in runs.items()} for b, runs in self.metrics.items()}
+
+    def val_scores(self, backbone: str) -> dict[int, float]:
+        """``{seed: validation balanced accuracy}`` of one backbone's runs: what the headline is chosen by."""
+        return {s: m["val"]["balanced_accuracy"] for s, m in self.metrics[backbone].items()}
 
 
 def collect_runs(backbones: list[str], seeds: list[int]) -> RunResults:
     """Read every run's training log, evaluation summary and per-image outputs from ``runs/``."""
     out = RunResults()
+    parts = (out.metrics, out.predictions, out.val_predictions, out.curves, out.roc, out.calibration)
     for b in backbones:
-        for part in (out.metrics, out.val_scores, out.predictions, out.curves, out.roc, out.calibration):
+        for part in parts:
             part[b] = {}
         for s in seeds:
             run = RunPaths(b, s)
             out.metrics[b][s] = read_json(run.eval_summary)
-            out.val_scores[b][s] = read_json(run.train_summary)["val_balanced_accuracy"]
-            out.predictions[b][s] = pd.read_csv(run.predictions, keep_default_na=False)
+            out.predictions[b][s] = pd.read_csv(run.predictions, keep_default_na=False, dtype={"group": str})
+            out.val_predictions[b][s] = pd.read_csv(run.val_predictions, keep_default_na=False, dtype={"group": str})
             out.curves[b][s] = read_training_log(run.train_log)
             out.roc[b][s] = pd.read_csv(run.roc)
             out.calibration[b][s] = pd.read_csv(run.calibration)
     return out
 
 
-def prediction_arrays(
-    predictions: dict[str, dict[int, pd.DataFrame]],
-) -> tuple[list[str], np.ndarray, dict[str, dict[int, np.ndarray]]]:
-    """Every run's test probabilities as arrays on one row order and one class order.
+@dataclass(frozen=True)
+class Predictions:
+    """Every run's probabilities on one split, on one row order and one class order.
+
+    Attributes:
+        classes: The classes (the probability columns of the first run).
+        y: Labels as indices of ``classes``.
+        groups: Each image's lesion group (the split's ``group`` column).
+        probs: ``{backbone: {seed: (n, classes) probabilities}}``.
+    """
+
+    classes: list[str]
+    y: np.ndarray
+    groups: np.ndarray
+    probs: dict[str, dict[int, np.ndarray]]
+
+    def correct(self) -> dict[str, np.ndarray]:
+        """``{backbone: (seeds, n)}``: whether each run got each image right."""
+        return {b: np.array([p.argmax(1) == self.y for p in runs.values()]) for b, runs in self.probs.items()}
+
+
+def prediction_arrays(predictions: dict[str, dict[int, pd.DataFrame]]) -> Predictions:
+    """Every run's probabilities as arrays on one row order and one class order.
 
     Args:
-        predictions: ``{backbone: {seed: predictions frame}}`` (path, actual, predicted, a probability
+        predictions: ``{backbone: {seed: predictions frame}}`` (path, group, actual, predicted, a probability
             column per class).
 
     Returns:
-        The classes (the probability columns of the first run), the labels as indices, and
-        ``{backbone: {seed: (n, classes) probabilities}}`` with rows in the first run's path order.
+        The :class:`Predictions`, rows in the first run's path order.
     """
     first = next(iter(next(iter(predictions.values())).values()))
     classes = probability_classes(first.columns)
     index = {c: i for i, c in enumerate(classes)}
     paths = first["path"]
-    y_true = first["actual"].map(index).to_numpy()
     columns = [probability_column(c) for c in classes]
     probs = {
         b: {s: _renormalised(frame.set_index("path").loc[paths, columns]) for s, frame in runs.items()}
         for b, runs in predictions.items()
     }
-    return classes, y_true, probs
+    return Predictions(classes, first["actual"].map(index).to_numpy(), first["group"].to_numpy(), probs)
 
 
 def _renormalised(frame: pd.DataFrame) -> np.ndarray:

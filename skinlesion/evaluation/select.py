@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skinlesion.evaluation.metrics import KEY_METRICS
+from skinlesion.evaluation.metrics import BOOTSTRAPPED, KEY_METRICS
 
 SPREAD_METRICS = ("balanced_accuracy", "macro_f1")  # mean ± std over seeds in the headline metrics
 
@@ -13,15 +13,23 @@ def select_run(val_scores: dict[int, float]) -> int:
 
 
 def headline_metrics(model: str, run: dict, summary: dict) -> dict:
-    """``metrics/metrics.json``: the selected run's key test metrics and CIs first, then the seed spread.
+    """``metrics/metrics.json``: the selected run's validation metrics, then its test metrics, CIs, seed spread.
 
-    Insertion order is the column order of ``dvc exp show``: the headline balanced accuracy comes first.
-    The spread over seeds covers the two class-balanced metrics only (the rest, and which seed was
-    selected, are in ``reports/summary.json``): every number here is a column of the experiment table.
+    Insertion order is the column order of ``dvc exp show``: validation leads, because every choice (a
+    sweep's winner included) is made on it; the test split only reports. The spread over seeds covers the
+    two class-balanced test metrics only (the rest, and which seed was selected, are in
+    ``reports/summary.json``): every number here is a column of the experiment table.
+
+    Args:
+        model: The headline backbone.
+        run: The selected run's evaluation summary (``{"val": ..., "test": ...}``).
+        summary: :func:`~skinlesion.evaluation.compare.summarise` of every run's test metrics.
     """
+    test = run["test"]
     return {
-        "test": {m: run.get(m) for m in KEY_METRICS},
-        "ci": {m: run["ci"][m] for m in KEY_METRICS if m in run.get("ci", {})},
+        "val": {m: run["val"].get(m) for m in BOOTSTRAPPED},
+        "test": {m: test.get(m) for m in KEY_METRICS},
+        "ci": {m: test["ci"][m] for m in KEY_METRICS if m in test.get("ci", {})},
         "seeds": {m: {k: summary[model][m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
     }
 

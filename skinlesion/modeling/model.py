@@ -19,6 +19,7 @@ from skinlesion.modeling.augment import AUGMENTATION_LAYER, build_augmenter
 # Names the saved graph is read back by: the resize layer (left out of fixed-size export graphs) and
 # the classifier's name, which carries its backbone's registry name (Grad-CAM finds the backbone by it).
 RESIZE_LAYER = "resize"
+CLASSIFIER_LAYER = "classifier"  # the softmax layer: temperature scaling rescales its weights
 CLASSIFIER_SUFFIX = "_classifier"
 
 
@@ -169,7 +170,7 @@ def build_classifier(
     # standardising with training-split statistics gives the head one well-conditioned problem.
     norm = L.Normalization(name="feature_norm")
     drop = L.Dropout(dropout, name="dropout")
-    dense = L.Dense(n_classes, activation="softmax", name="classifier", dtype="float32")
+    dense = L.Dense(n_classes, activation="softmax", name=CLASSIFIER_LAYER, dtype="float32")
 
     def trunk(x, augment: bool):
         x = resize(x)
@@ -316,6 +317,22 @@ def inference_copy(model: Any) -> Any:
         if isinstance(layer, keras.layers.Normalization):
             layer.finalize_state()  # its mean/variance tensors are derived from the weights just set
     return copy
+
+
+def set_temperature(model: Any, temperature: float) -> None:
+    """Build temperature scaling into a classifier: its softmax then outputs ``softmax(logits / T)``.
+
+    The classifier's last layer is ``softmax(W x + b)``; dividing ``W`` and ``b`` by ``T`` divides the
+    logits by ``T``. Nothing is added to the graph, so a saved model, its TFLite export and every consumer
+    give the calibrated probabilities with plain Keras (:mod:`skinlesion.modeling.temperature`).
+
+    Args:
+        model: A classifier from :func:`build_classifier` (or an :func:`inference_copy` of one).
+        temperature: ``T > 0``, fitted on validation.
+    """
+    dense = model.get_layer(CLASSIFIER_LAYER)
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel / temperature, bias / temperature])
 
 
 def load_classifier(path: str | Path) -> Any:

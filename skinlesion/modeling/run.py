@@ -14,8 +14,9 @@ from skinlesion.core.layout import LabelMap, RunPaths, read_split, split_labels
 from skinlesion.core.typed import as_dict
 from skinlesion.modeling.feed import TrainData
 from skinlesion.modeling.history import TrainingLog
-from skinlesion.modeling.model import inference_copy
+from skinlesion.modeling.model import inference_copy, set_temperature
 from skinlesion.modeling.resume import clear_state, resume_key
+from skinlesion.modeling.temperature import fit_temperature
 from skinlesion.modeling.train import RunSettings, TrainResult, training_summary
 
 
@@ -81,15 +82,18 @@ def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = prin
 
 
 def save_run(run: RunPaths, result: TrainResult, inputs: RunInputs, log: TrainingLog) -> dict:
-    """Write the run's outputs, finish its training log, and drop its checkpoints.
+    """Write the run's outputs, temperature-scaled on validation, finish its training log, drop its checkpoints.
 
     Returns:
-        The training summary (validation scores of the kept weights) written into the log.
+        The training summary (validation scores of the kept weights, the temperature) written into the log.
     """
-    save_keras_model(inference_copy(result.model), run.model)
-    LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size).write(run.model_dir)
+    temperature = fit_temperature(inputs.data.y_val, result.val_probabilities)
+    model = inference_copy(result.model)
+    set_temperature(model, temperature)
+    save_keras_model(model, run.model)
+    LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size, temperature).write(run.model_dir)
     write_json(run.config, inputs.resolved)
-    summary = training_summary(result, inputs.data.y_val)
+    summary = training_summary(result, inputs.data.y_val) | {"temperature": temperature}
     log.close(summary)
     clear_state(inputs.state_dir)
     return summary
