@@ -9,7 +9,7 @@ from pathlib import Path
 from skinlesion.core.backbones import get_backbone
 from skinlesion.core.config import Config
 from skinlesion.core.errors import ConfigError
-from skinlesion.core.io import save_keras_model, write_json
+from skinlesion.core.io import write_json
 from skinlesion.core.layout import LabelMap, RunPaths, read_split, split_labels
 from skinlesion.core.typed import as_dict
 from skinlesion.modeling.feed import TrainData
@@ -86,8 +86,10 @@ def save_run(run: RunPaths, result: TrainResult, inputs: RunInputs, log: Trainin
     Returns:
         The training summary (validation scores of the kept weights) written into the log.
     """
-    save_keras_model(inference_copy(result.model), run.model)
-    LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size).write(run.model_dir)
+    # The model file carries its classes and input size too, so predict can refuse another model's labels.json.
+    LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size).save_model(
+        inference_copy(result.model), run.model_dir
+    )
     write_json(run.config, inputs.resolved)
     summary = training_summary(result, inputs.data.y_val)
     log.close(summary)
