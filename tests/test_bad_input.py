@@ -552,6 +552,12 @@ def _(p: Project):
     fails_once(*p.run("split")[::2], "'seed' appears twice", "keep one")
 
 
+@case("params: empty data.path for the synthetic source (DVC cannot load it)")
+def _(p: Project):
+    p.write_params(source="synthetic", path="")
+    fails_once(*p.run("fetch")[::2], "data.path must not be empty", "data/external")
+
+
 @case("params: empty data.path for a folder source")
 def _(p: Project):
     p.write_params(path="")

@@ -83,6 +83,8 @@ class DataConfig:
             )
         if self.source in (Source.FOLDER, Source.ZIP):
             check(bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", "")
+        rule = "must not be empty: DVC cannot load dvc.yaml then; keep data/external where no source reads it"
+        check(bool(self.path), f"{key}.path", rule, "")
         if self.source == Source.KAGGLE:
             check(
                 self.kaggle_dataset.count("/") in (1, 3),
