@@ -30,7 +30,7 @@ def configure(root: Path, data: Path, weights: str, image_size: int) -> None:
     """Point the copy's params at the real folder, grouped by lesion, one MobileNet run."""
     params = yaml.safe_load((root / "params.yaml").read_text())
     params.update(model="mobilenet", backbones=["mobilenet"], seeds=[0])
-    params["data"].update(source="folder", path=str(data), metadata=str(data / "HAM10000_metadata.csv"))
+    params["data"].update(source="folder", path=str(data), metadata="HAM10000_metadata.csv")  # inside data
     params["split"]["group_by"] = "lesion_id"
     params["train"]["weights"] = weights
     params["mobilenet"]["image_size"] = image_size

@@ -1,7 +1,9 @@
 """fetch: bring the images of ``data.source`` into the raw layout.
 
-Inputs: params ``data.*``; ``data.path`` (folder or archive) for the folder/zip sources.
-Outputs: ``data/raw/<train|val|test|unsplit>/<class>/<file>`` and ``data/raw/SOURCE.json``.
+Inputs: params ``data.*``; ``data.path`` (folder or archive, with the ``data.metadata`` CSV inside it)
+for the folder/zip sources.
+Outputs: ``data/raw/<train|val|test|unsplit>/<class>/<file>``, ``data/raw/metadata.csv`` (when
+``data.metadata`` names one) and ``data/raw/SOURCE.json``; the folder is replaced only when fetch succeeds.
 """
 
 import sys
@@ -17,9 +19,15 @@ def main() -> None:
     """Run the stage."""
     data = load_config().data
     info = fetch(data, RAW)
+    # Every file the source holds is copied or counted here, by reason (SOURCE.json has the same counts).
+    left_out = [f"{info['unlabelled']} outside class folders"] if info["unlabelled"] else []
+    left_out += [
+        f"{n} {reason} (symbolic link)" if reason == "link" else f"{n} {reason}"
+        for reason, n in info["skipped"].items()
+    ]
     print(
         f"fetch: {info['files']} files from {data.source} into {RAW}/ {info['per_split']}"
-        + (f"; {info['unlabelled']} files outside class folders left out" if info["unlabelled"] else "")
+        + (f"; left out: {', '.join(left_out)}" if left_out else "")
     )
 
 

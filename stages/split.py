@@ -1,11 +1,11 @@
 """split: validate every raw image once, deduplicate, and split train/val/test without leakage.
 
-Inputs: ``data/raw/``, the ``data.metadata`` CSV; params ``split.*``, ``data.source``, ``data.metadata``,
-``data.metadata_id_column`` (``runtime.workers`` is read but not tracked: speed only).
+Inputs: ``data/raw/`` (with ``metadata.csv`` when ``data.metadata`` names one); params ``split.*``,
+``data.source``, ``data.metadata_id_column`` (``runtime.workers`` is read but not tracked: speed only).
 Outputs: ``data/splits/{train,val,test}.csv`` (path,label,sha256,group), ``data/splits/skipped.csv``
 (path,reason,detail), ``reports/data.json`` (counts per split and class, skips by reason, how the
 split was grouped and what an ungrouped split leaks),
-``plots/class_counts.csv``.
+``plots/class_counts.csv``; all six replaced as one unit, so a failed run leaves the previous ones.
 """
 
 import sys
@@ -13,25 +13,46 @@ import sys
 import pandas as pd
 
 from skinlesion.core.config import load_config
-from skinlesion.core.errors import cli
-from skinlesion.core.io import write_csv, write_json
-from skinlesion.core.layout import CLASS_COUNTS, DATA_SUMMARY, RAW, SKIPPED, split_csv
-from skinlesion.data.split import class_counts, data_summary, split_dataset, split_frames
+from skinlesion.core.errors import DataError, cli
+from skinlesion.core.io import csv_text, json_text, write_together
+from skinlesion.core.layout import CLASS_COUNTS, DATA_SUMMARY, RAW, RAW_METADATA, SKIPPED, split_csv, split_journal
+from skinlesion.data.split import check_raw, class_counts, data_summary, split_dataset, split_frames
 
 
 @cli
 def main() -> None:
     """Run the stage."""
     config = load_config()
+    check_raw(RAW)
+    metadata = RAW / RAW_METADATA
+    if metadata.is_file() != bool(config.data.metadata):
+        raise DataError(
+            f"data.metadata={config.data.metadata!r} but {RAW} {'holds' if metadata.is_file() else 'lacks'} "
+            f"{RAW_METADATA}: it was fetched with other params; rerun `dvc repro fetch`"
+        )
     result = split_dataset(
-        RAW, config.split, config.data.metadata, config.data.metadata_id_column, workers=config.runtime.workers
+        RAW,
+        config.split,
+        str(metadata) if metadata.is_file() else "",
+        config.data.metadata_id_column,
+        workers=config.runtime.workers,
     )
-    for name, frame in split_frames(result).items():
-        write_csv(split_csv(name), frame)
-    write_csv(SKIPPED, pd.DataFrame(result.skipped, columns=["path", "reason", "detail"]))
     summary = data_summary(result, config.data.source)
-    write_json(DATA_SUMMARY, summary)
-    write_csv(CLASS_COUNTS, class_counts(summary["per_class"]))
+    outputs = {split_csv(name): csv_text(frame) for name, frame in split_frames(result).items()}
+    outputs[SKIPPED] = csv_text(pd.DataFrame(result.skipped, columns=["path", "reason", "detail"]))
+    outputs[DATA_SUMMARY] = json_text(summary)
+    outputs[CLASS_COUNTS] = csv_text(class_counts(summary["per_class"]))
+    try:
+        write_together(outputs, split_journal())
+    except OSError as exc:  # disk full, permissions: write_together has put the previous outputs back
+        raise DataError(
+            f"cannot write {exc.filename or 'the outputs'} ({exc.strerror or exc}); the previous outputs are kept"
+        ) from None
+    report(summary)
+
+
+def report(summary: dict) -> None:
+    """Print the warnings about grouping and the stage's closing line."""
     skipped = {k: v for k, v in summary["skipped"].items() if v}
     grouping = summary["grouping"]
     if grouping["warning"]:

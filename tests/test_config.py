@@ -43,7 +43,16 @@ def test_repository_params_are_valid():
         (lambda p: p["export"].update(quantization="int4"), "export.quantization"),
         (lambda p: p["preview"].update(views=0), "preview.views"),
         (lambda p: p["runtime"].update(distribute="tpu"), "runtime.distribute"),
-        (lambda p: p["data"].update(metadata=""), "data.metadata"),
+        (lambda p: p["data"].update(source="folder", metadata="../HAM10000_metadata.csv"), "data.metadata"),
+        (lambda p: p["data"].update(source="zip", metadata="/data/HAM10000_metadata.csv"), "data.metadata"),
+        (lambda p: p["data"].update(metadata="HAM10000_metadata.csv"), "data.metadata"),  # synthetic: none
+        (lambda p: p["split"].update(seed=-1), "split.seed"),
+        (lambda p: p["data"]["synthetic"].update(seed=-1), "data.synthetic.seed"),
+        (lambda p: p["evaluate"].update(seed=-2), "evaluate.seed"),
+        (lambda p: p["split"].update(max_pixels=0), "split.max_pixels"),
+        (lambda p: p["split"].update(max_pixels=200_000_000), "split.max_pixels"),
+        (lambda p: p["data"].update(max_archive_mb=0), "data.max_archive_mb"),
+        (lambda p: p["data"].update(max_compression_ratio=1), "data.max_compression_ratio"),
         (lambda p: p["augment"].update(preview_views=3), "augment.preview_views"),  # moved to preview:
         (lambda p: p["data"].update(source="dermamnist_c", dermamnist_size=64), "data.dermamnist_size"),
         (lambda p: p["train"].update(epochs_scratch=0), "train.epochs_scratch"),

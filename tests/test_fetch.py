@@ -14,7 +14,7 @@ from skinlesion.core.config import DataConfig
 from skinlesion.core.errors import DataError
 from skinlesion.core.modes import Source
 from skinlesion.data import dermamnist
-from skinlesion.data.archives import check_archive
+from skinlesion.data.archives import Limits, check_archive
 from skinlesion.data.dermamnist import DERMAMNIST_C_FILES, DERMAMNIST_FILES, dermamnist_download, write_dermamnist
 from skinlesion.data.fetch import fetch, find_dataset_root
 
@@ -99,7 +99,7 @@ def test_tar_with_symlink_is_refused(tmp_path: Path):
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
     with pytest.raises(DataError, match="link"):
-        check_archive(archive)
+        check_archive(archive, Limits(100, 100))
 
 
 def test_kaggle_source_from_a_prepopulated_kagglehub_cache(tmp_path: Path, monkeypatch):
@@ -186,7 +186,7 @@ def test_zip_of_nothing_usable_is_an_error(tmp_path: Path):
     archive = _zip(tmp_path / "e.zip", {"readme.txt": b"hi"})
     with pytest.raises(DataError):
         fetch(data_config(Source.ZIP, path=str(archive)), tmp_path / "raw", progress=False)
-    assert os.listdir(tmp_path / "raw") == []
+    assert os.listdir(tmp_path) == ["e.zip"]  # no raw folder, nothing half-made beside it
 
 
 def test_zip_with_a_symlink_entry_is_refused(tmp_path: Path):

@@ -4,6 +4,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from skinlesion.core.io import save_keras_model, write_json
 
@@ -47,3 +48,59 @@ def test_outputs_honour_the_umask(tmp_path: Path):
 def test_write_json_can_keep_insertion_order(tmp_path: Path):
     write_json(tmp_path / "m.json", {"test": 1, "ci": 2}, sort_keys=False)
     assert (tmp_path / "m.json").read_text().index("test") < (tmp_path / "m.json").read_text().index("ci")
+
+
+def test_csv_cells_that_start_a_formula_are_neutralised_and_read_back_as_written(tmp_path: Path):
+    import pandas as pd
+
+    from skinlesion.core.io import neutralise, read_csv, write_csv
+
+    assert neutralise("\rx") == "'\rx"  # (a carriage return inside a cell does not survive pandas' CSV reader)
+    names = ["=HYPERLINK(1)", "+1", "-ve", "@SUM(A1)", "\tx", "'quoted", "nevus", ""]
+    frame = pd.DataFrame({"name": names, "score": [-1.5] * len(names), "count": range(-4, len(names) - 4)})
+    write_csv(tmp_path / "t.csv", frame)
+    text = (tmp_path / "t.csv").read_text()
+    assert "\n'=HYPERLINK(1),-1.5,-4\n" in text and "\n'-ve," in text and "\n''quoted," in text
+    assert "\nnevus,-1.5,2\n" in text  # ordinary text and every number (negative ones too) as they are
+    lines = text.splitlines()[1:]
+    assert not [line for line in lines if line[:1] in ("=", "+", "-", "@", "\t", "\r", '"')]
+    back = read_csv(tmp_path / "t.csv", keep_default_na=False)
+    assert back["name"].tolist() == names and back["score"].tolist() == [-1.5] * len(names)
+
+
+def test_write_together_replaces_all_files_or_none(tmp_path: Path, monkeypatch):
+    from skinlesion.core import io
+
+    targets = [tmp_path / "a" / "one.csv", tmp_path / "b" / "two.json", tmp_path / "b" / "three.csv"]
+    journal = tmp_path / ".journal.json"
+    io.write_together({p: "old " + p.name for p in targets[:2]}, journal)  # three.csv has no old version
+    real, calls = io._swap, []
+
+    def fail_third(new, target):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(5, "Input/output error")
+        real(new, target)
+
+    monkeypatch.setattr(io, "_swap", fail_third)
+    with pytest.raises(OSError):
+        io.write_together({p: "new " + p.name for p in targets}, journal)
+    assert [p.read_text() for p in targets[:2]] == ["old one.csv", "old two.json"] and not targets[2].exists()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["one.csv", "two.json"]
+    monkeypatch.undo()
+    io.write_together({p: "new " + p.name for p in targets}, journal)
+    assert [p.read_text() for p in targets] == ["new one.csv", "new two.json", "new three.csv"]
+    assert not journal.exists()
+
+
+def test_models_carry_metadata_deterministically(tmp_path: Path):
+    from skinlesion.core.io import read_keras_metadata
+
+    model = _model(0)
+    save_keras_model(model, tmp_path / "a.keras", {"skinlesion": {"classes": ["b", "a"], "image_size": 4}})
+    save_keras_model(model, tmp_path / "b.keras", {"skinlesion": {"classes": ["b", "a"], "image_size": 4}})
+    save_keras_model(model, tmp_path / "c.keras", {"skinlesion": {"classes": ["a", "b"], "image_size": 4}})
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    assert (tmp_path / "a.keras").read_bytes() != (tmp_path / "c.keras").read_bytes()
+    meta = read_keras_metadata(tmp_path / "c.keras")
+    assert meta["skinlesion"] == {"classes": ["a", "b"], "image_size": 4} and "keras_version" in meta

@@ -37,3 +37,40 @@ def test_read_split_errors_name_the_file_and_the_fix(tmp_path: Path):
     (tmp_path / "val.csv").write_text("path,label,sha256,group\n")
     with pytest.raises(DataError, match="val split has no images"):
         read_split("val", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"classes": ["a", "b"], "image_size": True},
+        {"classes": ["a", "b"], "image_size": 64.5},
+        {"classes": ["a", "a"], "image_size": 64},
+        {"classes": ["a"], "image_size": 64},
+        {"classes": "ab", "image_size": 64},
+        {"classes": ["a", ""], "image_size": 64},
+        ["a", "b"],
+    ],
+)
+def test_label_map_refuses_what_no_model_was_saved_with(tmp_path: Path, data):
+    import json
+
+    (tmp_path / "labels.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="not a skinlesion label map") as info:
+        LabelMap.read(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_model_carries_its_label_map_and_refuses_another(tmp_path: Path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    LabelMap(("mel", "nv"), 32, backbone="mobilenet", seed=1).save_model(model, tmp_path)
+    assert LabelMap.of_model(tmp_path / "model.keras") == LabelMap(("mel", "nv"), 32)
+    assert LabelMap.read(tmp_path).seed == 1
+    LabelMap.read(tmp_path).check_model(tmp_path / "model.keras")  # its own: accepted
+    for other in (LabelMap(("nv", "mel"), 32), LabelMap(("mel", "nv"), 64), LabelMap(("mel", "nv", "bcc"), 32)):
+        with pytest.raises(DataError, match="does not belong to"):
+            other.check_model(tmp_path / "model.keras")
+    (tmp_path / "x.keras").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(DataError, match="not a Keras model file"):
+        LabelMap.of_model(tmp_path / "x.keras")

@@ -9,6 +9,7 @@ import pytest
 
 from skinlesion.core.backbones import get_backbone
 from skinlesion.core.images import load_batch
+from skinlesion.core.layout import LabelMap
 from skinlesion.deploy.predict import load_model_and_labels, predict_files
 from skinlesion.evaluation.evaluate import predict_probabilities
 from skinlesion.modeling.augment import build_augmenter
@@ -25,8 +26,7 @@ def save_model(folder: Path, name: str = "mobilenet") -> Path:
     base = build_backbone(spec, SIZES[name], "none")
     clf = build_classifier(spec, base, SIZES[name], len(CLASSES), 0.2, build_augmenter(augment_on(), seed=0))
     folder.mkdir(parents=True, exist_ok=True)
-    clf.model.save(folder / "model.keras")
-    (folder / "labels.json").write_text(json.dumps({"classes": CLASSES, "image_size": SIZES[name]}))
+    LabelMap(tuple(CLASSES), SIZES[name]).save_model(clf.model, folder)  # as train saves it: classes inside
     return folder / "model.keras"
 
 
@@ -77,7 +77,7 @@ def test_cli_json_missing_path_and_bad_model(model_path: Path, tmp_path: Path):
     assert result["errors"][0]["path"].endswith("missing.jpg")
     (tmp_path / "fake.keras").write_text("not a model")
     bad = run_cli(str(tmp_path / "fake.keras"), str(tmp_path / "imgs"))
-    assert bad.returncode == 2 and "not a loadable Keras model" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "not a Keras model file" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))

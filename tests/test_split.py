@@ -1,3 +1,4 @@
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from PIL import Image
 
 from skinlesion.core.errors import DataError
 from skinlesion.core.modes import Source
-from skinlesion.data.duplicates import DHASH_BITS, PHASH_BITS, near_duplicate_clusters
+from skinlesion.data.duplicates import CHASH_BITS, DHASH_BITS, PHASH_BITS, near_duplicate_clusters
 from skinlesion.data.fetch import fetch
 from skinlesion.data.grouping import grouping_warning
 from skinlesion.data.split import SplitResult, data_summary, split_dataset, split_frames
@@ -51,14 +52,19 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     write_image(b / "rgba.png", 502, mode="RGBA")
     (b / "cross_dup.jpg").write_bytes(jpeg)  # same bytes as a/good.jpg under another label
     (a / "same_dup.png").write_bytes((a / "img_0000.png").read_bytes())
+    write_image(b / "huge.png", 503, size=120)  # 14,400 pixels: over the limit set below
+    write_image(Path(os.fsdecode(bytes(b) + b"/caf\xe9.png")), 504)  # a Latin-1 name: not UTF-8
 
-    result = run_split(raw)
+    result = run_split(raw, max_pixels=10_000)
     m = data_summary(result, "synthetic")
     assert m["skipped"] == {
         "empty": 1,
         "not_an_image": 2,
         "truncated": 1,
         "corrupt": 1,
+        "unreadable": 0,
+        "too_large": 1,
+        "bad_file_name": 1,
         "duplicate": 1,
         "near_duplicate": 0,  # random-noise images of different seeds are far apart
         "label_conflict": 2,
@@ -66,6 +72,7 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     kept = {Path(r.path).name for recs in result.splits.values() for r in recs}
     assert {"cmyk.jpg", "sixteen.png", "rgba.png"} <= kept
     assert not {"good.jpg", "cross_dup.jpg"} & kept
+    assert {s["path"] for s in result.skipped if s["reason"] == "bad_file_name"} == {f"{b.as_posix()}/caf\\xe9.png"}
     conflict = [s for s in result.skipped if s["reason"] == "label_conflict"][0]
     assert "good.jpg" in conflict["detail"] and "cross_dup.jpg" in conflict["detail"]
     assert m["images"]["total"] == 24 + 3  # the originals and the three odd formats
@@ -221,25 +228,34 @@ def test_near_duplicate_thresholds_on_the_shared_real_images_and_the_synthetic_l
 ):
     import imagehash
 
-    from skinlesion.core.images import load_rgb
+    from skinlesion.core.images import centre_square, load_rgb
     from skinlesion.data.synthetic import generate
 
     paths = sorted(ham_dir.glob("*/*.jpg")) + sorted(isic_dir.glob("*/*.jpg"))
     images = [load_rgb(p) for p in paths]
-    hashes = [(str(imagehash.phash(image)), str(imagehash.dhash(image))) for image in images]
+    hashes = [
+        (str(imagehash.phash(image)), str(imagehash.dhash(image)), str(imagehash.phash(centre_square(image))))
+        for image in images
+    ]
     # Distinct lesions (HAM10000 sample: one image per lesion; ISIC: distinct images) never merge ...
     assert len(set(near_duplicate_clusters(*zip(*hashes, strict=True)))) == len(paths) == 1123 + 302
-    # ... while a re-encoded and a half-size copy of every 10th image fall within both thresholds.
-    for image, (p, d) in zip(images[::10], hashes[::10], strict=True):
+    # ... while a re-encoded and a half-size copy of every 10th image fall within all three thresholds.
+    for image, (p, d, c) in zip(images[::10], hashes[::10], strict=True):
         for copy in _copies(image):
             assert imagehash.hex_to_hash(p) - imagehash.phash(copy) <= PHASH_BITS
             assert imagehash.hex_to_hash(d) - imagehash.dhash(copy) <= DHASH_BITS
-    # Distinct images alike in layout (the demo's lesions in a dark circular frame) stay distinct.
-    generate(tmp_path / "syn", 900, 64, seed=0, workers=1, progress=False)
-    synthetic = [load_rgb(p) for p in sorted((tmp_path / "syn").rglob("*.png"))]
-    phashes = [str(imagehash.phash(image)) for image in synthetic]
-    assert len(set(near_duplicate_clusters(phashes, [str(imagehash.dhash(i)) for i in synthetic]))) == 900
-    assert len(set(near_duplicate_clusters(phashes, ["0" * 16] * 900))) < 900  # pHash alone merges some
+            assert imagehash.hex_to_hash(c) - imagehash.phash(centre_square(copy)) <= CHASH_BITS
+    # Distinct images alike in layout (the demo's lesions in a dark circular frame) stay distinct; with
+    # generator seed 1, the whole-image hashes alone merge a melanoma with a nevus: the centres tell them apart.
+    for seed in (0, 1):
+        generate(tmp_path / f"syn{seed}", 900, 64, seed=seed, workers=1, progress=False)
+        synthetic = [load_rgb(p) for p in sorted((tmp_path / f"syn{seed}").rglob("*.png"))]
+        p, d = [str(imagehash.phash(i)) for i in synthetic], [str(imagehash.dhash(i)) for i in synthetic]
+        centres = [str(imagehash.phash(centre_square(i))) for i in synthetic]
+        assert len(set(near_duplicate_clusters(p, d, centres))) == 900
+        merged_by_two = 900 - len(set(near_duplicate_clusters(p, d, ["0" * 16] * 900)))
+        assert merged_by_two == (0 if seed == 0 else 5)
+        assert len(set(near_duplicate_clusters(p, ["0" * 16] * 900, ["0" * 16] * 900))) < 900  # pHash alone
 
 
 def test_reencoded_and_half_size_copies_are_near_duplicates_never_in_two_splits(tmp_path: Path, ham_dir: Path):

@@ -24,10 +24,9 @@ def run_stage(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess
 
 def test_evaluate_without_its_model_prints_one_error_line(tmp_path: Path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    shutil.copy(REPO / "data" / "no-metadata.csv", (tmp_path / "data").mkdir() or tmp_path / "data")
     run = RunPaths("mobilenet", 0)
     LabelMap(("a", "b"), 32).write(tmp_path / run.model_dir)  # the label map is there, model.keras is not
-    (tmp_path / "data" / "splits").mkdir()
+    (tmp_path / "data" / "splits").mkdir(parents=True)
     (tmp_path / "data" / "splits" / "test.csv").write_text("path,label,sha256,group\nx.png,a,0,x\n")
     proc = run_stage(tmp_path, "evaluate.py", "--backbone", "mobilenet", "--seed", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -9,7 +9,7 @@ and out-of-range values, before any work starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -24,10 +24,15 @@ from skinlesion.core.modes import (
     Source,
     Weights,
 )
-from skinlesion.core.typed import check, coerce
+from skinlesion.core.typed import UniqueKeyLoader, check, coerce
 
 DERMAMNIST_SIZES = (28, 64, 128, 224)
 DERMAMNIST_C_SIZES = (28, 224)  # the resolutions DermaMNIST-C is published at
+# Sources that are a tree of files, where a metadata CSV can travel with the images (data.metadata).
+METADATA_SOURCES = (Source.FOLDER, Source.ZIP, Source.KAGGLE)
+# Pillow's decompression-bomb warning limit as shipped: what train, evaluate and predict decode with,
+# so split.max_pixels may not exceed it (an image split accepts must load everywhere).
+PILLOW_MAX_PIXELS = 89_478_485
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class SyntheticConfig:
     image_size: int
 
     def validate(self, key: str) -> None:  # noqa: D102
+        check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds NumPy's generator)", self.seed)
         check(self.n_images >= 50, f"{key}.n_images", "must be at least 50", self.n_images)
         check(32 <= self.image_size <= 1024, f"{key}.image_size", "must be in [32, 1024]", self.image_size)
 
@@ -53,6 +59,8 @@ class DataConfig:
     dermamnist_size: int
     metadata: str
     metadata_id_column: str
+    max_archive_mb: int
+    max_compression_ratio: int
     synthetic: SyntheticConfig
 
     def validate(self, key: str) -> None:  # noqa: D102
@@ -62,12 +70,10 @@ class DataConfig:
             f"must be one of {DERMAMNIST_SIZES}",
             self.dermamnist_size,
         )
-        check(
-            bool(self.metadata),
-            f"{key}.metadata",
-            "must name a CSV (DVC tracks its content); use data/no-metadata.csv for none",
-            self.metadata,
-        )
+        self._validate_metadata(key)
+        check(self.max_archive_mb >= 1, f"{key}.max_archive_mb", "must be >= 1 (MiB)", self.max_archive_mb)
+        ratio = self.max_compression_ratio
+        check(ratio >= 2, f"{key}.max_compression_ratio", "must be >= 2 (images barely compress: ~1 is normal)", ratio)
         if self.source == Source.DERMAMNIST_C:
             check(
                 self.dermamnist_size in DERMAMNIST_C_SIZES,
@@ -77,6 +83,8 @@ class DataConfig:
             )
         if self.source in (Source.FOLDER, Source.ZIP):
             check(bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", "")
+        rule = "must not be empty: DVC cannot load dvc.yaml then; keep data/external where no source reads it"
+        check(bool(self.path), f"{key}.path", rule, "")
         if self.source == Source.KAGGLE:
             check(
                 self.kaggle_dataset.count("/") in (1, 3),
@@ -85,6 +93,17 @@ class DataConfig:
                 self.kaggle_dataset,
             )
         self.synthetic.validate(f"{key}.synthetic")
+
+    def _validate_metadata(self, key: str) -> None:
+        if not self.metadata:
+            return
+        where = "/".join(METADATA_SOURCES)
+        rule = f"must be empty for source={self.source}: a metadata CSV travels with a {where} source, inside it"
+        check(self.source in METADATA_SOURCES, f"{key}.metadata", rule, self.metadata)
+        name = PurePosixPath(self.metadata.replace("\\", "/"))
+        inside = bool(name.parts) and not name.is_absolute() and ".." not in name.parts
+        rule = "must be a path inside the data source (folder or archive), e.g. HAM10000_metadata.csv, or ''"
+        check(inside, f"{key}.metadata", rule, self.metadata)
 
 
 @dataclass(frozen=True)
@@ -97,8 +116,12 @@ class SplitConfig:
     group_by: str
     allow_missing_groups: bool
     drop_label_conflicts: bool
+    max_pixels: int
 
     def validate(self, key: str) -> None:  # noqa: D102
+        check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds scikit-learn's splitters)", self.seed)
+        rule = f"must be in [1, {PILLOW_MAX_PIXELS}] (Pillow's own limit, with which the later stages decode)"
+        check(1 <= self.max_pixels <= PILLOW_MAX_PIXELS, f"{key}.max_pixels", rule, self.max_pixels)
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             check(0.0 < value < 0.5, f"{key}.{name}", "must be in (0, 0.5)", value)
@@ -251,6 +274,7 @@ class EvaluateConfig:
         check(0 <= self.tta <= 7, f"{key}.tta", "must be in [0, 7] (the square's other symmetries)", self.tta)
         check(self.bootstrap >= 1000, f"{key}.bootstrap", "must be >= 1000 resamples", self.bootstrap)
         check(0.5 < self.confidence < 1.0, f"{key}.confidence", "must be in (0.5, 1)", self.confidence)
+        check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds NumPy's generator)", self.seed)
 
 
 @dataclass(frozen=True)
@@ -365,9 +389,11 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ConfigError(f"{path} not found: run from the repository root") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read ({exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     return parse_config(raw)

@@ -6,8 +6,11 @@ sees exactly the same pixels for the same file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,30 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Files whose names mark them as operating-system clutter rather than data.
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+# An image over Image.MAX_IMAGE_PIXELS is refused as too_large (load_rgb), so Pillow's warning about it
+# says nothing more and would only clutter the stages' logs.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def set_max_pixels(limit: int) -> None:
+    """Refuse images over ``limit`` pixels in this process, from their header, before decoding them.
+
+    The limit is Pillow's ``Image.MAX_IMAGE_PIXELS``, one setting per process: split sets it from
+    ``split.max_pixels`` in each validation process (and, for its duration, in itself: :func:`pixel_limit`);
+    other processes keep Pillow's own.
+    """
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int) -> Iterator[None]:
+    """:func:`set_max_pixels` for the duration of a ``with`` block, then the previous limit again."""
+    previous = Image.MAX_IMAGE_PIXELS
+    set_max_pixels(limit)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 class ImageLoadError(Exception):
@@ -67,7 +94,8 @@ def load_rgb(path: str | Path) -> Image.Image:
         The RGB image.
 
     Raises:
-        ImageLoadError: With reason ``empty``, ``not_an_image``, ``truncated`` or ``corrupt``.
+        ImageLoadError: With reason ``empty``, ``not_an_image``, ``too_large``, ``unreadable``, ``truncated``
+            or ``corrupt``.
 
     """
     path = Path(path)
@@ -75,19 +103,33 @@ def load_rgb(path: str | Path) -> Image.Image:
         if path.stat().st_size == 0:
             raise ImageLoadError(path, "empty", "zero-byte file")
         with Image.open(path) as image:
+            _check_pixels(path, image.size)  # from the header: nothing is decoded yet
             image.load()
             return to_rgb(image)
     except ImageLoadError:
         raise
+    except Image.DecompressionBombError:  # Pillow's own check, at twice the limit, in Image.open
+        limit = Image.MAX_IMAGE_PIXELS
+        raise ImageLoadError(path, "too_large", f"over {2 * limit:,} pixels, twice the limit of {limit:,}") from None
+    except PermissionError:
+        raise ImageLoadError(path, "unreadable", "permission denied") from None
     except UnidentifiedImageError:
         raise ImageLoadError(path, "not_an_image", "not a recognised image format") from None
     except FileNotFoundError:
         raise ImageLoadError(path, "missing", "no such file") from None
     except IsADirectoryError:
         raise ImageLoadError(path, "not_an_image", "is a directory") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
         raise ImageLoadError(path, reason, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and size[0] * size[1] > limit:
+        raise ImageLoadError(
+            path, "too_large", f"{size[0]} x {size[1]} = {size[0] * size[1]:,} pixels, over the limit of {limit:,}"
+        )
 
 
 def load_array(path: str | Path, image_size: int) -> np.ndarray:
@@ -130,10 +172,12 @@ class FileCheck:
     height: int = 0
     reason: str = ""
     detail: str = ""
-    # 64-bit perceptual (DCT) and difference hashes (hex) of the decoded image: find re-encoded or
-    # resized copies that identical-bytes checks miss.
+    # 64-bit perceptual (DCT) and difference hashes (hex) of the decoded image, and the perceptual hash
+    # of its centre (:func:`centre_square`): find re-encoded or resized copies that identical-bytes
+    # checks miss.
     phash: str = ""
     dhash: str = ""
+    chash: str = ""
 
     @property
     def ok(self) -> bool:
@@ -153,7 +197,11 @@ def check_file(path: str) -> FileCheck:
     """
     import imagehash
 
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    try:
+        with open(path, "rb") as handle:  # streamed in blocks: memory does not grow with the file
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        return FileCheck(path, "", reason="unreadable", detail=exc.strerror or type(exc).__name__)
     if Path(path).name in IGNORED_NAMES:
         return FileCheck(path, digest, reason="not_an_image", detail="operating-system metadata file")
     try:
@@ -167,4 +215,16 @@ def check_file(path: str) -> FileCheck:
         height=image.height,
         phash=str(imagehash.phash(image)),
         dhash=str(imagehash.dhash(image)),
+        chash=str(imagehash.phash(centre_square(image))),
     )
+
+
+def centre_square(image: Image.Image) -> Image.Image:
+    """The central square of an image, half its shorter side: where a dermoscopic lesion is.
+
+    Its perceptual hash tells distinct lesions apart that whole-image hashes see as one because their
+    layout is alike (a dark circular rim, a central blob).
+    """
+    side = max(1, min(image.size) // 2)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))

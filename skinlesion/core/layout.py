@@ -17,6 +17,7 @@ dvc.yaml. A *model folder* (a run's ``model/``, or the headline ``models/headlin
 from __future__ import annotations
 
 import argparse
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,14 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.core.errors import DataError
-from skinlesion.core.io import read_json, write_json
+from skinlesion.core.io import read_csv, read_json, read_keras_metadata, save_keras_model, write_json
 
 RAW = Path("data/raw")
-SOURCE_FILE = "SOURCE.json"  # provenance and counts, inside the raw folder (fetch)
+# Provenance and counts, inside the raw folder: fetch writes it last, so a raw folder without it is
+# unfinished (an interrupted fetch) and split refuses it.
+SOURCE_FILE = "SOURCE.json"
+# The source's metadata CSV (``data.metadata``), copied by fetch beside the images; split reads it.
+RAW_METADATA = "metadata.csv"
 SPLITS = Path("data/splits")
 SPLIT_NAMES = ("train", "val", "test")
 SKIPPED = SPLITS / "skipped.csv"
@@ -73,6 +78,31 @@ PROBABILITY_PREFIX = "p_"
 def split_csv(name: str, splits_dir: str | Path = SPLITS) -> Path:
     """``<splits_dir>/<name>.csv``: one of :data:`SPLIT_NAMES`, columns path,label,sha256,group."""
     return Path(splits_dir) / f"{name}.csv"
+
+
+def staging_dir(folder: str | Path) -> Path:
+    """Where fetch fills a new raw folder before renaming it to ``folder`` (``data/.raw.partial``).
+
+    A fetch that fails or is killed therefore leaves the previous raw folder as it was.
+    """
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.partial")
+
+
+def previous_dir(folder: str | Path) -> Path:
+    """Where the previous raw folder waits while the new one is renamed into place (``data/.raw.previous``)."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.previous")
+
+
+def split_journal(splits_dir: str | Path = SPLITS) -> Path:
+    """The journal of split's outputs while they are being replaced (``data/.splits.journal.json``).
+
+    The split stage replaces its files as one unit (:func:`skinlesion.core.io.write_together`); while
+    this file exists they may be a mix of two runs, and nothing reads them.
+    """
+    splits_dir = Path(splits_dir)
+    return splits_dir.with_name(f".{splits_dir.name}.journal.json")
 
 
 def probability_column(class_name: str) -> str:
@@ -204,6 +234,10 @@ class Checkpoints:
         return f"{self.phase}.epoch{epoch}.weights.h5"
 
 
+# The key of a .keras archive's metadata.json under which a model carries its own label map.
+MODEL_ENTRY = "skinlesion"
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """What a model folder's ``labels.json`` holds: output index → class name, the input size, the temperature.
@@ -211,7 +245,9 @@ class LabelMap:
     ``temperature`` is the one fitted on validation (temperature scaling) and already built into the saved
     model's classifier: its probabilities are the calibrated ones, and ``softmax(T * log p)`` recovers
     the uncalibrated ones. ``backbone`` and ``seed`` say which run a headline model came from (empty/None
-    inside a run).
+    inside a run). The
+    model file carries the classes and size too (:meth:`save_model`), so a ``labels.json`` that belongs
+    to another model is caught (:meth:`check_model`) instead of naming every prediction wrongly.
     """
 
     classes: tuple[str, ...]
@@ -227,28 +263,79 @@ class LabelMap:
             data |= {"backbone": self.backbone, "seed": self.seed}
         write_json(Path(model_dir) / LABELS_FILE, data)
 
+    def save_model(self, model: object, model_dir: str | Path) -> None:
+        """Save ``model`` as ``<model_dir>/model.keras`` carrying these classes and size, and write labels.json."""
+        entry = {"classes": list(self.classes), "image_size": self.image_size}
+        save_keras_model(model, Path(model_dir) / MODEL_FILE, {MODEL_ENTRY: entry})
+        self.write(model_dir)
+
     @classmethod
     def read(cls, model_dir: str | Path) -> LabelMap:
         """Read the label map of a model folder.
 
         Raises:
-            DataError: If the file is missing or lacks ``classes``/``image_size``.
+            DataError: If the file is missing, unreadable, or lacks valid ``classes``/``image_size``.
 
         """
         path = Path(model_dir) / LABELS_FILE
         try:
-            data = read_json(path)
-            return cls(
-                classes=tuple(data["classes"]),
-                image_size=int(data["image_size"]),
-                temperature=float(data.get("temperature", 1.0)),
-                backbone=data.get("backbone", ""),
-                seed=data.get("seed"),
-            )
+            return cls._parse(read_json(path))
         except FileNotFoundError:
             raise DataError(f"{path} not found: every model folder needs the labels.json written beside it") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: not a skinlesion label map ({type(exc).__name__}: {exc})") from None
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise DataError(
+                f"{path}: not a skinlesion label map ({type(exc).__name__}: {exc}); "
+                "use the labels.json written beside the model"
+            ) from None
+
+    @classmethod
+    def _parse(cls, data: dict) -> LabelMap:
+        classes, size = data["classes"], data["image_size"]
+        if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+            raise TypeError(f"classes must be a list of class names (got {classes!r})")
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ValueError(f"classes must be at least two distinct names (got {classes!r})")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"image_size must be a positive integer (got {size!r})")
+        temperature = data.get("temperature", 1.0)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a positive number (got {temperature!r})")
+        return cls(tuple(classes), size, float(temperature), data.get("backbone", ""), data.get("seed"))
+
+    @classmethod
+    def of_model(cls, model_path: str | Path) -> LabelMap | None:
+        """The label map a model file carries (None for a model saved before models carried one).
+
+        Raises:
+            DataError: If the file is missing or not a Keras model file.
+        """
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise DataError(f"{model_path} not found (or not a file): give the model.keras written by train")
+        try:
+            entry = read_keras_metadata(model_path).get(MODEL_ENTRY)
+            return None if entry is None else cls._parse(entry)
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataError(
+                f"{model_path}: not a Keras model file ({type(exc).__name__}: {exc}); "
+                "give the model.keras written by train"
+            ) from None
+
+    def check_model(self, model_path: str | Path) -> None:
+        """Refuse this label map unless it is the one ``model_path`` was saved with.
+
+        Raises:
+            DataError: One line naming both files when the classes or the input size differ.
+        """
+        carried = self.of_model(model_path)
+        if carried is None or (carried.classes, carried.image_size) == (self.classes, self.image_size):
+            return
+        raise DataError(
+            f"{Path(model_path).parent / LABELS_FILE} does not belong to {model_path}: it lists "
+            f"{len(self.classes)} classes {list(self.classes)} at {self.image_size} px, the model was trained on "
+            f"{len(carried.classes)} classes {list(carried.classes)} at {carried.image_size} px; put the model's own "
+            "labels.json beside it"
+        )
 
 
 def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:
@@ -263,12 +350,16 @@ def read_split(name: str, splits_dir: str | Path = SPLITS) -> pd.DataFrame:
     """Read ``<splits_dir>/<name>.csv`` (columns path,label,sha256,group).
 
     Raises:
-        DataError: If the file is missing or the split is empty.
+        DataError: If the file is missing, the split is empty, or split was interrupted replacing the files.
 
     """
     path = split_csv(name, splits_dir)
+    if split_journal(splits_dir).exists():
+        raise DataError(
+            f"{splits_dir}: the split stage was interrupted while replacing its files; rerun `dvc repro split`"
+        )
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise DataError(f"{path} not found: run `dvc repro split` first") from None
     if frame.empty:

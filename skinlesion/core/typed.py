@@ -10,7 +10,32 @@ import typing
 from enum import Enum
 from typing import Any
 
+import yaml
+
 from skinlesion.core.errors import ConfigError
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, while DVC refuses the file: a stage run
+    directly would use one value and ``dvc repro`` none.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # noqa: D102
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first != line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (lines {first} and {line}); keep one"
+                )
+        return super().construct_mapping(node, deep)
 
 
 def check(ok: bool, key: str, rule: str, value: Any) -> None:

@@ -2,7 +2,10 @@
 
 The raw layout is ``<out>/<split>/<class>/<file>``, where ``split`` is ``train``, ``val`` or ``test`` when
 the source had such folders (the Kaggle layouts) and ``unsplit`` otherwise; the split stage respects
-given splits and carves out the missing ones. ``<out>/SOURCE.json`` records where the data came from.
+given splits and carves out the missing ones. ``<out>/metadata.csv`` is the source's metadata CSV
+(``data.metadata``), and ``<out>/SOURCE.json`` records where the data came from and what was left out.
+The new folder is filled beside ``out`` and renamed into place last, ``SOURCE.json`` written just before:
+a failed or killed fetch leaves the previous raw folder as it was.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from pathlib import Path
 from skinlesion.core.config import DataConfig
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import write_json
-from skinlesion.core.layout import SOURCE_FILE
+from skinlesion.core.layout import RAW_METADATA, SOURCE_FILE, previous_dir, staging_dir
 from skinlesion.core.modes import Source
 from skinlesion.data import dermamnist, synthetic
-from skinlesion.data.archives import extract_archive
+from skinlesion.data.archives import Limits, extract_archive
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -39,6 +42,9 @@ def _visible(path: Path) -> bool:
 def find_dataset_root(root: Path) -> Path:
     """Descend through wrapper folders (a lone sub-folder and no files, e.g. Kaggle's ``my_data/``).
 
+    A lone sub-folder that holds no folders of its own is a class folder, not a wrapper: a data set of
+    one class is then found as such (and refused by split, naming the class) instead of as no classes.
+
     Args:
         root: Top of the downloaded or extracted tree.
 
@@ -49,7 +55,8 @@ def find_dataset_root(root: Path) -> Path:
     while True:
         entries = [p for p in root.iterdir() if _visible(p)]
         dirs = [p for p in entries if p.is_dir()]
-        if len(dirs) == 1 and len(entries) == 1 and dirs[0].name.lower() not in SPLIT_ALIASES:
+        lone = len(dirs) == 1 and len(entries) == 1 and dirs[0].name.lower() not in SPLIT_ALIASES
+        if lone and any(p.is_dir() and _visible(p) for p in dirs[0].iterdir()):
             root = dirs[0]
         else:
             return root
@@ -90,38 +97,94 @@ def layout(root: Path) -> dict[str, Path]:
     return out
 
 
-def import_tree(src: Path, out: Path, progress: bool = True) -> dict[str, int]:
+def import_tree(src: Path, out: Path, progress: bool = True, exclude: Path | None = None) -> dict:
     """Copy a class-per-folder tree (with or without split folders) into the canonical raw layout.
 
     Files inside class folders are copied byte for byte, whatever their type: the split stage decides
     which are images and counts the rest. Files directly in a split or root folder have no class and
-    are counted as ``unlabelled``.
+    are counted as ``unlabelled``; symbolic links (which may point anywhere, e.g. outside the data
+    folder) and files without read permission are left out and counted under ``skipped``.
 
     Args:
         src: Folder as downloaded or extracted.
         out: Destination (the raw folder).
         progress: Show a progress bar.
+        exclude: A file that is not an image (the metadata CSV): neither copied nor counted here.
 
     Returns:
-        Counts: ``files`` copied and ``unlabelled`` files left out.
+        Counts: ``files`` copied, ``unlabelled`` files left out, ``skipped`` by reason (``link``,
+        ``unreadable``).
 
     """
     from tqdm import tqdm
 
     root = find_dataset_root(src)
-    jobs, unlabelled = [], 0
+    jobs, unlabelled, skipped = [], 0, Counter()
     for split, split_dir in layout(root).items():
         for entry in sorted(split_dir.iterdir()):
-            if entry.is_dir() and _visible(entry):
-                for f in sorted(entry.rglob("*")):
-                    if f.is_file() and not f.is_symlink():
-                        jobs.append((f, out / split / entry.name / f.relative_to(entry)))
-            elif entry.is_file() and _visible(entry):
+            if entry == exclude or not _visible(entry):
+                continue
+            if entry.is_symlink():
+                skipped["link"] += 1
+            elif entry.is_dir():
+                jobs += _class_files(entry, out / split / entry.name, exclude, skipped)
+            elif entry.is_file():
                 unlabelled += 1
     for source, dest in tqdm(jobs, desc="copy", unit="file", disable=not progress):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest)
-    return {"files": len(jobs), "unlabelled": unlabelled}
+        try:
+            shutil.copyfile(source, dest)
+        except PermissionError:
+            skipped["unreadable"] += 1
+        except OSError as exc:
+            raise DataError(f"cannot copy {source} to {dest} ({exc.strerror or exc}); check the disk") from None
+    files = len(jobs) - skipped["unreadable"]
+    return {"files": files, "unlabelled": unlabelled, "skipped": dict(sorted(skipped.items()))}
+
+
+def _class_files(folder: Path, dest: Path, exclude: Path | None, skipped: Counter) -> list[tuple[Path, Path]]:
+    """The (source, destination) pairs of one class folder's files; links are counted in ``skipped``."""
+    jobs = []
+    for f in sorted(folder.rglob("*")):  # rglob does not descend into linked folders: they are counted here
+        if f.is_symlink():
+            skipped["link"] += 1
+        elif f.is_file() and f != exclude:
+            jobs.append((f, dest / f.relative_to(folder)))
+    return jobs
+
+
+def files_per_split(raw: Path) -> dict[str, int]:
+    """Files under each split folder of a raw folder (what ``SOURCE.json`` records as ``per_split``)."""
+    counts = Counter(p.relative_to(raw).parts[0] for p in raw.rglob("*") if p.is_file() and p.parent != raw)
+    return dict(sorted(counts.items()))
+
+
+def source_metadata(src: Path, name: str) -> Path | None:
+    """The metadata CSV ``data.metadata`` names inside a data source (None when it names none).
+
+    Raises:
+        DataError: If there is no such file in the source.
+    """
+    if not name:
+        return None
+    path = src.joinpath(*Path(name.replace("\\", "/")).parts)
+    if path.is_dir():
+        raise DataError(f"data.metadata={name} is a folder in the data source ({src}), not a CSV")
+    if not path.is_file():
+        raise DataError(
+            f"data.metadata={name}: no such file in the data source ({src}); give the CSV's path inside it "
+            "(e.g. HAM10000_metadata.csv), or '' for none"
+        )
+    return path
+
+
+def import_source(src: Path, data: DataConfig, out: Path, progress: bool) -> dict:
+    """Import a class-per-folder tree with its metadata CSV (copied to ``<out>/metadata.csv``)."""
+    metadata = source_metadata(src, data.metadata)  # checked before anything is copied
+    counts = import_tree(src, out, progress, exclude=metadata)
+    if metadata is not None:
+        shutil.copyfile(metadata, out / RAW_METADATA)
+    return counts
 
 
 def kaggle_download(handle: str) -> Path:
@@ -163,21 +226,21 @@ def _folder(data: DataConfig, out: Path, progress: bool) -> dict:
     folder = Path(data.path)
     if not folder.is_dir():
         raise DataError(f"data.path={data.path} is not a folder; point it at a class-per-folder image tree")
-    return {"path": data.path} | import_tree(folder, out, progress)
+    return {"path": data.path} | import_source(folder, data, out, progress)
 
 
 def _zip(data: DataConfig, out: Path, progress: bool) -> dict:
     # Extract inside `out` so nothing is ever written outside the raw folder, then normalise.
     staging = out / ".extract"
     try:
-        extract_archive(Path(data.path), staging)
-        return {"path": data.path} | import_tree(staging, out, progress)
+        extract_archive(Path(data.path), staging, Limits(data.max_archive_mb, data.max_compression_ratio))
+        return {"path": data.path} | import_source(staging, data, out, progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _kaggle(data: DataConfig, out: Path, progress: bool) -> dict:
-    return {"dataset": data.kaggle_dataset} | import_tree(kaggle_download(data.kaggle_dataset), out, progress)
+    return {"dataset": data.kaggle_dataset} | import_source(kaggle_download(data.kaggle_dataset), data, out, progress)
 
 
 def _dermamnist(data: DataConfig, out: Path, progress: bool) -> dict:
@@ -206,24 +269,38 @@ SOURCES: dict[Source, Callable[[DataConfig, Path, bool], dict]] = {
 
 
 def fetch(data: DataConfig, out: Path, progress: bool = True) -> dict:
-    """Fill ``out`` (emptied first) with the images of ``data.source`` in the raw layout.
+    """Fill ``out`` with the images of ``data.source`` in the raw layout, replacing it only on success.
 
     Args:
         data: ``data:`` params (the source and its settings).
-        out: The raw folder; everything written stays inside it.
+        out: The raw folder. The new one is filled in :func:`~skinlesion.core.layout.staging_dir` beside it
+            (everything written stays there) and renamed to ``out`` last.
         progress: Show progress bars.
 
     Returns:
         Provenance and counts, also written to ``out/SOURCE.json``.
 
+    Raises:
+        DataError: When the source cannot be used; ``out`` is then as it was.
+
     """
+    staging, previous = staging_dir(out), previous_dir(out)
+    if previous.exists() and not out.exists():  # a fetch killed between its two renames: keep the old folder
+        previous.rename(out)
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        info = {"source": str(data.source), "skipped": {}} | SOURCES[data.source](data, staging, progress)
+        info["per_split"] = files_per_split(staging)
+        if info["files"] == 0:
+            raise DataError(f"data.source={data.source}: no files found inside class folders; nothing to train on")
+        write_json(staging / SOURCE_FILE, info)  # last: a raw folder without it is unfinished
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    info = {"source": str(data.source)} | SOURCES[data.source](data, out, progress)
-    per_split = Counter(p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file())
-    info["per_split"] = dict(sorted(per_split.items()))
-    if info["files"] == 0:
-        raise DataError(f"data.source={data.source}: no files found inside class folders; nothing to train on")
-    write_json(out / SOURCE_FILE, info)
+        out.rename(previous)
+    staging.rename(out)
+    shutil.rmtree(previous, ignore_errors=True)
     return info

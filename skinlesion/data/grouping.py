@@ -10,33 +10,46 @@ from skinlesion.core.errors import DataError
 from skinlesion.core.modes import Source
 
 
-def load_metadata(csv_path: str, id_column: str) -> pd.DataFrame:
+def load_metadata(csv_path: str, id_column: str, group_by: str) -> pd.DataFrame:
     """Read a metadata CSV indexed by image id (the file name without extension).
 
     Args:
         csv_path: The CSV (e.g. HAM10000_metadata.csv).
         id_column: Column holding the image id.
+        group_by: The grouping column (``split.group_by``; empty for none): an id listed twice must
+            have one value in it, or the image's group would depend on which row is read.
 
     Returns:
-        The metadata, one row per id (the first row wins for a repeated id).
+        The metadata, one row per id.
 
     Raises:
-        DataError: If the file or the id column is missing.
+        DataError: If the file cannot be read as a CSV, the id column is missing, or a repeated id has
+            two values of ``group_by``.
 
     """
+    name = f"data.metadata ({csv_path})"
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise DataError(
-            f"data.metadata={csv_path} does not exist; fix the path, or use data/no-metadata.csv for none"
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"data.metadata={csv_path} is not a readable CSV ({exc})") from None
+        raise DataError(f"{name} does not exist; fix data.metadata, or set it to '' for none") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name} is empty: give a CSV with a header row, or set data.metadata: '' for none") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{name} is not a readable CSV ({first}); save it as UTF-8 CSV") from None
     if id_column not in frame.columns:
         raise DataError(
-            f"data.metadata={csv_path} has no column {id_column!r} (data.metadata_id_column); "
-            f"columns: {', '.join(frame.columns)}"
+            f"{name} has no column {id_column!r} (data.metadata_id_column); columns: {', '.join(frame.columns)}"
         )
+    if group_by in frame.columns:
+        values = frame.groupby(id_column)[group_by].nunique()
+        torn = sorted(values[values > 1].index)
+        if torn:
+            shown = ", ".join(torn[:5]) + (", ..." if len(torn) > 5 else "")
+            raise DataError(
+                f"{name}: {len(torn)} image id(s) listed more than once with different {group_by} values ({shown}); "
+                f"the image would change group with the row read: keep one row per id"
+            )
     return frame.drop_duplicates(id_column).set_index(id_column)
 
 

@@ -20,13 +20,26 @@ import pandas as pd
 
 from skinlesion.core.config import SplitConfig
 from skinlesion.core.errors import DataError
-from skinlesion.core.images import FileCheck, check_file
-from skinlesion.core.layout import SKIPPED, SPLIT_NAMES
+from skinlesion.core.images import FileCheck, check_file, pixel_limit, set_max_pixels
+from skinlesion.core.io import is_printable, printable, read_json
+from skinlesion.core.layout import SKIPPED, SOURCE_FILE, SPLIT_NAMES
 from skinlesion.data.duplicates import Record, deduplicate, skip_entry
-from skinlesion.data.fetch import SPLIT_ALIASES, UNSPLIT
+from skinlesion.data.fetch import SPLIT_ALIASES, UNSPLIT, files_per_split
 from skinlesion.data.grouping import grouping_warning, image_groups, load_metadata
 
-SKIP_REASONS = ("empty", "not_an_image", "truncated", "corrupt", "duplicate", "near_duplicate", "label_conflict")
+# Why a file is left out, each counted in reports/data.json and listed in data/splits/skipped.csv.
+SKIP_REASONS = (
+    "empty",
+    "not_an_image",
+    "truncated",
+    "corrupt",
+    "unreadable",  # no permission to read it, or an I/O error
+    "too_large",  # over split.max_pixels, by its header
+    "bad_file_name",  # not valid UTF-8, or control characters: no CSV or report can name it
+    "duplicate",
+    "near_duplicate",
+    "label_conflict",
+)
 
 
 @dataclass
@@ -39,6 +52,30 @@ class SplitResult:
     group_by: str = ""
     images_without_group: int = 0
     given_splits: tuple[str, ...] = ()
+
+
+def check_raw(raw: Path) -> None:
+    """Refuse a raw folder that fetch did not finish, or that changed since.
+
+    Raises:
+        DataError: If ``raw`` is missing, lacks ``SOURCE.json`` (written last by fetch), or holds other
+            files than ``SOURCE.json`` counts.
+    """
+    rerun = "rerun `dvc repro fetch`"
+    if not raw.is_dir():
+        raise DataError(f"{raw} not found: run `dvc repro fetch` first")
+    try:
+        listed = read_json(raw / SOURCE_FILE)["per_split"]
+    except FileNotFoundError:
+        raise DataError(f"{raw} is incomplete (no {SOURCE_FILE}: an interrupted fetch?); {rerun}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{raw / SOURCE_FILE} is unreadable ({type(exc).__name__}: {exc}); {rerun}") from None
+    found = files_per_split(raw)
+    if found != listed:
+        raise DataError(
+            f"{raw} holds {sum(found.values())} files {found} but {SOURCE_FILE} lists {sum(listed.values())} "
+            f"{listed}: it changed after fetch (or fetch was interrupted); {rerun}"
+        )
 
 
 def scan_raw(raw: Path) -> list[tuple[str, str, str]]:
@@ -63,14 +100,15 @@ def scan_raw(raw: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def check_files(paths: list[str], workers: int = 0, progress: bool = True) -> list[FileCheck]:
+def check_files(paths: list[str], max_pixels: int, workers: int = 0, progress: bool = True) -> list[FileCheck]:
     """Hash and fully decode files in parallel processes, streaming results back in order.
 
     Only small :class:`FileCheck` records come back, never pixels, so memory stays flat however many
-    images there are.
+    images there are; an image over ``max_pixels`` is refused from its header, before decoding.
 
     Args:
         paths: Files to check.
+        max_pixels: ``split.max_pixels``, set in this process and in every validation process.
         workers: Processes; 0 means one per core.
         progress: Show a progress bar.
 
@@ -83,7 +121,9 @@ def check_files(paths: list[str], workers: int = 0, progress: bool = True) -> li
     workers = workers or os.cpu_count() or 1
     serial = workers == 1 or len(paths) < 64  # starting a pool costs more than checking a few files
     with contextlib.ExitStack() as stack:
-        pool = None if serial else stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+        stack.enter_context(pixel_limit(max_pixels))
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: Pillow's limit is set again
+        pool = None if serial else stack.enter_context(context.Pool(workers, set_max_pixels, (max_pixels,)))
         results = pool.imap(check_file, paths, chunksize=32) if pool else map(check_file, paths)
         return list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=not progress))
 
@@ -142,7 +182,7 @@ def split_dataset(
     Args:
         raw: The raw folder.
         split: ``split:`` params (fractions, seed, grouping column, label-conflict and missing-group rules).
-        metadata: CSV whose id column matches file names without extension (empty or header-only: none).
+        metadata: CSV whose id column matches file names without extension (empty: none).
         metadata_id_column: The id column of ``metadata``.
         workers: Validation processes; 0 means one per core.
         progress: Show progress bars.
@@ -153,36 +193,57 @@ def split_dataset(
     """
     group_by = split.group_by
     # Metadata problems are found before the slow part (decoding every file).
-    meta = load_metadata(metadata, metadata_id_column) if metadata else pd.DataFrame()
+    meta = load_metadata(metadata, metadata_id_column, group_by) if metadata else pd.DataFrame()
     if group_by and group_by not in meta.columns:
         raise DataError(
-            f"split.group_by={group_by} is not a column of data.metadata={metadata}: point data.metadata at a CSV "
-            f"with a {group_by!r} column"
+            f"split.group_by={group_by} is not a column of data.metadata ({metadata or 'empty: no metadata'}): set "
+            f"data.metadata to a CSV with a {group_by!r} column inside the data source (e.g. HAM10000_metadata.csv)"
         )
     files = scan_raw(raw)
     if not files:
         raise DataError(f"{raw}: no files; run the fetch stage first")
-    groups, missing = image_groups([f[0] for f in files], meta, group_by, split.allow_missing_groups, metadata)
-    records, skipped = usable_records(files, groups, workers, progress)
+    named = [f for f in files if is_printable(f[0])]
+    skipped = [skip_entry(printable(f[0]), "bad_file_name", BAD_NAME) for f in files if not is_printable(f[0])]
+    groups, missing = image_groups([f[0] for f in named], meta, group_by, split.allow_missing_groups, metadata)
+    records, unusable = usable_records(named, groups, split.max_pixels, workers, progress)
     records, dup_skips = deduplicate(records, split.drop_label_conflicts)
-    skipped += dup_skips
+    skipped += unusable + dup_skips
     if not records:
         raise DataError(f"{raw}: no usable images ({len(skipped)} files skipped; see {SKIPPED})")
+    require_classes(records, "usable images", raw)
     splits, given = assign_splits(records, split)
+    require_classes(splits["train"], "the train split", raw)
     return SplitResult(splits, sorted(skipped, key=lambda s: s["path"]), len(files), group_by, missing, given)
 
 
+BAD_NAME = "its name is not valid UTF-8 or holds control characters, so no CSV or report can name it; rename it"
+
+
+def require_classes(records: list[Record], what: str, raw: Path) -> None:
+    """Refuse fewer than two classes: there is nothing to classify (and training would crash).
+
+    Raises:
+        DataError: Naming the classes found.
+    """
+    classes = sorted({r.label for r in records})
+    if len(classes) < 2:
+        raise DataError(
+            f"{raw}: {what} have {len(classes)} class ({', '.join(classes) or 'none'}); a classifier needs at "
+            "least two: add a class folder of images of another diagnosis"
+        )
+
+
 def usable_records(
-    files: list[tuple[str, str, str]], groups: dict[str, str], workers: int, progress: bool
+    files: list[tuple[str, str, str]], groups: dict[str, str], max_pixels: int, workers: int, progress: bool
 ) -> tuple[list[Record], list[dict]]:
     """Check every file (:func:`check_files`): the usable images as records, the others as skip entries."""
-    checks = check_files([f[0] for f in files], workers, progress)
+    checks = check_files([f[0] for f in files], max_pixels, workers, progress)
     skipped, records = [], []
     for (path, given, label), check in zip(files, checks, strict=True):
         if not check.ok:
             skipped.append(skip_entry(path, check.reason, check.detail))
             continue
-        records.append(Record(path, label, check.sha256, given, groups[path], check.phash, check.dhash))
+        records.append(Record(path, label, check.sha256, given, groups[path], check.phash, check.dhash, check.chash))
     return records, skipped
 
 

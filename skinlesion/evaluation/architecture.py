@@ -80,9 +80,8 @@ def paired_balanced_accuracy(
     resampling whole lesions when ``groups`` is given; every resample recomputes balanced accuracy from the
     rows it drew, so shuffling the test rows does not change the interval, and each class's deviation is
     rescaled for its small number of units (:func:`~skinlesion.evaluation.resampling.resampled_balanced_accuracy`).
-    The p-value is a paired
-    sign-flip test (:func:`~skinlesion.evaluation.resampling.sign_flip_test`): under "no difference" A's and
-    B's answers on an image (a lesion, with groups) are exchangeable, all seeds at once.
+    The p-value is a paired sign-flip test (:func:`~skinlesion.evaluation.resampling.sign_flip_test`): under
+    "no difference" A's and B's answers on an image (a lesion, with groups) are exchangeable, all seeds at once.
 
     Args:
         y: Integer labels, ``(n,)``.

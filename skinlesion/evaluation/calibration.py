@@ -208,6 +208,10 @@ def _interval(
     return estimate + k - math.sqrt(lifted + above), estimate + k + math.sqrt(lifted + below)
 
 
+def _rms(value: float) -> float:
+    return math.sqrt(max(value, 0.0))
+
+
 def calibration_error(
     y: np.ndarray,
     probs: np.ndarray,
@@ -256,17 +260,14 @@ def calibration_error(
     null_terms, _, _, _ = _debiased_terms((uniform < conf).astype(float), conf, bins, codes)
     low, high = _interval(estimate, null_terms @ weights, terms, variance, weights, confidence)
 
-    def rms(value: float) -> float:
-        return math.sqrt(max(value, 0.0))
-
     return {
-        "rms": rms(estimate),
-        "low": rms(low),
-        "high": rms(high),
+        "rms": _rms(estimate),
+        "low": _rms(low),
+        "high": _rms(high),
         "squared": estimate,
         "squared_low": low,
         "squared_high": high,
-        "plugin_rms": rms(float(weights @ gap**2)),
+        "plugin_rms": _rms(float(weights @ gap**2)),
         "n_bins": n_bins,
         "lesions": None if codes is None else int(codes.max() + 1),
         "method": "debiased squared top-label CE, equal-mass bins (Kumar et al. 2019); null-simulation + score-type CI",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from skinlesion.core.io import read_json
+from skinlesion.core.io import read_csv, read_json
 from skinlesion.core.layout import RunPaths, probability_classes, probability_column
 from skinlesion.modeling.history import read_training_log
 
@@ -45,8 +45,9 @@ def collect_runs(backbones: list[str], seeds: list[int]) -> RunResults:
         for s in seeds:
             run = RunPaths(b, s)
             out.metrics[b][s] = read_json(run.eval_summary)
-            out.predictions[b][s] = pd.read_csv(run.predictions, keep_default_na=False, dtype={"group": str})
-            out.val_predictions[b][s] = pd.read_csv(run.val_predictions, keep_default_na=False, dtype={"group": str})
+            # read_csv undoes the formula neutralisation of write_csv: class names come back as written.
+            out.predictions[b][s] = read_csv(run.predictions, keep_default_na=False, dtype={"group": str})
+            out.val_predictions[b][s] = read_csv(run.val_predictions, keep_default_na=False, dtype={"group": str})
             out.curves[b][s] = read_training_log(run.train_log)
             out.roc[b][s] = pd.read_csv(run.roc)
             out.calibration[b][s] = pd.read_csv(run.calibration)

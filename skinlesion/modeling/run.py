@@ -9,7 +9,7 @@ from pathlib import Path
 from skinlesion.core.backbones import get_backbone
 from skinlesion.core.config import Config
 from skinlesion.core.errors import ConfigError
-from skinlesion.core.io import save_keras_model, write_json
+from skinlesion.core.io import write_json
 from skinlesion.core.layout import LabelMap, RunPaths, read_split, split_labels
 from skinlesion.core.typed import as_dict
 from skinlesion.modeling.feed import TrainData
@@ -90,8 +90,9 @@ def save_run(run: RunPaths, result: TrainResult, inputs: RunInputs, log: Trainin
     temperature = fit_temperature(inputs.data.y_val, result.val_probabilities)
     model = inference_copy(result.model)
     set_temperature(model, temperature)
-    save_keras_model(model, run.model)
-    LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size, temperature).write(run.model_dir)
+    # The model file carries its classes and input size too, so predict can refuse another model's labels.json.
+    labels = LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size, temperature)
+    labels.save_model(model, run.model_dir)
     write_json(run.config, inputs.resolved)
     summary = training_summary(result, inputs.data.y_val) | {"temperature": temperature}
     log.close(summary)
