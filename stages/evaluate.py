@@ -14,7 +14,8 @@ import sys
 from skinlesion.core.config import load_config
 from skinlesion.core.decoded import decoded_images
 from skinlesion.core.errors import cli
-from skinlesion.core.layout import LabelMap, RunPaths, read_split, run_arguments
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import RunPaths, read_split, run_arguments
 from skinlesion.evaluation.evaluate import score_split, write_scores
 from skinlesion.modeling.model import load_classifier
 

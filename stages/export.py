@@ -15,7 +15,8 @@ from skinlesion.core import layout
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
 from skinlesion.core.io import read_json, write_json, write_text
-from skinlesion.core.layout import LabelMap, read_split
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import read_split
 from skinlesion.deploy.export import agreement_warning, export_headline, measure_agreement
 from skinlesion.evaluation.report import model_card
 from skinlesion.modeling.model import load_classifier

@@ -56,6 +56,7 @@ def _metrics(ba: float) -> dict:
         "log_loss": 1.0,
         "ece": 0.1,
         "calibration_error": 0.05,
+        "images": 20,
         "ci": {k: {"low": ba - 0.1, "high": ba + 0.1} for k in ("accuracy", "balanced_accuracy", "macro_f1")},
     }
 
@@ -69,6 +70,7 @@ DATA = {
     "grouping": {"group_by": "lesion_id", "images_without_group": 2, "given_split": None, "warning": None},
 }
 TABLES = ("summary", "architectures", "networks", "ensembles", "operating_points", "calibration", "mcnemar")
+TABLES += ("subgroups",)
 
 
 def test_report_renders_from_fixture_metrics(tmp_path: Path):

@@ -27,7 +27,8 @@ import yaml
 from PIL import Image
 
 from skinlesion.core.io import ESCAPE
-from skinlesion.core.layout import LabelMap, read_split
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import read_split
 
 from .conftest import REPO, corrupt_jpeg, make_class_tree, write_image
 

@@ -117,3 +117,30 @@ def test_every_params_key_is_required(path: tuple[str, ...]):
         assert path[0] in message and "section missing" in message
     else:
         assert f"params.yaml: {'.'.join(path)} is required" in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"source": "folder"}, "external.site2.path is required"),
+        ({"source": "ftp", "path": "x"}, "external.site2.source"),
+        ({"source": "npz", "path": "x.npz", "metadata": "m.csv"}, "external.site2.metadata"),
+        ({"source": "folder", "path": "x", "colour": "red"}, "external.site2.colour"),
+        ({"source": "folder", "path": "x", "classes": {"MEL": ""}}, "external.site2.classes"),
+    ],
+)
+def test_external_sets_are_checked_naming_the_key(entry, key):
+    params = raw_params()
+    params["external"] = {"site2": entry}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_config(params)
+
+
+def test_an_external_set_needs_only_its_source_and_path():
+    params = raw_params()
+    params["external"] = {"site2": {"source": "folder", "path": "elsewhere"}}
+    entry = parse_config(params).external["site2"]
+    assert (entry.source, entry.path, entry.classes, entry.metadata) == ("folder", "elsewhere", {}, "")
+    params["external"] = {"site-2": {"source": "folder", "path": "elsewhere"}}
+    with pytest.raises(ConfigError, match="site-2"):
+        parse_config(params)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from skinlesion.core.images import load_batch
-from skinlesion.core.layout import LabelMap
+from skinlesion.core.labels import LabelMap
 from skinlesion.core.modes import Quantization, Source, Weights
 from skinlesion.deploy.export import export_saved_model, export_tflite, tflite_predict
 from skinlesion.evaluation.report import model_card

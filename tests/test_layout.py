@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from skinlesion.core.errors import DataError
-from skinlesion.core.layout import LabelMap, RunPaths
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import RunPaths
 
 
 def test_one_folder_per_run():

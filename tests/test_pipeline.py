@@ -297,3 +297,29 @@ def test_a_fourth_backbone_runs_without_editing_dvc_yaml(repo: Path):
     assert "Running stage 'train@mobilenet-0'" not in out
     assert "resnet50" in json.loads((project / "metrics" / "backbones.json").read_text())
     assert (project / "dvc.yaml").read_bytes() == pipeline
+
+
+def test_an_external_set_retrains_nothing_and_removing_it_restores_every_other_output(repo: Path, tmp_path: Path):
+    from skinlesion.data.synthetic import generate
+
+    project = repo
+    generate(tmp_path / "site2", 24, 32, seed=5, workers=1, progress=False)  # lesions from "another source"
+    tracked = ("metrics", "reports", "plots", "models/MODEL_CARD.md")
+    before = {p: p.read_bytes() for root in tracked for p in sorted((project / root).rglob("*")) if p.is_file()}
+
+    def add(params: dict) -> None:
+        params["external"] = {"site2": {"source": "folder", "path": str(tmp_path / "site2")}}
+
+    edit_params(project, add)
+    flagged = changed_stages(project)
+    assert "external@site2" in flagged and not any(s.startswith(("train@", "evaluate@")) for s in flagged)
+    out = dvc(project, "repro").stdout
+    assert "Running stage 'external@site2'" in out and "Running stage 'train@" not in out
+    metrics = json.loads((project / "metrics" / "metrics.json").read_text())
+    assert 0 <= metrics["external"]["site2"]["balanced_accuracy"] <= 1
+    assert "## External validation" in (project / "reports" / "report.md").read_text()
+    assert (project / "plots" / "subgroups" / "site2.csv").is_file()
+    edit_params(project, lambda params: params.update(external={}))
+    assert "Running stage 'train@" not in dvc(project, "repro").stdout
+    after = {p: p.read_bytes() for root in tracked for p in sorted((project / root).rglob("*")) if p.is_file()}
+    assert after == before  # every other output is back to what it was, byte for byte

@@ -9,7 +9,7 @@ import pytest
 
 from skinlesion.core.backbones import get_backbone
 from skinlesion.core.images import load_batch
-from skinlesion.core.layout import LabelMap
+from skinlesion.core.labels import LabelMap
 from skinlesion.deploy.predict import load_model_and_labels, predict_files
 from skinlesion.evaluation.evaluate import predict_probabilities
 from skinlesion.modeling.augment import build_augmenter

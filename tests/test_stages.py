@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from skinlesion.core.layout import LabelMap, RunPaths
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import RunPaths
 
 from .conftest import REPO
 

@@ -17,7 +17,6 @@ dvc.yaml. A *model folder* (a run's ``model/``, or the headline ``models/headlin
 from __future__ import annotations
 
 import argparse
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.core.errors import DataError
-from skinlesion.core.io import read_csv, read_json, read_keras_metadata, save_keras_model, write_json
+from skinlesion.core.io import read_csv
 
 RAW = Path("data/raw")
 # Provenance and counts, inside the raw folder: fetch writes it last, so a raw folder without it is
@@ -66,8 +65,13 @@ COMPARISON = PLOTS / "comparison.png"
 RECALL = PLOTS / "recall.png"
 GRADCAM = PLOTS / "gradcam.png"
 
+# External test sets (the `external` stages): one folder per set, what aggregate reads.
+EXTERNAL = Path("external")
+# The subgroup and external-set bar charts: one CSV per set (the internal test split is `test`).
+SUBGROUP_PLOTS = PLOTS / "subgroups"
+
 # What a `dvc repro` writes into git-tracked or DVC-tracked folders (a clean copy of the sources leaves them out).
-GENERATED = (Path("dvc.lock"), HEADLINE_METRICS.parent, PLOTS, REPORT.parent, HEADLINE_MODEL.parent, RUNS)
+GENERATED = (Path("dvc.lock"), HEADLINE_METRICS.parent, PLOTS, REPORT.parent, HEADLINE_MODEL.parent, RUNS, EXTERNAL)
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
@@ -239,103 +243,48 @@ MODEL_ENTRY = "skinlesion"
 
 
 @dataclass(frozen=True)
-class LabelMap:
-    """What a model folder's ``labels.json`` holds: output index → class name, the input size, the temperature.
+class ExternalPaths:
+    """The files of one external test set (``external/<name>/``), all written by its ``external`` stage.
 
-    ``temperature`` is the one fitted on validation (temperature scaling) and already built into the saved
-    model's classifier: its probabilities are the calibrated ones, and ``softmax(T * log p)`` recovers
-    the uncalibrated ones. ``backbone`` and ``seed`` say which run a headline model came from (empty/None
-    inside a run). The
-    model file carries the classes and size too (:meth:`save_model`), so a ``labels.json`` that belongs
-    to another model is caught (:meth:`check_model`) instead of naming every prediction wrongly.
+    ``raw/`` holds the set's files in the raw layout (as fetch lays out the training data); the CSVs say
+    which were scored and why the others were not.
     """
 
-    classes: tuple[str, ...]
-    image_size: int
-    temperature: float = 1.0
-    backbone: str = ""
-    seed: int | None = None
+    name: str
 
-    def write(self, model_dir: str | Path) -> None:
-        """Write ``<model_dir>/labels.json`` atomically."""
-        data = {"classes": list(self.classes), "image_size": self.image_size, "temperature": self.temperature}
-        if self.backbone:
-            data |= {"backbone": self.backbone, "seed": self.seed}
-        write_json(Path(model_dir) / LABELS_FILE, data)
+    @property
+    def root(self) -> Path:
+        """``external/<name>``."""
+        return EXTERNAL / self.name
 
-    def save_model(self, model: object, model_dir: str | Path) -> None:
-        """Save ``model`` as ``<model_dir>/model.keras`` carrying these classes and size, and write labels.json."""
-        entry = {"classes": list(self.classes), "image_size": self.image_size}
-        save_keras_model(model, Path(model_dir) / MODEL_FILE, {MODEL_ENTRY: entry})
-        self.write(model_dir)
+    @property
+    def raw(self) -> Path:
+        """The set's files, ``raw/<split>/<class>/<file>``."""
+        return self.root / "raw"
 
-    @classmethod
-    def read(cls, model_dir: str | Path) -> LabelMap:
-        """Read the label map of a model folder.
+    @property
+    def images(self) -> Path:
+        """The images scored: path,label,sha256,group (a split file's columns)."""
+        return self.root / "images.csv"
 
-        Raises:
-            DataError: If the file is missing, unreadable, or lacks valid ``classes``/``image_size``.
+    @property
+    def skipped(self) -> Path:
+        """The files not scored: path,reason,detail."""
+        return self.root / "skipped.csv"
 
-        """
-        path = Path(model_dir) / LABELS_FILE
-        try:
-            return cls._parse(read_json(path))
-        except FileNotFoundError:
-            raise DataError(f"{path} not found: every model folder needs the labels.json written beside it") from None
-        except (KeyError, TypeError, ValueError, OSError) as exc:
-            raise DataError(
-                f"{path}: not a skinlesion label map ({type(exc).__name__}: {exc}); "
-                "use the labels.json written beside the model"
-            ) from None
+    @property
+    def summary(self) -> Path:
+        """Counts: files seen, scored, skipped by reason, labels the model does not know."""
+        return self.root / "data.json"
 
-    @classmethod
-    def _parse(cls, data: dict) -> LabelMap:
-        classes, size = data["classes"], data["image_size"]
-        if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
-            raise TypeError(f"classes must be a list of class names (got {classes!r})")
-        if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ValueError(f"classes must be at least two distinct names (got {classes!r})")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"image_size must be a positive integer (got {size!r})")
-        temperature = data.get("temperature", 1.0)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be a positive number (got {temperature!r})")
-        return cls(tuple(classes), size, float(temperature), data.get("backbone", ""), data.get("seed"))
+    @property
+    def metadata(self) -> Path:
+        """The set's metadata CSV, when it has one (for subgroups)."""
+        return self.root / RAW_METADATA
 
-    @classmethod
-    def of_model(cls, model_path: str | Path) -> LabelMap | None:
-        """The label map a model file carries (None for a model saved before models carried one).
-
-        Raises:
-            DataError: If the file is missing or not a Keras model file.
-        """
-        model_path = Path(model_path)
-        if not model_path.is_file():
-            raise DataError(f"{model_path} not found (or not a file): give the model.keras written by train")
-        try:
-            entry = read_keras_metadata(model_path).get(MODEL_ENTRY)
-            return None if entry is None else cls._parse(entry)
-        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
-            raise DataError(
-                f"{model_path}: not a Keras model file ({type(exc).__name__}: {exc}); "
-                "give the model.keras written by train"
-            ) from None
-
-    def check_model(self, model_path: str | Path) -> None:
-        """Refuse this label map unless it is the one ``model_path`` was saved with.
-
-        Raises:
-            DataError: One line naming both files when the classes or the input size differ.
-        """
-        carried = self.of_model(model_path)
-        if carried is None or (carried.classes, carried.image_size) == (self.classes, self.image_size):
-            return
-        raise DataError(
-            f"{Path(model_path).parent / LABELS_FILE} does not belong to {model_path}: it lists "
-            f"{len(self.classes)} classes {list(self.classes)} at {self.image_size} px, the model was trained on "
-            f"{len(carried.classes)} classes {list(carried.classes)} at {carried.image_size} px; put the model's own "
-            "labels.json beside it"
-        )
+    def predictions(self, run: RunPaths) -> Path:
+        """One run's predictions on the set (the columns of a run's ``predictions.csv``)."""
+        return self.root / "predictions" / f"{run.name}.csv"
 
 
 def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:

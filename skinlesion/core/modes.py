@@ -20,6 +20,14 @@ class Source(StrEnum):
     DERMAMNIST_C = "dermamnist_c"  # DermaMNIST-C: the same images re-split by lesion
 
 
+class ExternalSource(StrEnum):
+    """``external.<name>.source``: how an external test set is given."""
+
+    FOLDER = "folder"  # a class-per-folder tree (split folders, if any, are merged)
+    ZIP = "zip"  # a .zip or .tar.* archive of such a tree
+    NPZ = "npz"  # a MedMNIST-format .npz (DermaMNIST's classes); every split in it is used
+
+
 class Weights(StrEnum):
     """``train.weights`` besides a weights-file path."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from dataclasses import MISSING
 from enum import Enum
 from typing import Any
 
@@ -55,6 +56,13 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"params.yaml: {key} must be a mapping (got {value!r})")
         return build(hint, value, key)
+    if origin is dict:
+        key_hint, item = typing.get_args(hint)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"params.yaml: {key} must be a mapping (got {value!r})")
+        return {coerce(k, key_hint, f"{key} key {k!r}"): coerce(v, item, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -87,16 +95,21 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def build(cls: type, raw: dict, key: str) -> Any:
-    """Build dataclass ``cls`` from the mapping ``raw``: every field required, no unknown key."""
+    """Build dataclass ``cls`` from the mapping ``raw``: no unknown key, every field without a default required.
+
+    Only the entries of a map the user fills (``external:``) have fields with defaults: "not given".
+    """
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise ConfigError(f"params.yaml: unknown key {key}.{unknown[0]} (known: {', '.join(sorted(names))})")
-    missing = [name for name in names if name not in raw]
+    optional = {f.name for f in fields if f.default is not MISSING or f.default_factory is not MISSING}
+    missing = [name for name in names if name not in raw and name not in optional]
     if missing:
         raise ConfigError(f"params.yaml: {key}.{missing[0]} is required (params.yaml holds every default)")
-    return cls(**{name: coerce(raw[name], hints[name], f"{key}.{name}") for name in names})
+    return cls(**{name: coerce(raw[name], hints[name], f"{key}.{name}") for name in names if name in raw})
 
 
 def as_dict(obj: Any) -> Any:

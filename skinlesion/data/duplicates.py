@@ -136,3 +136,33 @@ def _copy_skip(copy: Record, original: Record) -> dict:
 def skip_entry(path: str, reason: str, detail: str) -> dict:
     """One row of ``skipped.csv``: a file left out, why (one of the split's skip reasons), and the details."""
     return {"path": path, "reason": reason, "detail": detail}
+
+
+def copies_in(reference: list[Record], records: list[Record]) -> list[Record | None]:
+    """For each of ``records``, an image of ``reference`` it is a copy of (same bytes or near-duplicate), or None.
+
+    The same rule as :func:`deduplicate`: identical bytes, or all three perceptual hashes within their
+    thresholds. Used to keep an external test set free of the images the model was trained, tuned or tested on.
+
+    Args:
+        reference: Images already used (the training, validation and test splits).
+        records: Images to check.
+
+    Returns:
+        One entry per record: a matching reference image, or None.
+    """
+    by_bytes = {r.sha256: r for r in reference}
+    columns = ("phash", "dhash", "chash")
+    limits = (PHASH_BITS, DHASH_BITS, CHASH_BITS)
+    ref = [np.array([int(getattr(r, c), 16) for r in reference], dtype=np.uint64) for c in columns]
+    out: list[Record | None] = []
+    for r in records:
+        if r.sha256 in by_bytes:
+            out.append(by_bytes[r.sha256])
+            continue
+        near = np.ones(len(reference), dtype=bool)
+        for hashes, column, limit in zip(ref, columns, limits, strict=True):
+            near &= np.bitwise_count(hashes ^ np.uint64(int(getattr(r, column), 16))) <= limit
+        hits = np.flatnonzero(near)
+        out.append(reference[int(hits[0])] if len(hits) else None)
+    return out

@@ -24,7 +24,8 @@ import numpy as np
 from skinlesion.core.errors import DataError, SkinLesionError, cli
 from skinlesion.core.images import ImageLoadError, load_array
 from skinlesion.core.io import is_printable, printable
-from skinlesion.core.layout import LABELS_FILE, LabelMap, probability_column
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import LABELS_FILE, probability_column
 from skinlesion.deploy.outputs import check_output, open_rows
 
 

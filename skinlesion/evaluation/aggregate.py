@@ -13,7 +13,8 @@ import pandas as pd
 from skinlesion.core import layout
 from skinlesion.core.config import Config
 from skinlesion.core.io import atomic_path, read_json, save_figure, write_csv, write_json, write_text
-from skinlesion.core.layout import LabelMap, RunPaths, read_split
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import RunPaths, read_split
 from skinlesion.core.modes import Source
 from skinlesion.evaluation import compare, tables
 from skinlesion.evaluation.architecture import compare_architectures, compare_networks, seeds_sufficient
@@ -21,6 +22,7 @@ from skinlesion.evaluation.clinical import Scored, clinical_views
 from skinlesion.evaluation.explain import headline_gradcam
 from skinlesion.evaluation.figures import comparison_figure, recall_heatmap
 from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
+from skinlesion.evaluation.populations import populations
 from skinlesion.evaluation.report import render_report
 from skinlesion.evaluation.runs import Predictions, RunResults, prediction_arrays
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics, select_run
@@ -37,6 +39,7 @@ class Aggregate:
         summary_json: ``reports/summary.json``.
         tables: The report's Markdown tables.
         recall: Recall per backbone (rows) and test class (columns), the mean over seeds.
+        plots: The subgroup bar charts' data, one frame per set (``test`` and each external set).
     """
 
     selected: RunPaths
@@ -45,6 +48,7 @@ class Aggregate:
     summary_json: dict
     tables: dict[str, str]
     recall: pd.DataFrame
+    plots: dict[str, pd.DataFrame]
 
 
 def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
@@ -68,7 +72,10 @@ def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
     seeds = min(len(r) for r in runs.metrics.values())
     seeds_message = seeds_sufficient(seeds, seeds, alpha=compare.ALPHA, comparisons=max(1, len(architectures)))
     headline = runs.metrics[config.model][seed]
-    metrics = headline_metrics(config.model, headline, summary)
+    beyond = populations(test, val, selected, headline["test"], config)
+    metrics = headline_metrics(config.model, headline, summary) | (
+        {"external": beyond["metrics"]} if beyond["metrics"] else {}
+    )
     rendered = {
         "summary": tables.summary_table(summary, val_summary),
         "architectures": tables.architectures_table(architectures, cfg.confidence),
@@ -77,7 +84,9 @@ def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
         "operating_points": tables.operating_points_table(views, cfg.confidence),
         "calibration": tables.calibration_table(test_metrics, cfg.confidence),
         "mcnemar": tables.tests_table(mcnemar),
-    }
+        "subgroups": beyond["tables"]["subgroups"],
+        "external": beyond["tables"]["external"],
+    } | {f"external_points/{name}": table for name, table in beyond["tables"]["external_points"].items()}
     recall = recall_frame(runs.predictions)
     summary_json = {
         "headline": {"model": config.model, "seed": seed} | metrics,
@@ -91,9 +100,11 @@ def aggregate_runs(runs: RunResults, config: Config) -> Aggregate:
         "calibration": headline["test"]["calibration"],
         "pairwise_mcnemar": mcnemar,
         "recall_per_class": recall.round(6).to_dict(orient="index"),
+        "subgroups": beyond["subgroups"],
+        "external": beyond["external"],
         "tables": rendered,
     }
-    return Aggregate(selected, metrics, summary, summary_json, rendered, recall)
+    return Aggregate(selected, metrics, summary, summary_json, rendered, recall, beyond["plots"])
 
 
 def _scored(predictions: Predictions, run: RunPaths) -> Scored:
@@ -110,6 +121,9 @@ def write_aggregate(runs: RunResults, result: Aggregate, config: Config) -> None
     summary_tables = [result.tables[k] for k in ("summary", "architectures", "networks", "ensembles")]
     write_text(layout.SUMMARY_MD, "\n\n".join([*summary_tables, result.tables["operating_points"]]) + "\n")
     _write_plots(runs, result.selected)
+    shutil.rmtree(layout.SUBGROUP_PLOTS, ignore_errors=True)  # a removed external set leaves no stale chart
+    for name, frame in result.plots.items():
+        write_csv(layout.SUBGROUP_PLOTS / f"{name}.csv", frame)
     support = next(iter(next(iter(runs.predictions.values())).values()))["actual"].value_counts()
     save_figure(recall_heatmap(result.recall, support, config.evaluate.malignant), layout.RECALL)
     labels = publish_headline(result.selected)

@@ -12,7 +12,8 @@ import pandas as pd
 
 from skinlesion.core.config import EvaluateConfig
 from skinlesion.core.io import write_csv, write_json, write_text
-from skinlesion.core.layout import LabelMap, RunPaths, probability_column
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import RunPaths, probability_column
 from skinlesion.evaluation.calibration import calibration_error
 from skinlesion.evaluation.metrics import (
     bootstrap_ci,
@@ -120,7 +121,7 @@ def score_split(
     """Predict a split's images and compute the run's metrics on it.
 
     Args:
-        model: The run's classifier (temperature-scaled, see :class:`~skinlesion.core.layout.LabelMap`).
+        model: The run's classifier (temperature-scaled, see :class:`~skinlesion.core.labels.LabelMap`).
         images: The split's images, decoded at the model's input size.
         frame: The split's rows, in the order of ``images``.
         labels: The model's label map (classes, temperature).

@@ -139,6 +139,16 @@ def render_report(
         "is the debiased root-mean-square gap between confidence and accuracy (equal-mass bins), whose",
         "interval covers the truth at small n; the plain 10-bin ECE is biased upwards there.",
         "",
+        "## Subgroups (test split)",
+        "",
+        tables["subgroups"],
+        "",
+        "Per subgroup of each `evaluate.subgroups` column: the headline's balanced accuracy (over the classes",
+        "the subgroup has), its malignant-vs-benign ROC-AUC, and its sensitivity and specificity at the threshold",
+        "fixed on validation for `evaluate.target_specificity`; then each ensemble's balanced accuracy. A subgroup",
+        "under `evaluate.min_subgroup` images is listed as too small. Bar chart: `dvc plots show`.",
+        "",
+        *_external_section(tables, label),
         "## Secondary check: McNemar tests on plain accuracy, per seed",
         "",
         tables["mcnemar"],
@@ -155,6 +165,30 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _external_section(tables: dict[str, str], label: str) -> list[str]:
+    """The report's external-validation section (empty when no external set is configured)."""
+    if not tables.get("external"):
+        return []
+    points = [
+        line
+        for key, table in tables.items()
+        if key.startswith("external_points/")
+        for line in (f"Operating points on `{key.partition('/')[2]}` (thresholds fixed on validation):", "", table, "")
+    ]
+    return [
+        "## External validation",
+        "",
+        tables["external"],
+        "",
+        "Each set's images went through the split stage's checks; images also in train, validation or test",
+        "(same bytes, or a re-encoded or resized copy) were left out, and so were labels the model does not know.",
+        "The drop is the headline's internal test balanced accuracy (over the classes the set has) minus its",
+        f"balanced accuracy on the set, with a {label} from resampling both sets independently.",
+        "",
+        *points,
+    ]
 
 
 def grouping_sentence(data: dict) -> str:
@@ -209,7 +243,7 @@ def model_card(
     A template: its keyword arguments are the card's parts.
 
     Args:
-        labels: The headline model's :class:`~skinlesion.core.layout.LabelMap`.
+        labels: The headline model's :class:`~skinlesion.core.labels.LabelMap`.
         summary: ``reports/summary.json`` (the headline metrics, and the report's tables).
         data: ``reports/data.json``.
         source: ``data.source``.
@@ -278,6 +312,11 @@ def model_card(
         "",
         "Use a threshold from the table, not one read off the test ROC (the optimistic last column).",
         "",
+        "### Subgroups (test split)",
+        "",
+        tables["subgroups"],
+        "",
+        *(["### External validation", "", tables["external"], ""] if tables.get("external") else []),
         "### Ensembles",
         "",
         tables["ensembles"],

@@ -63,12 +63,14 @@ class Predictions:
         y: Labels as indices of ``classes``.
         groups: Each image's lesion group (the split's ``group`` column).
         probs: ``{backbone: {seed: (n, classes) probabilities}}``.
+        paths: Each image's path.
     """
 
     classes: list[str]
     y: np.ndarray
     groups: np.ndarray
     probs: dict[str, dict[int, np.ndarray]]
+    paths: pd.Series
 
     def correct(self) -> dict[str, np.ndarray]:
         """``{backbone: (seeds, n)}``: whether each run got each image right."""
@@ -94,7 +96,8 @@ def prediction_arrays(predictions: dict[str, dict[int, pd.DataFrame]]) -> Predic
         b: {s: _renormalised(frame.set_index("path").loc[paths, columns]) for s, frame in runs.items()}
         for b, runs in predictions.items()
     }
-    return Predictions(classes, first["actual"].map(index).to_numpy(), first["group"].to_numpy(), probs)
+    y = first["actual"].map(index).to_numpy()
+    return Predictions(classes, y, first["group"].to_numpy(), probs, paths.reset_index(drop=True))
 
 
 def _renormalised(frame: pd.DataFrame) -> np.ndarray:

@@ -171,3 +171,42 @@ def tests_table(tests: list[dict]) -> str:
         )
         lines.append(f"| {t['a']} vs {t['b']} | {ps} | {verdict} |")
     return "\n".join(lines)
+
+
+def external_table(external: dict[str, dict], confidence: float) -> str:
+    """Each external set: what was scored, the headline's balanced accuracy there, the drop from the internal test."""
+    label = ci_label(confidence)
+    lines = [
+        f"| set | images scored (of files) | left out | classes | internal balanced accuracy | external ({label}) | "
+        f"drop ({label}) | ensembles on it |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in external.items():
+        data, drop, head = e["data"], e["drop"], e["headline"]
+        left = ", ".join(f"{k}: {v}" for k, v in data["skipped"].items()) or "none"
+        ensembles = ", ".join(f"{n} {x['balanced_accuracy']:.3f}" for n, x in e["ensembles"].items())
+        lines.append(
+            f"| {name} | {data['scored']} ({data['files_seen']}) | {left} | {', '.join(e['classes'])} | "
+            f"{drop['internal']:.3f} | {interval(head['balanced_accuracy'], head['ci']['balanced_accuracy'])} | "
+            f"{interval(drop['value'], drop, signed=True)} | {ensembles} |"
+        )
+    return "\n".join(lines)
+
+
+def subgroup_ensembles_table(ensembles: dict[str, dict], confidence: float) -> str:
+    """Each ensemble's balanced accuracy per subgroup (the headline's full table is the subgroups module's)."""
+    names = list(ensembles)
+    first = next(iter(ensembles.values()))
+    lines = [
+        "| subgroup | " + " | ".join(f"{n} ({ci_label(confidence)})" for n in names) + " |",
+        "|" + "---|" * (len(names) + 1),
+    ]
+    for column, entry in first["columns"].items():
+        for i, row in enumerate(entry["levels"]):
+            cells = []
+            for name in names:
+                level = ensembles[name]["columns"][column]["levels"][i]
+                ba = level.get("balanced_accuracy")
+                cells.append("too small" if level["too_small"] else interval(ba["value"], ba))
+            lines.append(f"| {column} = {row['level']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

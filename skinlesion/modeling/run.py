@@ -10,7 +10,8 @@ from skinlesion.core.backbones import get_backbone
 from skinlesion.core.config import Config
 from skinlesion.core.errors import ConfigError
 from skinlesion.core.io import write_json
-from skinlesion.core.layout import LabelMap, RunPaths, read_split, split_labels
+from skinlesion.core.labels import LabelMap
+from skinlesion.core.layout import RunPaths, read_split, split_labels
 from skinlesion.core.typed import as_dict
 from skinlesion.modeling.feed import TrainData
 from skinlesion.modeling.history import TrainingLog

@@ -1,0 +1,109 @@
+"""The data sections of params.yaml: where the images come from (``data``) and how they are split (``split``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from skinlesion.core.modes import Source
+from skinlesion.core.typed import check
+
+DERMAMNIST_SIZES = (28, 64, 128, 224)
+DERMAMNIST_C_SIZES = (28, 224)  # the resolutions DermaMNIST-C is published at
+# Sources that are a tree of files, where a metadata CSV can travel with the images (data.metadata).
+METADATA_SOURCES = (Source.FOLDER, Source.ZIP, Source.KAGGLE)
+# Pillow's decompression-bomb warning limit as shipped: what train, evaluate and predict decode with,
+# so split.max_pixels may not exceed it (an image split accepts must load everywhere).
+PILLOW_MAX_PIXELS = 89_478_485
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Settings of the built-in synthetic dermoscopy generator."""
+
+    seed: int
+    n_images: int
+    image_size: int
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds NumPy's generator)", self.seed)
+        check(self.n_images >= 50, f"{key}.n_images", "must be at least 50", self.n_images)
+        check(32 <= self.image_size <= 1024, f"{key}.image_size", "must be in [32, 1024]", self.image_size)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from (the fetch stage)."""
+
+    source: Source
+    path: str
+    kaggle_dataset: str
+    dermamnist_size: int
+    metadata: str
+    metadata_id_column: str
+    max_archive_mb: int
+    max_compression_ratio: int
+    synthetic: SyntheticConfig
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        check(
+            self.dermamnist_size in DERMAMNIST_SIZES,
+            f"{key}.dermamnist_size",
+            f"must be one of {DERMAMNIST_SIZES}",
+            self.dermamnist_size,
+        )
+        self._validate_metadata(key)
+        check(self.max_archive_mb >= 1, f"{key}.max_archive_mb", "must be >= 1 (MiB)", self.max_archive_mb)
+        ratio = self.max_compression_ratio
+        check(ratio >= 2, f"{key}.max_compression_ratio", "must be >= 2 (images barely compress: ~1 is normal)", ratio)
+        if self.source == Source.DERMAMNIST_C:
+            check(
+                self.dermamnist_size in DERMAMNIST_C_SIZES,
+                f"{key}.dermamnist_size",
+                f"must be one of {DERMAMNIST_C_SIZES} for source=dermamnist_c",
+                self.dermamnist_size,
+            )
+        if self.source in (Source.FOLDER, Source.ZIP):
+            check(bool(self.path), f"{key}.path", f"must name a folder or archive for source={self.source}", "")
+        rule = "must not be empty: DVC cannot load dvc.yaml then; keep data/external where no source reads it"
+        check(bool(self.path), f"{key}.path", rule, "")
+        if self.source == Source.KAGGLE:
+            check(
+                self.kaggle_dataset.count("/") in (1, 3),
+                f"{key}.kaggle_dataset",
+                "must look like owner/dataset or owner/dataset/versions/N",
+                self.kaggle_dataset,
+            )
+        self.synthetic.validate(f"{key}.synthetic")
+
+    def _validate_metadata(self, key: str) -> None:
+        if not self.metadata:
+            return
+        where = "/".join(METADATA_SOURCES)
+        rule = f"must be empty for source={self.source}: a metadata CSV travels with a {where} source, inside it"
+        check(self.source in METADATA_SOURCES, f"{key}.metadata", rule, self.metadata)
+        name = PurePosixPath(self.metadata.replace("\\", "/"))
+        inside = bool(name.parts) and not name.is_absolute() and ".." not in name.parts
+        rule = "must be a path inside the data source (folder or archive), e.g. HAM10000_metadata.csv, or ''"
+        check(inside, f"{key}.metadata", rule, self.metadata)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How images are validated and divided into train/val/test."""
+
+    seed: int
+    val_fraction: float
+    test_fraction: float
+    group_by: str
+    allow_missing_groups: bool
+    drop_label_conflicts: bool
+    max_pixels: int
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds scikit-learn's splitters)", self.seed)
+        rule = f"must be in [1, {PILLOW_MAX_PIXELS}] (Pillow's own limit, with which the later stages decode)"
+        check(1 <= self.max_pixels <= PILLOW_MAX_PIXELS, f"{key}.max_pixels", rule, self.max_pixels)
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            check(0.0 < value < 0.5, f"{key}.{name}", "must be in (0, 0.5)", value)

@@ -1,0 +1,73 @@
+"""The evaluation sections of params.yaml: scoring (``evaluate``), external test sets (``external``), export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skinlesion.core.modes import ExternalSource, Quantization
+from skinlesion.core.typed import check
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Scoring settings: intervals, clinical views, subgroups."""
+
+    tta: int
+    bootstrap: int
+    confidence: float
+    seed: int
+    malignant: list[str]
+    target_specificity: float
+    subgroups: list[str]
+    subgroup_bins: list[float]
+    min_subgroup: int
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
+        check(0 <= self.tta <= 7, f"{key}.tta", "must be in [0, 7] (the square's other symmetries)", self.tta)
+        check(self.bootstrap >= 1000, f"{key}.bootstrap", "must be >= 1000 resamples", self.bootstrap)
+        check(0.5 < self.confidence < 1.0, f"{key}.confidence", "must be in (0.5, 1)", self.confidence)
+        check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds NumPy's generator)", self.seed)
+        rule = "must be in (0.5, 1) (the specificity the operating threshold is fixed for on validation)"
+        check(0.5 < self.target_specificity < 1.0, f"{key}.target_specificity", rule, self.target_specificity)
+        check(all(self.subgroups), f"{key}.subgroups", "must not hold empty column names", self.subgroups)
+        edges = self.subgroup_bins
+        check(edges == sorted(set(edges)), f"{key}.subgroup_bins", "must be increasing bin edges", edges)
+        check(self.min_subgroup >= 1, f"{key}.min_subgroup", "must be >= 1", self.min_subgroup)
+
+
+@dataclass(frozen=True)
+class ExternalConfig:
+    """One external test set (an entry of ``external:``): images from another source, never trained on.
+
+    The map is empty in params.yaml; its entries are the user's, so ``classes`` and ``metadata`` may be
+    left out (none).
+
+    Attributes:
+        source: How the set is given.
+        path: The folder, archive or ``.npz``.
+        classes: The set's labels mapped onto training classes (``MEL: mel``); unmapped labels are kept.
+        metadata: A metadata CSV inside the source (a folder or archive), for subgroups; '' for none.
+    """
+
+    source: ExternalSource
+    path: str
+    classes: dict[str, str] = field(default_factory=dict)
+    metadata: str = ""
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        check(bool(self.path), f"{key}.path", f"must name the {self.source} of the external set", self.path)
+        check(
+            not self.metadata or self.source != ExternalSource.NPZ,
+            f"{key}.metadata",
+            "must be '' for an npz source (no file travels with it)",
+            self.metadata,
+        )
+        check(all(self.classes.values()), f"{key}.classes", "must map labels to class names", self.classes)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Deployment export settings."""
+
+    quantization: Quantization
