@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy import special
 
-from skinlesion.evaluation.calibration import binned_ece, calibration_error, perfect_calibration_reference
+from skinlesion.evaluation.calibration import calibration_error
+from skinlesion.evaluation.metrics import expected_calibration_error
 from skinlesion.modeling.temperature import apply_temperature, fit_temperature, temperature_nll
 
 
@@ -54,30 +55,11 @@ def test_fit_temperature_recovers_a_known_temperature(temperature):
     assert temperature_nll(y_test, probs_test, fitted) < temperature_nll(y_test, probs_test, 1.0)
 
 
-def test_binned_ece_is_the_plain_equal_width_definition():
-    probs = np.array([[0.8, 0.2]] * 10 + [[0.45, 0.55]] * 10)
-    y = np.array([0] * 5 + [1] * 5 + [1] * 10)  # 0.8-bin: 50 % right; 0.55-bin: 100 % right
-    assert binned_ece(y, probs) == pytest.approx(0.5 * 0.3 + 0.5 * 0.45)
-    # Right-closed bins: a confidence of exactly 0.5 is in (0.4, 0.5], not with 0.55 in (0.5, 0.6].
-    probs[:10] = [0.5, 0.5]
-    y[:10] = 1  # all wrong at 0.5, all right at 0.55
-    assert binned_ece(y, probs) == pytest.approx(0.5 * 0.5 + 0.5 * 0.45)
-
-
 def test_a_perfectly_calibrated_model_has_a_plain_ece_near_0_08_at_n_135():
+    # Why the plain ECE is not the estimate to read at this n: noise alone makes it about 0.08.
     rng = np.random.default_rng(1)
-    refs = [perfect_calibration_reference(*_model(rng, 135)[:2], draws=500, seed=s) for s in range(150)]
-    assert np.mean([r["null_mean"] for r in refs]) == pytest.approx(0.08, abs=0.015)
-    # The observed ECE is one more draw from that null: its p-value is roughly uniform.
-    p = np.array([r["p"] for r in refs])
-    assert np.mean(p < 0.05) <= 0.1 and np.mean(p < 0.5) == pytest.approx(0.5, abs=0.12)
-    assert all(r["null_low"] <= r["null_mean"] <= r["null_high"] for r in refs)
-
-
-def test_perfect_calibration_reference_flags_an_over_confident_model():
-    y, probs, _ = _model(np.random.default_rng(2), 300, temperature=2.5)
-    ref = perfect_calibration_reference(y, probs, draws=999)
-    assert ref["ece"] > ref["null_high"] and ref["p"] == pytest.approx(ref["p_floor"]) == pytest.approx(0.001)
+    plain = [expected_calibration_error(*_model(rng, 135)[:2]) for _ in range(300)]
+    assert np.mean(plain) == pytest.approx(0.08, abs=0.015)
 
 
 def test_a_perfectly_calibrated_model_gets_an_interval_that_covers_zero_at_the_nominal_rate():

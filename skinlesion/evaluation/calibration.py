@@ -1,17 +1,13 @@
-"""Calibration: temperature scaling fitted on validation, and calibration errors that mean something at n ~ 135.
+"""Calibration errors that mean something at n ~ 135 (the temperature itself: :mod:`skinlesion.modeling.temperature`).
 
 Why not the plain binned ECE alone: with 135 test images and 10 equal-width bins, a bin holds a handful of
 images and its accuracy is a noisy proportion. The plain ECE averages ``|accuracy - confidence|`` over the
 bins, and the absolute value turns noise into error: a *perfectly calibrated* model with the demo's
 confidences scores about 0.08 on average. Its percentile bootstrap is biased the same way again (a resample
 duplicates images, making bins look noisier), which is why the report's ECE sat at the 4th percentile of
-its own interval. Three tools here:
-
-* :func:`binned_ece` — the plain equal-width ECE (top-label), kept for continuity with earlier reports.
-* :func:`perfect_calibration_reference` — what a perfectly calibrated model with the *same confidences*
-  would score on the plain ECE (mean and range, by simulation), and the p-value of the observed ECE against
-  it: a test of calibration (Bröcker & Smith 2007, "consistency resampling").
-* :func:`calibration_error` — the estimate to report: the debiased squared calibration error of Kumar, Liang
+its own interval. The report keeps the plain equal-width ECE
+(:func:`skinlesion.evaluation.metrics.expected_calibration_error`) for continuity, and adds
+:func:`calibration_error`, the estimate to read: the debiased squared calibration error of Kumar, Liang
   & Ma (2019, "Verified uncertainty calibration"; also Roelofs et al. 2022, "Mitigating bias in calibration
   error estimation"), with equal-mass bins, shown as a root-mean-square calibration error with an interval
   whose coverage was checked by simulation (tests/test_stats_calibration.py).
@@ -48,8 +44,6 @@ import math
 import numpy as np
 from scipy import stats
 
-# Equal-width bins of the plain ECE (the pipeline's CALIBRATION_BINS).
-ECE_BINS = 10
 # Equal-mass bins of the debiased calibration error: ~13 images a bin at n = 135.
 MASS_BINS = 10
 
@@ -57,11 +51,6 @@ MASS_BINS = 10
 def _top_label(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs, dtype=float)
     return probs.max(axis=1), (probs.argmax(axis=1) == np.asarray(y)).astype(float)
-
-
-def _width_bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    return np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
 
 
 def _mass_bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
@@ -82,74 +71,6 @@ def _bin_sums(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
     sorted_bins = bins[order]
     starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
     return np.add.reduceat(np.atleast_2d(values)[:, order], starts, axis=1)
-
-
-def _plain_ece(confidence: np.ndarray, correct: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Plain ECE of one (``correct`` 1-D) or many (``(draws, n)``) label vectors sharing the bins."""
-    gap = _bin_sums(correct, bins) - _bin_sums(confidence, bins)
-    return np.abs(gap).sum(axis=1) / len(confidence)
-
-
-def binned_ece(y: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """Plain top-label ECE with equal-width bins: the count-weighted mean ``|accuracy - confidence|``.
-
-    The same definition as ``evaluate.expected_calibration_error`` (bins right-closed, ``[0, 0.1]``,
-    ``(0.1, 0.2]``, ...). Biased upwards at small n; see :func:`perfect_calibration_reference`.
-
-    Args:
-        y: Integer labels, ``(n,)``.
-        probs: ``(n, classes)`` probabilities.
-        n_bins: Equal-width bins.
-
-    Returns:
-        ECE in ``[0, 1]``.
-    """
-    confidence, correct = _top_label(y, probs)
-    return float(_plain_ece(confidence, correct, _width_bins(confidence, n_bins))[0])
-
-
-def perfect_calibration_reference(
-    y: np.ndarray,
-    probs: np.ndarray,
-    *,
-    n_bins: int = ECE_BINS,
-    draws: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> dict[str, float]:
-    """The plain ECE beside what a perfectly calibrated model with the same confidences would score.
-
-    Each draw keeps the images' top-label confidences and redraws "correct" as Bernoulli(confidence), which
-    is exactly how a perfectly calibrated model's answers are distributed given its confidences. The
-    p-value is ``(1 + #{null ECE >= observed}) / (1 + draws)``: small when the model is worse calibrated
-    than chance alone explains. Images are treated as independent (lesion clustering would widen the null
-    range).
-
-    Args:
-        y: Integer labels, ``(n,)``.
-        probs: ``(n, classes)`` probabilities.
-        n_bins: Equal-width bins.
-        draws: Simulated perfectly calibrated label sets.
-        confidence: Coverage of the null range.
-        seed: Random seed.
-
-    Returns:
-        ``ece`` (observed), ``null_mean``, ``null_low``, ``null_high`` (central range), ``p``, ``p_floor``.
-    """
-    conf, correct = _top_label(y, probs)
-    bins = _width_bins(conf, n_bins)
-    observed = float(_plain_ece(conf, correct, bins)[0])
-    rng = np.random.default_rng(seed)
-    null = _plain_ece(conf, (rng.random((draws, len(conf))) < conf).astype(float), bins)
-    tail = (1 - confidence) / 2
-    return {
-        "ece": observed,
-        "null_mean": float(null.mean()),
-        "null_low": float(np.quantile(null, tail)),
-        "null_high": float(np.quantile(null, 1 - tail)),
-        "p": float((1 + np.sum(null >= observed - 1e-12)) / (1 + draws)),
-        "p_floor": 1.0 / (1 + draws),
-    }
 
 
 def _debiased_terms(correct: np.ndarray, confidence: np.ndarray, bins: np.ndarray, codes: np.ndarray | None = None):
