@@ -31,7 +31,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_stream import ISIC, _data, make_tree  # noqa: E402
+from bench_stream import ISIC, REPO, _data, make_tree  # noqa: E402
+
+# The repository's params: the script works in --workdir, where no params.yaml is.
+PARAMS = REPO / "params.yaml"
 
 NATIVE = {"mobilenet": 224, "vgg19": 224, "inceptionv3": 299}
 SMOKE = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
@@ -65,7 +68,7 @@ def classifier(name: str, image_size: int, n_classes: int, augment: bool) -> obj
     from skinlesion.modeling.model import build_model, compile_model, unfreeze_top
 
     keras.utils.set_random_seed(0)
-    aug = load_config().augment if augment else AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
+    aug = load_config(PARAMS).augment if augment else AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
     section = BackboneConfig(image_size=image_size, unfreeze=12, dropout=0.2)
     clf = build_model(get_backbone(name), section, "none", n_classes, aug, seed=0)
     clf.norm.adapt(np.zeros((2, clf.base.output.shape[-1]), "float32"))
@@ -148,7 +151,7 @@ def bench_backbone(name: str, image_size: int, workdir: Path, n: int, repeats: i
     from skinlesion.modeling.feed import load_decoded
 
     data = _data(workdir, n)
-    cached, _ = load_decoded(data, image_size, replace(load_config().runtime, in_memory_mb=0), lambda _: None)
+    cached, _ = load_decoded(data, image_size, replace(load_config(PARAMS).runtime, in_memory_mb=0), lambda _: None)
     y = keras.utils.to_categorical(data.y_train, len(data.classes)).astype("float32")
     out = {}
     model = classifier(name, image_size, len(data.classes), augment=True)
@@ -177,7 +180,7 @@ def full_recipe(workdir: Path, n: int, image_size: int, smoke: bool) -> float:
     from skinlesion.core.modes import Distribute
     from skinlesion.modeling.train import RunSettings, train_run
 
-    config = load_config()
+    config = load_config(PARAMS)
     epochs = (1, 1) if smoke else (12, 2)
     settings = RunSettings(
         get_backbone("mobilenet"),

@@ -36,7 +36,7 @@ def copy_sources(dest: Path) -> None:
         shutil.rmtree(dest)
     files = subprocess.run(["git", "ls-files"], cwd=REPO, check=True, capture_output=True, text=True).stdout
     for rel in files.splitlines():
-        if rel.startswith(GENERATED) and not rel.endswith(".gitignore"):
+        if layout.is_generated(rel):
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, dest / rel)
@@ -111,6 +111,8 @@ def main() -> None:
     root = Path(args.workdir)
     copy_sources(root)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    # The stages pin it to 0 whatever is set here (skinlesion.core.errors); printed to show what was asked.
+    print(f"TF_ENABLE_ONEDNN_OPTS in the environment: {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}")
     wall, stages = timed_repro(root)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"dvc repro: {wall:.0f} s wall, peak RSS of the largest process {peak_mb:.0f} MB")
@@ -122,7 +124,8 @@ def main() -> None:
     print(f"outputs differing from the committed ones (dvc.lock included): {differing or 'none'}")
     columns = dvc(root, "exp", "show", "--csv").splitlines()[0].split(",")
     print(
-        f"dvc exp show --csv: {len(columns)} columns; test.balanced_accuracy is column "
+        f"dvc exp show --csv: {len(columns)} columns; val.balanced_accuracy is column "
+        f"{columns.index('val.balanced_accuracy') + 1}, test.balanced_accuracy column "
         f"{columns.index('test.balanced_accuracy') + 1}"
     )
     print(f"dvc metrics show --json: {count_numbers(json.loads(dvc(root, 'metrics', 'show', '--json')))} numbers")

@@ -16,6 +16,25 @@ HAM = REPO.parent / "shared" / "data" / "ham10000-224"
 ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 
 
+@pytest.fixture(autouse=True)
+def _pinned_environment_restored():
+    """Put back what a stage's ``cli`` wrapper sets in ``os.environ`` when a test calls a stage in-process.
+
+    The wrapper pins TensorFlow's numerics for the process it runs in; a test that calls a stage's ``main``
+    must not pin them for the tests after it (the suite runs with ``TF_ENABLE_ONEDNN_OPTS`` 0 and 1).
+    """
+    from skinlesion.core.errors import PINNED_ENVIRONMENT
+
+    keys = [*PINNED_ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL"]
+    before = {key: os.environ.get(key) for key in keys}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def default_config():
     """The repository's params.yaml as a validated Config: the only home of the defaults.
 

@@ -235,6 +235,38 @@ def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagree
     assert "dvc exp run -S 'seeds=[0,1,2,3]'" in result.summary_json["seeds_message"]
 
 
+def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_path: Path, monkeypatch):
+    from dataclasses import replace
+
+    from skinlesion.evaluation.aggregate import aggregate_runs
+    from skinlesion.evaluation.runs import collect_runs
+
+    from .conftest import default_config
+
+    for backbone, rights in (("mobilenet", (14, 13)), ("vgg19", (10, 8))):
+        for seed, right in enumerate(rights):
+            _write_run(tmp_path, backbone, seed, val_right=12, test_right=right)
+    base = replace(default_config(), model="mobilenet", backbones=["mobilenet", "vgg19"], seeds=[0, 1])
+    monkeypatch.chdir(tmp_path)
+    runs = collect_runs(base.backbones, base.seeds)
+    results = {
+        level: aggregate_runs(runs, replace(base, evaluate=replace(base.evaluate, confidence=level)))
+        for level in (0.95, 0.8)
+    }
+    wide, narrow = (results[level].summary_json for level in (0.95, 0.8))
+    pairs = [(wide[table][0], narrow[table][0]) for table in ("networks", "architectures")]
+    pairs += [
+        (wide["ensembles"][name]["ci"]["balanced_accuracy"], narrow["ensembles"][name]["ci"]["balanced_accuracy"])
+        for name in ("mobilenet", "vgg19", "all backbones")
+    ]
+    # Every 80 % interval lies inside its 95 % one and is shorter: the level reached each computation.
+    for w, n in pairs:
+        assert w["low"] <= n["low"] <= n["high"] <= w["high"] and n["high"] - n["low"] < w["high"] - w["low"], (w, n)
+    for level, label in ((0.95, "95 % CI"), (0.8, "80 % CI")):  # and every table says which level it shows
+        for name in ("networks", "architectures", "ensembles"):
+            assert label in results[level].tables[name], name
+
+
 def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
     from skinlesion.evaluation.report import grouping_sentence
 

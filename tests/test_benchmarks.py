@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_runs_on_cpu(isic_dir: Path, tmp_path: Path):
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(

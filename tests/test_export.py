@@ -15,7 +15,11 @@ from .test_predict import save_model
 TOLERANCE = {Quantization.NONE: 1e-4, Quantization.FLOAT16: 0.05}
 
 
-@pytest.mark.parametrize("quantization", list(Quantization))
+# The default (params.yaml, export.quantization) runs by default; the other two run in CI (`slow`).
+@pytest.mark.parametrize(
+    "quantization",
+    [q if q is Quantization.FLOAT16 else pytest.param(q, marks=pytest.mark.slow) for q in Quantization],
+)
 def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quantization: Quantization):
     import keras
 
@@ -59,7 +63,13 @@ def test_model_card_states_limits_and_uncertainty():
         "before": {"calibration_error": 0.12, "low": 0.05, "high": 0.2},
         "after": {"calibration_error": 0.03, "low": 0.0, "high": 0.1},
     }
-    tables = {"architectures": "ARCHITECTURES", "ensembles": "ENSEMBLES", "operating_points": "POINTS"}
+    tables = {
+        "architectures": "ARCHITECTURES",
+        "ensembles": "ENSEMBLES",
+        "operating_points": "POINTS",
+        "subgroups": "SUBGROUPS",
+        "external": "EXTERNAL",
+    }
     card = model_card(
         labels=LabelMap(("a", "b"), 32, temperature=1.5, backbone="mobilenet", seed=1),
         summary={"headline": headline, "tables": tables, "calibration": calibration, "seeds_message": "SEEDS"},

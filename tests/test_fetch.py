@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinlesion.core import config
+from skinlesion.core import data_params
 from skinlesion.core.config import DataConfig
 from skinlesion.core.errors import DataError
 from skinlesion.core.modes import Source
@@ -242,5 +242,5 @@ def test_dermamnist_c_from_the_keras_cache_without_a_local_file(tmp_path: Path, 
 
 
 def test_dermamnist_files_cover_exactly_the_sizes_params_accept():
-    assert set(DERMAMNIST_FILES) == set(config.DERMAMNIST_SIZES)
-    assert set(DERMAMNIST_C_FILES) == set(config.DERMAMNIST_C_SIZES)
+    assert set(DERMAMNIST_FILES) == set(data_params.DERMAMNIST_SIZES)
+    assert set(DERMAMNIST_C_FILES) == set(data_params.DERMAMNIST_C_SIZES)

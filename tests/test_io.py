@@ -34,15 +34,85 @@ def test_same_weights_give_byte_identical_keras_files(tmp_path: Path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-def test_outputs_honour_the_umask(tmp_path: Path):
-    old = os.umask(0o022)
-    try:
-        write_json(tmp_path / "out.json", {"a": 1})
-        save_keras_model(_model(0), tmp_path / "m.keras")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644
-    assert (tmp_path / "m.keras").stat().st_mode & 0o777 == 0o644
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request) -> int:
+    """Run the test under this umask (the process's own, restored afterwards)."""
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_outputs_honour_the_umask(tmp_path: Path, umask: int):
+    import matplotlib.figure
+
+    from skinlesion.core.io import save_figure, write_together
+
+    write_json(tmp_path / "out.json", {"a": 1})
+    save_keras_model(_model(0), tmp_path / "m.keras")
+    save_figure(matplotlib.figure.Figure(figsize=(1, 1)), tmp_path / "fig.png")
+    write_together({tmp_path / "new" / "a.csv": "a\n", tmp_path / "new" / "b.csv": "b\n"}, tmp_path / ".journal")
+    # 0644 under 022, 0600 under 077: what open() gives any file, not mkstemp's 0600 nor a fixed 0644.
+    expected = 0o666 & ~umask
+    for name in ("out.json", "m.keras", "fig.png", "new/a.csv", "new/b.csv"):
+        assert mode(tmp_path / name) == expected, (name, oct(mode(tmp_path / name)))
+    assert mode(tmp_path / "new") == 0o777 & ~umask  # folders made for an output too
+
+
+class Broken(RuntimeError):
+    pass
+
+
+def test_a_writer_that_fails_half_way_leaves_the_previous_file_and_no_temporary(tmp_path: Path):
+    from skinlesion.core.io import atomic_path, write_text
+
+    target = tmp_path / "metrics.json"
+    write_text(target, "previous\n")
+    with pytest.raises(Broken), atomic_path(target) as tmp:
+        tmp.write_text("half of the new ")  # the writer got part-way, then failed
+        raise Broken
+    assert target.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    # With no previous file, a failed write leaves nothing at all (DVC must not cache half a file).
+    with pytest.raises(Broken), atomic_path(tmp_path / "sub" / "new.csv") as tmp:
+        tmp.write_text("a,b\n1,")
+        raise Broken
+    assert not (tmp_path / "sub" / "new.csv").exists() and list((tmp_path / "sub").iterdir()) == []
+
+
+def test_a_figure_or_model_whose_saving_fails_leaves_the_previous_file_and_no_temporary(tmp_path: Path):
+    import matplotlib.figure
+
+    from skinlesion.core.io import save_figure
+
+    class FailingFigure(matplotlib.figure.Figure):
+        def savefig(self, fname, **kwargs):
+            Path(fname).write_bytes(b"\x89PNG half")  # part of the picture reached the disk
+            raise Broken
+
+    figure = tmp_path / "plot.png"
+    save_figure(matplotlib.figure.Figure(figsize=(1, 1)), figure)
+    before = figure.read_bytes()
+    with pytest.raises(Broken):
+        save_figure(FailingFigure(figsize=(1, 1)), figure)
+    assert figure.read_bytes() == before
+
+    model, path = _model(0), tmp_path / "model.keras"
+    save_keras_model(model, path)
+    saved = path.read_bytes()
+
+    def save_half(target, *args, **kwargs):
+        Path(target).write_bytes(saved[: len(saved) // 2])
+        raise Broken
+
+    model.save = save_half
+    with pytest.raises(Broken):
+        save_keras_model(model, path)
+    assert path.read_bytes() == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "plot.png"]  # no scratch file or folder
 
 
 def test_write_json_can_keep_insertion_order(tmp_path: Path):

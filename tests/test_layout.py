@@ -75,3 +75,13 @@ def test_a_model_carries_its_label_map_and_refuses_another(tmp_path: Path):
     (tmp_path / "x.keras").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(DataError, match="not a Keras model file"):
         LabelMap.of_model(tmp_path / "x.keras")
+
+
+def test_a_clean_copy_of_the_sources_keeps_only_the_readmes_and_gitignores_of_output_folders():
+    from skinlesion.core.layout import is_generated
+
+    # external/ must exist in a clean copy: aggregate depends on it when no external set is configured.
+    assert not is_generated("external/README.md") and not is_generated("runs/vgg19/seed0/.gitignore")
+    assert is_generated("external/isic/data.json") and is_generated("dvc.lock") and is_generated("plots/roc.csv")
+    assert not is_generated("skinlesion/core/layout.py") and not is_generated("plotsx/a.csv")
+    assert is_generated("data/raw/x.png", (Path("data"),)) and not is_generated("data/raw/x.png")

@@ -1,18 +1,29 @@
-"""End to end: the real `dvc repro` on a tiny config in a temporary copy of the repository."""
+"""End to end: the real `dvc repro` on a tiny config in a temporary copy of the repository.
+
+One `dvc repro` (the ``reproduced`` fixture) is shared by the whole module. The read-only checks look at it
+as it is; the checks of what `dvc status` would rerun edit one file and put it back; every scenario that
+runs stages gets its own copy of the reproduced project (``scenario``), so no test depends on another's
+clean-up. The long scenarios are marked ``slow``: `.ci/run` runs them, the README's `python -m pytest`
+leaves them out, and each names the fast test that keeps its protection in the default run.
+
+Which stages ran is read from the files (a stage DVC reruns gets new output files), never from DVC's log;
+the only printed text read is the stages' own.
+"""
 
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from skinlesion.core import layout
+from skinlesion.core.modes import Phase
 
 from .conftest import REPO
 
@@ -22,12 +33,15 @@ GIT_ID = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@example.com",
 }
-GENERATED = ("dvc.lock", "metrics/", "plots/", "reports/", "models/", "runs/")
+# What `dvc repro` writes: never copied from the checkout, compared before and after a command.
+GENERATED = (*layout.GENERATED, layout.RAW, layout.SPLITS)
+BACKBONES = ("mobilenet", "vgg19", "inceptionv3")
 
 
 def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["seeds"] = [0]
+    params["backbones"] = list(BACKBONES)
     params["data"]["synthetic"].update(n_images=120, image_size=32)
     params["train"].update(epochs_head=8, epochs_finetune=2, batch_size=16)
     params["mobilenet"]["image_size"] = 32
@@ -37,58 +51,18 @@ def tiny_params() -> dict:
     return params
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    root = tmp_path_factory.mktemp("project")
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.splitlines()
-    for rel in listed:
-        if rel.startswith(GENERATED) or not (REPO / rel).is_file():
-            continue
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
-        subprocess.run(cmd, cwd=root, check=True, env=env())
-    return root
-
-
-@pytest.fixture(scope="module")
-def reproduced(project: Path) -> Path:
-    """The tiny project after one full `dvc repro`, committed as `baseline`."""
-    dvc(project, "repro")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "baseline")
-    return project
-
-
-@pytest.fixture
-def repo(reproduced: Path):
-    """The reproduced project; whatever a test changes is undone afterwards (tests share no state)."""
-    base = git(reproduced, "rev-parse", "HEAD").strip()
-    yield reproduced
-    git(reproduced, "reset", "-q", "--hard", base)
-    git(reproduced, "clean", "-qfd")  # untracked files; ignored ones (outputs, the DVC cache) stay
-    for tag in git(reproduced, "tag").split():
-        git(reproduced, "tag", "-d", tag)
-    dvc(reproduced, "exp", "remove", "--all-commits", "-q", check=False)
-    dvc(reproduced, "checkout", "--force")
-    assert "Data and pipelines are up to date" in dvc(reproduced, "status").stdout
-
-
-def env() -> dict:
+def env(pythonpath: str = ".") -> dict:
     out = dict(os.environ) | GIT_ID
     out["PATH"] = str(Path(sys.executable).parent) + os.pathsep + out["PATH"]
-    out["PYTHONPATH"] = "."
+    out["PYTHONPATH"] = pythonpath  # the copy's package, not the checkout's (or the installed one)
     out["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return out
 
 
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env(), capture_output=True, text=True)
+def dvc(root: Path, *args: str, check: bool = True, environment: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, env=environment or env(), capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -105,165 +79,217 @@ def edit_params(root: Path, edit) -> None:
 
 
 def changed_stages(root: Path) -> set[str]:
+    """The stages `dvc status` says a `dvc repro` would run (structured output, not its log)."""
     return set(json.loads(dvc(root, "status", "--json").stdout))
 
 
-def test_kill_during_training_then_repro_resumes(repo: Path):
-    project = repo
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "--force", "train@mobilenet-0"],
-        cwd=project,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 240
-    state_files = []
-    while not state_files and time.time() < deadline:
-        assert proc.poll() is None, "training finished before it could be interrupted"
-        time.sleep(0.2)
-        state_files = list((project / ".cache" / "train").rglob("finetune.json"))
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # Where the kill landed is read from the checkpoint, not guessed from timing.
-    state = json.loads(state_files[0].read_text())
-    # --force: the outputs are in the DVC cache, and a plain repro would restore them instead of training.
-    rerun = dvc(project, "repro", "--force", "train@mobilenet-0")
-    if not state["done"]:
-        assert f"resuming after epoch {state['epoch']}" in rerun.stdout + rerun.stderr
-    log = project / "runs" / "mobilenet" / "seed0" / "train" / "plots" / "metrics" / "val" / "loss.tsv"
-    assert log.read_text().splitlines()[0] == "step\tloss"
-    epochs = json.loads((project / "runs" / "mobilenet" / "seed0" / "train" / "metrics.json").read_text())["epochs"]
-    assert [int(line.split("\t")[0]) for line in log.read_text().splitlines()[1:]] == list(range(epochs))
-    # The resumed run ends exactly where the uninterrupted baseline run did: nothing else changed.
-    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+def snapshot(root: Path, *folders: Path) -> dict[str, tuple[int, int]]:
+    """Identity (inode, modification time) of every file a stage writes: a stage that runs replaces its files."""
+    files = [p for f in folders or GENERATED for p in ([root / f] if (root / f).is_file() else (root / f).rglob("*"))]
+    return {p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in files if p.is_file()}
 
 
-def test_full_repro_status_and_no_op_second_run(repo: Path):
-    project = repo
+def under(paths, *prefixes: str) -> set[str]:
+    return {p for p in paths if p.startswith(prefixes)}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path_factory.mktemp("project")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    for rel in listed:
+        if layout.is_generated(rel, GENERATED) or not (REPO / rel).is_file():
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
+        subprocess.run(cmd, cwd=root, check=True, env=env())
+    return root
+
+
+@pytest.fixture(scope="module")
+def reproduced(project: Path) -> Path:
+    """The tiny project after one full `dvc repro`, committed as `baseline`. Tests must leave it as it is."""
+    dvc(project, "repro")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline")
+    return project
+
+
+@pytest.fixture
+def scenario(reproduced: Path, tmp_path: Path):
+    """A copy of the reproduced project of the test's own (the DVC cache hard-linked: DVC never edits its files)."""
+    root = tmp_path / "project"
+
+    def copy(src: str, dst: str) -> None:
+        if Path(src).relative_to(reproduced).parts[:2] == (".dvc", "cache"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(reproduced, root, symlinks=True, copy_function=copy)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# --- The reproduced project, read only ------------------------------------------------------------------
+
+
+def test_full_repro_writes_every_output_and_a_second_repro_runs_nothing(reproduced: Path, tmp_path: Path):
+    project = reproduced
     for rel in (
-        "metrics/metrics.json",
-        "metrics/backbones.json",
-        "metrics/export.json",
-        "reports/data.json",
-        "reports/report.md",
-        "reports/summary.json",
-        "models/headline/model.keras",
-        "models/headline/labels.json",
-        "plots/comparison.png",
-        "plots/augment_preview.png",
-        "plots/gradcam.png",
-        "plots/curves.csv",
-        "runs/inceptionv3/seed0/eval/metrics.json",
-        "runs/vgg19/seed0/eval/predictions.csv",
-        "runs/mobilenet/seed0/train/metrics.json",
-        "runs/mobilenet/seed0/config.json",
-        "models/MODEL_CARD.md",
-        "models/export/model.tflite",
-        "models/export/labels.json",
+        layout.HEADLINE_METRICS,
+        layout.BACKBONE_METRICS,
+        layout.EXPORT_METRICS,
+        layout.DATA_SUMMARY,
+        layout.REPORT,
+        layout.SUMMARY_JSON,
+        layout.HEADLINE_MODEL / layout.MODEL_FILE,
+        layout.HEADLINE_MODEL / layout.LABELS_FILE,
+        layout.COMPARISON,
+        layout.AUGMENT_PREVIEW,
+        layout.GRADCAM,
+        layout.CURVES,
+        layout.RunPaths("inceptionv3", 0).eval_summary,
+        layout.RunPaths("vgg19", 0).predictions,
+        layout.RunPaths("mobilenet", 0).train_summary,
+        layout.RunPaths("mobilenet", 0).config,
+        layout.MODEL_CARD,
+        layout.EXPORT_TFLITE,
+        layout.EXPORT_DIR / layout.LABELS_FILE,
     ):
         assert (project / rel).exists(), rel
-    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
-    assert "Running stage" not in dvc(project, "repro").stdout
-    headline = json.loads((project / "metrics" / "metrics.json").read_text())
-    selected = json.loads((project / "reports" / "summary.json").read_text())["headline"]
+    assert changed_stages(project) == set()
+    before = snapshot(project)
+    dvc(project, "repro")
+    assert snapshot(project) == before  # no stage ran: every output is the same file as before
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_the_tiny_runs_learn_and_the_tables_stay_small(reproduced: Path):
+    project = reproduced
+    headline = json.loads((project / layout.HEADLINE_METRICS).read_text())
+    selected = json.loads((project / layout.SUMMARY_JSON).read_text())["headline"]
     assert selected["model"] == "mobilenet" and selected["seed"] == 0
     assert headline["test"] == selected["test"]  # the summary's headline block is metrics.json's, named
     # Training learns something on the held-out test split (6 classes, 18 test images, random frozen
     # backbones): the best run beats chance and the runs rank images better than chance on average.
     # Measured with other augmentation draws: best balanced accuracy 0.20-0.27, mean ROC-AUC 0.57-0.64.
-    runs = [json.loads(p.read_text()) for p in sorted((project / "runs").glob("*/seed0/eval/metrics.json"))]
-    classes = json.loads((project / "reports" / "data.json").read_text())["classes"]
-    assert len(runs) == 3 and max(r["balanced_accuracy"] for r in runs) > 1 / classes
-    assert np.mean([r["roc_auc_macro"] for r in runs]) > 0.55
-    # The lean experiment table: headline first, few columns, few numbers.
+    runs = [json.loads((project / layout.RunPaths(b, 0).eval_summary).read_text()) for b in BACKBONES]
+    classes = json.loads((project / layout.DATA_SUMMARY).read_text())["classes"]
+    assert max(r["test"]["balanced_accuracy"] for r in runs) > 1 / classes
+    assert np.mean([r["test"]["roc_auc_macro"] for r in runs]) > 0.55
+    # The lean experiment table: the headline's validation metrics first (what selected it), its test
+    # metrics next, few columns (one per params key, metric and dependency: 126 here), few numbers.
     columns = dvc(project, "exp", "show", "--csv").stdout.splitlines()[0].split(",")
-    assert columns.index("test.balanced_accuracy") < 25 and len(columns) <= 120
+    metrics = [c for c in columns if c.startswith(("val.", "test."))]
+    assert metrics[0] == "val.balanced_accuracy" and columns.index("test.balanced_accuracy") < 25
+    assert len(columns) <= 130
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     numbers = [v for v in pd.json_normalize(shown).iloc[0] if isinstance(v, (int, float)) and not isinstance(v, bool)]
     assert 10 <= len(numbers) <= 100
-    agreement = json.loads((project / "metrics" / "export.json").read_text())
+    agreement = json.loads((project / layout.EXPORT_METRICS).read_text())
     assert agreement == {"label_agreement": 1.0}  # the card has the rest (max |dp|, model size)
-    # Outputs honour the umask (0644 under 022), not mkstemp's 0600.
-    assert (project / "metrics" / "metrics.json").stat().st_mode & 0o044 == 0o044
 
 
-def test_forced_retrain_to_same_weights_reruns_nothing_downstream(repo: Path):
-    project = repo
-    model = project / "runs" / "mobilenet" / "seed0" / "model" / "model.keras"
-    before = model.read_bytes()
-    dvc(project, "repro", "--force", "train@mobilenet-0")
-    assert model.read_bytes() == before  # no save date or zip time in the file
-    assert "Running stage" not in dvc(project, "repro").stdout
-    assert git(project, "status", "--porcelain") == ""  # dvc.lock and every git-tracked output unchanged
+def test_outputs_honour_the_umask_the_pipeline_ran_under(reproduced: Path):
+    # Whatever the machine's umask (0644 under 022, 0600 under 077), never mkstemp's 0600 nor a fixed 0644;
+    # tests/test_io.py and tests/test_umask.py check 022 and 077 explicitly.
+    umask = os.umask(0)
+    os.umask(umask)
+    for rel in (layout.HEADLINE_METRICS, layout.REPORT, layout.COMPARISON):  # git-tracked, written by the stages
+        assert (reproduced / rel).stat().st_mode & 0o777 == 0o666 & ~umask, rel
 
 
-def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(repo: Path):
-    project = repo
-    run = project / "runs" / "mobilenet" / "seed0"
-    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    (project / "broken.weights.h5").write_bytes(b"")  # exists (config accepts it), loads into nothing
-    edit_params(project, lambda p: p["train"].update(weights="broken.weights.h5"))
-    failed = dvc(project, "repro", "train@mobilenet-0", check=False)
-    assert failed.returncode != 0 and "error: train.weights=broken.weights.h5" in failed.stdout + failed.stderr
-    assert not (run / "model" / "model.keras").exists()  # DVC removed the outputs before running
-    git(project, "checkout", "--", "params.yaml")
-    (project / "broken.weights.h5").unlink()
-    dvc(project, "checkout")
-    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    assert after == before and "Data and pipelines are up to date" in dvc(project, "status").stdout
-
-
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        (lambda p: p["preview"].update(views=3), {"augment-preview"}),
-        (lambda p: p["runtime"].update(workers=1), set()),
-        (lambda p: p["vgg19"].update(dropout=0.5), {"train@vgg19-0"}),
-        (lambda p: p.update(model="inceptionv3"), {"aggregate"}),
-        (None, {"evaluate@mobilenet-0", "evaluate@vgg19-0", "evaluate@inceptionv3-0", "aggregate", "export"}),
-    ],
-    ids=["preview", "runtime", "vgg19", "model", "evaluation-code"],
-)
-def test_status_names_exactly_the_affected_stages(repo: Path, change, expected):
-    if change is None:  # an edit of evaluation code
-        with (repo / "skinlesion" / "evaluation" / "evaluate.py").open("a") as f:
-            f.write("\n# edited\n")
-    else:
-        edit_params(repo, change)
-    assert changed_stages(repo) == expected
-
-
-def test_changing_model_reruns_only_aggregate_and_export(repo: Path):
-    project = repo
-    out = dvc(project, "exp", "run", "-S", "model=inceptionv3")
-    ran = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Running stage")]
-    assert ran == ["Running stage 'aggregate':", "Running stage 'export':"]  # nothing trains or re-evaluates
-    diff = dvc(project, "metrics", "diff", "--json").stdout
-    assert "metrics/metrics.json" in diff
-    summary = json.loads((project / "reports" / "summary.json").read_text())
-    assert summary["headline"]["model"] == "inceptionv3"
-    headline = json.loads((project / "metrics" / "metrics.json").read_text())
-    assert headline["test"] == summary["headline"]["test"]
-
-
-def test_plots_show_overlays_every_run(repo: Path):
-    project = repo
-    dvc(project, "plots", "show", "-o", "html_out")
-    page = (project / "html_out" / "index.html").read_text()
+def test_plots_show_overlays_every_run(reproduced: Path, tmp_path: Path):
+    dvc(reproduced, "plots", "show", "-o", str(tmp_path / "html"))
+    page = (tmp_path / "html" / "index.html").read_text()
     for title in ("Validation loss, every run", "Macro ROC per backbone", "Confusion, headline run", "Calibration"):
         assert title in page, title
     for run in ("mobilenet-0", "vgg19-0", "inceptionv3-0"):
         assert run in page  # every run's curve is in the one overlay plot
     assert "datum.run || datum.backbone" in page  # the project's overlay template was used
-    for image in ("plots/comparison.png", "plots/gradcam.png", "plots/augment_preview.png"):
-        assert image in page
-    shutil.rmtree(project / "html_out")
+    for image in (layout.COMPARISON, layout.GRADCAM, layout.AUGMENT_PREVIEW):
+        assert image.as_posix() in page
 
 
-def test_remote_push_then_fresh_clone_pulls_everything(repo: Path, tmp_path: Path):
-    project = repo
+# --- What a change reruns: `dvc status` on the reproduced project, the edit undone afterwards -----------
+
+
+def _add_resnet(params: dict) -> None:
+    params["backbones"].append("resnet50")
+    params["resnet50"] = {"image_size": 32, "unfreeze": 4, "dropout": 0.2}
+
+
+def _edit_evaluation_code(root: Path) -> None:
+    with (root / "skinlesion" / "evaluation" / "evaluate.py").open("a") as f:
+        f.write("\n# edited\n")
+
+
+NEW_SEED = {f"{stage}@{b}-1" for stage in ("train", "evaluate") for b in BACKBONES}
+RERUNS = {
+    "preview": (lambda p: p["preview"].update(views=3), {"augment-preview"}),
+    "runtime": (lambda p: p["runtime"].update(workers=1), set()),
+    "vgg19": (lambda p: p["vgg19"].update(dropout=0.5), {"train@vgg19-0"}),
+    # README: the headline switches backbone, only aggregate (and export, once the headline model changed) rerun.
+    "model": (lambda p: p.update(model="inceptionv3"), {"aggregate"}),
+    # README: the malignant classes decide operating points, which aggregate computes: no run is re-evaluated.
+    "malignant": (lambda p: p["evaluate"].update(malignant=["melanoma"]), {"aggregate"}),
+    # README: only the new seeds train (and are evaluated); aggregate follows.
+    "seeds": (lambda p: p.update(seeds=[0, 1]), NEW_SEED | {"aggregate"}),
+    # README: an external set is scored by its own stage and aggregate; nothing trains or is re-evaluated.
+    "external": (
+        lambda p: p.update(external={"site2": {"source": "folder", "path": "stages"}}),
+        {"external@site2", "aggregate"},
+    ),
+    # README: a fourth backbone needs a params section and no edit of dvc.yaml; only its runs are new.
+    "backbone": (_add_resnet, {"train@resnet50-0", "evaluate@resnet50-0", "aggregate"}),
+    "evaluation-code": (
+        None,
+        {"evaluate@mobilenet-0", "evaluate@vgg19-0", "evaluate@inceptionv3-0", "aggregate", "export"},
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(RERUNS))
+def test_status_names_exactly_the_stages_a_change_reruns(reproduced: Path, change: str):
+    edit, expected = RERUNS[change]
+    edited = reproduced / ("skinlesion/evaluation/evaluate.py" if edit is None else "params.yaml")
+    original = edited.read_bytes()
+    try:
+        _edit_evaluation_code(reproduced) if edit is None else edit_params(reproduced, edit)
+        assert changed_stages(reproduced) == expected
+    finally:
+        edited.write_bytes(original)
+    assert changed_stages(reproduced) == set()
+
+
+# --- Scenarios that run stages, each in its own copy ------------------------------------------------------
+
+
+def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(scenario: Path):
+    project = scenario
+    run = project / layout.RunPaths("mobilenet", 0).root
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    (project / "broken.weights.h5").write_bytes(b"")  # exists (config accepts it), loads into nothing
+    edit_params(project, lambda p: p["train"].update(weights="broken.weights.h5"))
+    failed = dvc(project, "repro", "train@mobilenet-0", check=False)
+    assert failed.returncode != 0 and "error: train.weights=broken.weights.h5" in failed.stdout + failed.stderr
+    assert not (run / "model" / layout.MODEL_FILE).exists()  # DVC removed the outputs before running
+    git(project, "checkout", "--", "params.yaml")
+    (project / "broken.weights.h5").unlink()
+    dvc(project, "checkout")
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before and changed_stages(project) == set()
+
+
+def test_remote_push_then_fresh_clone_pulls_everything(scenario: Path, tmp_path: Path):
+    project = scenario
     remote = tmp_path / "remote"
     dvc(project, "remote", "add", "-d", "local", str(remote))
     git(project, "add", "-A")
@@ -272,54 +298,130 @@ def test_remote_push_then_fresh_clone_pulls_everything(repo: Path, tmp_path: Pat
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True, env=env())
     dvc(clone, "pull")
-    assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
-    assert "Running stage" not in dvc(clone, "repro").stdout
+    assert changed_stages(clone) == set()
+    for rel in (layout.HEADLINE_MODEL / layout.MODEL_FILE, layout.RunPaths("vgg19", 0).model, layout.EXPORT_TFLITE):
+        assert (clone / rel).read_bytes() == (project / rel).read_bytes()
     # A version of the registry entry is a GTO tag (what `gto register` writes); `artifacts get`
     # fetches the newest one through the repository's default remote.
     git(project, "tag", "-a", "skinlesion-classifier@v0.1.0", "-m", "Registering skinlesion-classifier v0.1.0")
     out = tmp_path / "artifact"
     dvc(tmp_path, "artifacts", "get", str(project), "skinlesion-classifier", "-o", str(out))
-    assert (out / "model.keras").read_bytes() == (project / "models" / "headline" / "model.keras").read_bytes()
-    assert json.loads((out / "labels.json").read_text())["backbone"] == "mobilenet"
+    assert (out / layout.MODEL_FILE).read_bytes() == (project / layout.HEADLINE_MODEL / layout.MODEL_FILE).read_bytes()
+    assert json.loads((out / layout.LABELS_FILE).read_text())["backbone"] == "mobilenet"
 
 
-def test_a_fourth_backbone_runs_without_editing_dvc_yaml(repo: Path):
-    project = repo
+# Imported first by every Python process that has its folder on PYTHONPATH: after the file named by
+# SKINLESION_TEST_KILL_AFTER is first put in place (os.replace, as core.io's atomic writes do), the process
+# kills itself, as `kill -9` would at exactly that moment.
+KILL_AFTER_REPLACE = """
+import os, signal
+_replace = os.replace
+def replace(src, dst, *args, **kwargs):
+    _replace(src, dst, *args, **kwargs)
+    if os.path.basename(os.fspath(dst)) == os.environ.get("SKINLESION_TEST_KILL_AFTER"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_a_checkpoint_resumes_there_and_ends_as_the_uninterrupted_run(scenario: Path, tmp_path):
+    """Fast check: tests/test_train.py::test_interrupted_run_resumes_and_matches_uninterrupted (in-process)."""
+    project, hook = scenario, tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_AFTER_REPLACE)
+    state_name = layout.Checkpoints(Path(), Phase.FINETUNE.label).state.name  # written after each fine-tuning epoch
+    killing = env(f"{hook}{os.pathsep}.") | {"SKINLESION_TEST_KILL_AFTER": state_name}
+    # --force: the outputs are in the DVC cache, and a plain repro would restore them instead of training.
+    killed = dvc(project, "repro", "--force", "train@mobilenet-0", check=False, environment=killing)
+    assert killed.returncode != 0
+    states = list((project / layout.TRAIN_STATE).rglob(state_name))
+    assert len(states) == 1
+    state = json.loads(states[0].read_text())
+    assert state["epoch"] == 1 and not state["done"]  # killed after the first of two fine-tuning epochs
+    run = layout.RunPaths("mobilenet", 0)
+    assert not (project / run.model).exists()
+    rerun = dvc(project, "repro", "--force", "train@mobilenet-0")
+    assert f"{Phase.FINETUNE.label}: resuming after epoch 1" in rerun.stdout  # the stage's own line
+    log = project / run.train_log / "plots" / "metrics" / "val" / "loss.tsv"
+    epochs = json.loads((project / run.train_summary).read_text())["epochs"]
+    assert [int(line.split("\t")[0]) for line in log.read_text().splitlines()[1:]] == list(range(epochs))
+    # The resumed run ends exactly where the uninterrupted baseline run did: the model, its log and
+    # dvc.lock are the committed ones, byte for byte.
+    assert git(project, "status", "--porcelain") == ""
+    assert not list((project / layout.TRAIN_STATE).rglob("*.json"))  # and its checkpoints are cleared
+
+
+@pytest.mark.slow
+def test_forced_retrain_to_same_weights_reruns_nothing_downstream(scenario: Path):
+    """Fast checks: tests/test_io.py (same weights, same bytes) and tests/test_train.py (same seed, same weights)."""
+    project = scenario
+    model = project / layout.RunPaths("mobilenet", 0).model
+    before = model.read_bytes()
+    dvc(project, "repro", "--force", "train@mobilenet-0")
+    assert model.read_bytes() == before  # no save date or zip time in the file
+    assert changed_stages(project) == set()
+    assert git(project, "status", "--porcelain") == ""  # dvc.lock and every git-tracked output unchanged
+
+
+@pytest.mark.slow
+def test_changing_model_reruns_only_aggregate_and_export(scenario: Path):
+    """Fast check: test_status_names_exactly_the_stages_a_change_reruns[model]."""
+    project = scenario
+    before = snapshot(project)
+    dvc(project, "exp", "run", "-S", "model=inceptionv3")
+    changed = {p for p, identity in snapshot(project).items() if before.get(p) != identity}
+    assert not under(changed, layout.RUNS.as_posix(), layout.SPLITS.as_posix())  # nothing trained or re-evaluated
+    assert layout.HEADLINE_METRICS.as_posix() in changed and layout.EXPORT_METRICS.as_posix() in changed
+    assert under(changed, layout.HEADLINE_MODEL.as_posix()) and under(changed, layout.EXPORT_DIR.as_posix())
+    assert layout.AUGMENT_PREVIEW.as_posix() not in changed
+    assert layout.HEADLINE_METRICS.as_posix() in json.loads(dvc(project, "metrics", "diff", "--json").stdout)
+    summary = json.loads((project / layout.SUMMARY_JSON).read_text())
+    assert summary["headline"]["model"] == "inceptionv3"
+    headline = json.loads((project / layout.HEADLINE_METRICS).read_text())
+    assert headline["test"] == summary["headline"]["test"]
+
+
+@pytest.mark.slow
+def test_a_fourth_backbone_runs_without_editing_dvc_yaml(scenario: Path):
+    """Fast check: test_status_names_exactly_the_stages_a_change_reruns[backbone]."""
+    project = scenario
     pipeline = (project / "dvc.yaml").read_bytes()
-
-    def add_resnet(params: dict) -> None:
-        params["backbones"].append("resnet50")
-        params["resnet50"] = {"image_size": 32, "unfreeze": 4, "dropout": 0.2}
-
-    edit_params(project, add_resnet)
-    out = dvc(project, "repro").stdout
-    assert "Running stage 'train@resnet50-0'" in out and "Running stage 'evaluate@resnet50-0'" in out
-    assert "Running stage 'train@mobilenet-0'" not in out
-    assert "resnet50" in json.loads((project / "metrics" / "backbones.json").read_text())
+    before = snapshot(project)
+    edit_params(project, _add_resnet)
+    dvc(project, "repro")
+    changed = {p for p, identity in snapshot(project).items() if before.get(p) != identity}
+    runs = {p.split("/")[1] for p in under(changed, layout.RUNS.as_posix())}
+    assert runs == {"resnet50"}  # its runs are new; no other run trained or was re-evaluated
+    assert (project / layout.RunPaths("resnet50", 0).eval_summary).is_file()
+    assert "resnet50" in json.loads((project / layout.BACKBONE_METRICS).read_text())
     assert (project / "dvc.yaml").read_bytes() == pipeline
 
 
-def test_an_external_set_retrains_nothing_and_removing_it_restores_every_other_output(repo: Path, tmp_path: Path):
+@pytest.mark.slow
+def test_an_external_set_retrains_nothing_and_removing_it_restores_every_other_output(scenario: Path, tmp_path: Path):
+    """Fast checks: test_status_names_exactly_the_stages_a_change_reruns[external], tests/test_external.py."""
     from skinlesion.data.synthetic import generate
 
-    project = repo
+    project = scenario
     generate(tmp_path / "site2", 24, 32, seed=5, workers=1, progress=False)  # lesions from "another source"
-    tracked = ("metrics", "reports", "plots", "models/MODEL_CARD.md")
+    tracked = ("metrics", "reports", "plots", layout.MODEL_CARD.as_posix())
     before = {p: p.read_bytes() for root in tracked for p in sorted((project / root).rglob("*")) if p.is_file()}
+    identities = snapshot(project)
 
     def add(params: dict) -> None:
         params["external"] = {"site2": {"source": "folder", "path": str(tmp_path / "site2")}}
 
     edit_params(project, add)
-    flagged = changed_stages(project)
-    assert "external@site2" in flagged and not any(s.startswith(("train@", "evaluate@")) for s in flagged)
-    out = dvc(project, "repro").stdout
-    assert "Running stage 'external@site2'" in out and "Running stage 'train@" not in out
-    metrics = json.loads((project / "metrics" / "metrics.json").read_text())
+    assert changed_stages(project) == {"external@site2", "aggregate"}
+    dvc(project, "repro")
+    changed = {p for p, identity in snapshot(project).items() if identities.get(p) != identity}
+    assert not under(changed, layout.RUNS.as_posix(), layout.SPLITS.as_posix())  # nothing trained or re-evaluated
+    metrics = json.loads((project / layout.HEADLINE_METRICS).read_text())
     assert 0 <= metrics["external"]["site2"]["balanced_accuracy"] <= 1
-    assert "## External validation" in (project / "reports" / "report.md").read_text()
-    assert (project / "plots" / "subgroups" / "site2.csv").is_file()
+    assert "## External validation" in (project / layout.REPORT).read_text()
+    assert (project / layout.SUBGROUP_PLOTS / "site2.csv").is_file()
     edit_params(project, lambda params: params.update(external={}))
-    assert "Running stage 'train@" not in dvc(project, "repro").stdout
+    dvc(project, "repro")
     after = {p: p.read_bytes() for root in tracked for p in sorted((project / root).rglob("*")) if p.is_file()}
     assert after == before  # every other output is back to what it was, byte for byte

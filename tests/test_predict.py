@@ -95,7 +95,9 @@ def test_cli_exit_0_top_k_and_missing_label_map(model_path: Path, tmp_path: Path
     make_class_tree(tmp_path / "imgs", {"a": 2})
     out = tmp_path / "p.csv"
     ok = run_cli(str(model_path), str(tmp_path / "imgs"), "--top-k", "2", "-o", str(out))
-    assert ok.returncode == 0 and ok.stderr.count("error") == 0
+    # Only the command's own lines are read: TensorFlow's start-up log differs between CPUs (oneDNN's note
+    # mentions "errors"), so a word count over all of standard error would depend on the machine.
+    assert ok.returncode == 0 and [line for line in ok.stderr.splitlines() if line.startswith("error:")] == []
     frame = pd.read_csv(out)
     assert len(frame) == 2 and all(len(cell.split(";")) == 2 for cell in frame["top_k"])
     assert frame["predicted"].tolist() == [cell.split(":")[0] for cell in frame["top_k"]]

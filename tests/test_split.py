@@ -283,3 +283,66 @@ def test_reencoded_and_half_size_copies_are_near_duplicates_never_in_two_splits(
     assert set(near) == {"zz_reencoded.jpg", "zz_half.png"} and original.name in near["zz_half.png"]
     where = [s for s, recs in result.splits.items() for r in recs if Path(r.path).name == original.name]
     assert len(where) == 1 and data_summary(result, "folder")["images"]["total"] == 30
+
+
+def test_reencoded_and_resized_copies_of_generated_lesions_are_dropped_as_near_duplicates(tmp_path: Path):
+    # The same check as above without ../shared: copies of generated lesions (PNG originals, so a copy
+    # never shares their bytes) are found by their hashes alone and dropped, the originals kept once.
+    from skinlesion.data.synthetic import generate
+
+    raw = tmp_path / "raw" / "unsplit"
+    generate(raw, 40, 128, seed=0, workers=1, progress=False)
+    originals = [sorted((raw / label).glob("*.png"))[0] for label in ("melanoma", "nevus")]
+    for original in originals:
+        reencoded, half = _copies(Image.open(original).convert("RGB"))
+        reencoded.save(original.with_name(f"zz_{original.stem}_q70.jpg"), quality=70)
+        half.save(original.with_name(f"zz_{original.stem}_half.png"))
+    result = run_split(tmp_path / "raw")
+    near = {Path(s["path"]).name: s["detail"] for s in result.skipped if s["reason"] == "near_duplicate"}
+    assert data_summary(result, "folder")["skipped"]["near_duplicate"] == 4
+    for original in originals:
+        copies = {f"zz_{original.stem}_q70.jpg", f"zz_{original.stem}_half.png"}
+        assert copies <= set(near) and all(original.name in near[c] for c in copies)  # the kept one is named
+    kept = [Path(r.path).name for recs in result.splits.values() for r in recs]
+    assert all(kept.count(o.name) == 1 for o in originals) and not [k for k in kept if k.startswith("zz_")]
+    assert len(kept) == 40  # the 40 distinct lesions, none merged
+
+
+def test_given_val_and_test_folders_with_grouping_pull_a_lesions_training_images_along(tmp_path: Path):
+    # A source with its own train/val/test folders, split by lesion: a training image of a lesion that
+    # the source put in val or test follows it there, and every lesion ends in exactly one split.
+    raw = tmp_path / "raw"
+    make_class_tree(raw / "train", {"a": 16, "b": 16})
+    make_class_tree(raw / "val", {"a": 3, "b": 3}, start=100)
+    make_class_tree(raw / "test", {"a": 4, "b": 4}, start=200)
+    lesion = {p.stem: f"L-{p.stem}" for p in raw.rglob("*.png")}
+    for i, stem in enumerate(["img_0000", "img_0001", "img_0016"]):  # three training photos of held-out lesions
+        lesion[stem] = lesion[["img_0100", "img_0200", "img_0204"][i]]
+    lesion["img_0002"] = lesion["img_0003"] = "L-shared-in-train"
+    pd.DataFrame({"image_id": list(lesion), "lesion_id": list(lesion.values())}).to_csv(tmp_path / "m.csv", index=False)
+    result = run_split(raw, group_by="lesion_id", metadata=str(tmp_path / "m.csv"))
+    where = {s: {Path(r.path).stem for r in recs} for s, recs in result.splits.items()}
+    assert where["val"] == {f"img_{i:04d}" for i in range(100, 106)} | {"img_0000"}
+    assert where["test"] == {f"img_{i:04d}" for i in range(200, 208)} | {"img_0001", "img_0016"}
+    assert where["train"] == {f"img_{i:04d}" for i in range(32)} - {"img_0000", "img_0001", "img_0016"}
+    groups = [{r.group for r in recs} for recs in result.splits.values()]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    grouping = data_summary(result, "folder")["grouping"]
+    assert grouping["group_by"] == "lesion_id" and grouping["given_split"] == "val+test"
+
+
+def test_a_given_test_folder_with_grouping_carves_val_by_lesion(tmp_path: Path):
+    raw = tmp_path / "raw"
+    make_class_tree(raw / "train", {"a": 24, "b": 24})
+    make_class_tree(raw / "test", {"a": 4, "b": 4}, start=200)
+    lesion = {p.stem: f"L-{p.stem}" for p in raw.rglob("*.png")}
+    lesion |= {f"img_{i:04d}": f"L-train-{i // 3}" for i in range(48)}  # three photos per training lesion
+    lesion["img_0047"] = lesion["img_0204"]  # a training photo of a test lesion (class b, like it)
+    pd.DataFrame({"image_id": list(lesion), "lesion_id": list(lesion.values())}).to_csv(tmp_path / "m.csv", index=False)
+    result = run_split(raw, group_by="lesion_id", metadata=str(tmp_path / "m.csv"))
+    test = {Path(r.path).stem for r in result.splits["test"]}
+    assert test == {f"img_{i:04d}" for i in range(200, 208)} | {"img_0047"}
+    assert all("/train/" in r.path for r in result.splits["val"]) and result.splits["val"]
+    groups = [{r.group for r in recs} for recs in result.splits.values()]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert data_summary(result, "folder")["grouping"]["given_split"] == "test"

@@ -1,5 +1,6 @@
 """The stage scripts as a user runs them: argument handling and one-line errors, no traceback."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -85,19 +86,54 @@ def _tiny_project(root: Path, images: Path, distribute: str) -> Path:
     return root
 
 
-def test_two_workers_train_one_run_and_only_the_chief_writes_it(tmp_path: Path):
+# Imported first by each worker process (its folder leads PYTHONPATH): before a run's checkpoints are
+# cleared, a copy goes to $SKINLESION_TEST_KEEP/<project folder>, so the test can compare what each worker
+# ended with. No TensorFlow is imported here: the stage pins its numerics before importing it.
+KEEP_CHECKPOINTS = """
+import os, shutil
+from skinlesion.modeling import resume
+_clear = resume.clear_state
+def clear_state(state_dir):
+    shutil.copytree(state_dir, os.path.join(os.environ["SKINLESION_TEST_KEEP"], os.path.basename(os.getcwd())))
+    _clear(state_dir)
+resume.clear_state = clear_state
+"""
+
+
+def h5_arrays(path: Path) -> dict:
+    import h5py
+    import numpy as np
+
+    arrays = {}
+
+    def keep(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = np.asarray(item)
+
+    with h5py.File(path, "r") as f:
+        f.visititems(keep)
+    return arrays
+
+
+def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path: Path):
     import json
 
     import numpy as np
 
+    from skinlesion.core.layout import Checkpoints
+    from skinlesion.core.modes import Phase
     from skinlesion.data.synthetic import generate
-    from skinlesion.modeling.model import load_classifier
+    from skinlesion.modeling.model import load_classifier, set_temperature
 
     generate(tmp_path / "images", 48, 32, seed=2, workers=1, progress=False)
     # Each worker in its own folder, as on its own machine: nothing the worker does can land in the chief's.
     roots = [_tiny_project(tmp_path / f"node{i}", tmp_path / "images", "multiworker") for i in range(2)]
+    hook, keep = tmp_path / "hook", tmp_path / "kept"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KEEP_CHECKPOINTS)
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {"PATH": str(Path(sys.executable).parent), "TF_CPP_MIN_LOG_LEVEL": "3", "SKINLESION_TEST_KEEP": str(keep)}
+    env["PYTHONPATH"] = f"{hook}{os.pathsep}{REPO}"
     procs = [
         subprocess.Popen(
             [sys.executable, str(REPO / "stages" / "train.py"), "--backbone", "mobilenet", "--seed", "0"],
@@ -117,7 +153,20 @@ def test_two_workers_train_one_run_and_only_the_chief_writes_it(tmp_path: Path):
     assert (chief / run.model).is_file() and (chief / run.config).is_file() and (chief / run.train_log).is_dir()
     assert not (worker / "runs").exists()  # the other worker wrote no output
     assert not any((worker / ".cache" / "train").rglob("*.h5"))  # and cleared its checkpoints
-    model = load_classifier(chief / run.model)
-    probs = np.asarray(model.predict(np.zeros((2, 40, 40, 3), "float32"), verbose=0))
+    # In sync: the weights each worker ended with (its best fine-tuning checkpoint, what it loads last)
+    # are equal, trainable or not ...
+    best = Checkpoints(Path(), Phase.FINETUNE.label).best.name
+    ended = [h5_arrays(keep / root.name / best) for root in roots]
+    assert ended[0].keys() == ended[1].keys() and len(ended[0]) > 50
+    for name, array in ended[0].items():
+        np.testing.assert_array_equal(array, ended[1][name], err_msg=name)
+    # ... and the model the chief saved is the other worker's, with the temperature built in.
+    saved = load_classifier(chief / run.model)
+    from_worker = load_classifier(chief / run.model)
+    from_worker.load_weights(keep / worker.name / best)
+    set_temperature(from_worker, LabelMap.read(chief / run.model_dir).temperature)
+    for a, b in zip(saved.weights, from_worker.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    probs = np.asarray(saved.predict(np.zeros((2, 40, 40, 3), "float32"), verbose=0))
     assert probs.shape == (2, len(LabelMap.read(chief / run.model_dir).classes))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

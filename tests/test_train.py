@@ -80,10 +80,23 @@ def _logged_run(tiny_data, state_dir: Path, log_dir: Path):
     return result
 
 
-def test_same_seed_gives_identical_weights_and_history_in_memory_or_streamed(tiny_data, tmp_path: Path):
+def test_same_seed_gives_identical_weights_and_history_in_memory_or_streamed(tiny_data, tmp_path: Path, monkeypatch):
+    import skinlesion.modeling.train as train_mod
+    from skinlesion.core.decoded import DecodedImages
+
+    fed = []  # what each run trained and validated on: arrays in memory, or the disk cache's reader
+    real = train_mod.load_decoded
+
+    def spy(*args, **kwargs):
+        x_train, x_val = real(*args, **kwargs)
+        fed.append((type(x_train), type(x_val)))
+        return x_train, x_val
+
+    monkeypatch.setattr(train_mod, "load_decoded", spy)
     a = _run(tiny_data, tmp_path / "a")
     # in_memory_mb=0: batches are read from the disk cache; the run must not notice.
     b = _run(tiny_data, tmp_path / "b", runtime=replace(SERIAL, in_memory_mb=0))
+    assert fed == [(np.ndarray, np.ndarray), (DecodedImages, DecodedImages)]  # the second run really streamed
     for x, y in zip(a.model.weights, b.model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert a.history == b.history

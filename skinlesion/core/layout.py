@@ -72,6 +72,21 @@ SUBGROUP_PLOTS = PLOTS / "subgroups"
 
 # What a `dvc repro` writes into git-tracked or DVC-tracked folders (a clean copy of the sources leaves them out).
 GENERATED = (Path("dvc.lock"), HEADLINE_METRICS.parent, PLOTS, REPORT.parent, HEADLINE_MODEL.parent, RUNS, EXTERNAL)
+# Source files kept in git inside those folders: what an output folder is for, and what git ignores in it.
+SOURCES_IN_GENERATED = ("README.md", ".gitignore")
+
+
+def is_generated(rel: str | Path, generated: tuple[Path, ...] = GENERATED) -> bool:
+    """Whether the repository path ``rel`` is written by `dvc repro` (a clean copy of the sources leaves it out).
+
+    Args:
+        rel: A path relative to the repository root, as `git ls-files` prints it.
+        generated: The output files and folders (``GENERATED``, or more, e.g. with ``data/``).
+    """
+    rel = Path(rel)
+    inside = any(rel == g or g in rel.parents for g in generated)
+    return inside and rel.name not in SOURCES_IN_GENERATED
+
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
