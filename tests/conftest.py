@@ -16,6 +16,16 @@ HAM = REPO.parent / "shared" / "data" / "ham10000-224"
 ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 
 
+# The longest chain of the run: one `dvc repro` that the module's tests share. pytest-xdist hands out
+# whole modules in collection order, so this one goes first; last, the whole run would wait for it.
+FIRST_MODULE = "test_pipeline.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the end-to-end module first (a stable sort: every other test keeps its order)."""
+    items.sort(key=lambda item: item.path.name != FIRST_MODULE)
+
+
 @pytest.fixture(autouse=True)
 def _pinned_environment_restored():
     """Put back what a stage's ``cli`` wrapper sets in ``os.environ`` when a test calls a stage in-process.
