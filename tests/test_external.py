@@ -93,6 +93,16 @@ def test_subgroup_levels_bin_numbers_and_keep_names(tmp_path: Path):
     assert subgroup_levels(paths, meta, "sex", [30, 45]).tolist()[:5] == ["male", "female", "male", "unknown", "female"]
 
 
+def test_a_column_that_says_unknown_itself_has_one_unknown_level():
+    from skinlesion.evaluation.subgroups import subgroup_levels
+
+    # HAM10000's sex and localization spell some missing values "unknown"; others are empty.
+    meta = pd.DataFrame({"sex": ["male", "unknown", ""]}, index=pd.Index(["a", "b", "c"], name="image_id"))
+    levels = subgroup_levels(pd.Series(["x/a.jpg", "x/b.jpg", "x/c.jpg", "x/d.jpg"]), meta, "sex", [30])
+    assert levels.tolist() == ["male", "unknown", "unknown", "unknown"]
+    assert list(levels.cat.categories) == ["male", "unknown"]
+
+
 def _scored(rng, n, classes, accuracy):
     from skinlesion.evaluation.clinical import Scored
 

@@ -47,7 +47,8 @@ def subgroup_levels(paths: pd.Series, metadata: pd.DataFrame, column: str, bins:
     else:
         order = sorted(raw.dropna().astype(str).unique())
     values = raw.fillna(UNKNOWN).astype(str).reset_index(drop=True)
-    present = [level for level in [*order, UNKNOWN] if level in set(values)]
+    # dict.fromkeys: a column may spell a missing value "unknown" itself (HAM10000's sex and localization).
+    present = [level for level in dict.fromkeys([*order, UNKNOWN]) if level in set(values)]
     return pd.Series(pd.Categorical(values, categories=present, ordered=True))
 
 
