@@ -17,7 +17,7 @@ ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 
 
 # The longest chain of the run: one `dvc repro` that the module's tests share. pytest-xdist hands out
-# whole modules in collection order, so this one goes first; last, the whole run would wait for it.
+# whole modules in collection order; this one goes first, so that chain starts at once.
 FIRST_MODULE = "test_pipeline.py"
 
 
