@@ -342,7 +342,7 @@ def test_scratch_trains_every_layer_and_batchnorm_in_one_phase(tiny_data, tmp_pa
 
 def test_stream_serves_rows_in_order_without_the_tf_data_autotuner():
     # The autotuner is off on purpose: TensorFlow waits for its next wake-up whenever an iterator is
-    # deleted, which padded every fit/predict call (BENCHMARKS.md); the rows must still come in order.
+    # deleted (BENCHMARKS.md, "Autotuner", says what bench_autotune.py measures); the rows must still come in order.
     x = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
     y = np.eye(10, dtype=np.float32)
     order = np.array([3, 1, 4, 0, 9, 2, 6, 5, 8, 7])
