@@ -45,6 +45,28 @@ def _pinned_environment_restored():
             os.environ[key] = value
 
 
+def copy_sources(dest: Path, generated: tuple[Path, ...]) -> None:
+    """Copy the checkout's sources (tracked and new files, as `git ls-files` lists them) into ``dest``.
+
+    Args:
+        dest: The folder to copy into.
+        generated: Output files and folders to leave out (``layout.GENERATED``, or more).
+    """
+    import shutil
+    import subprocess
+
+    from skinlesion.core import layout
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    for rel in listed:
+        if layout.is_generated(rel, generated) or not (REPO / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dest / rel)
+
+
 def default_config():
     """The repository's params.yaml as a validated Config: the only home of the defaults.
 

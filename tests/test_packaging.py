@@ -14,7 +14,7 @@ from pathlib import Path
 
 from skinlesion.core import layout
 
-from .conftest import REPO
+from .conftest import REPO, copy_sources
 
 COMMAND = "skinlesion-predict"
 # Committed outputs and caches: not part of what a wheel is built from.
@@ -66,18 +66,6 @@ def test_the_environment_has_the_package_and_its_command_installed(tmp_path: Pat
     assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {COMMAND} "), shown.stderr[-3000:]
 
 
-def copy_sources(dest: Path) -> None:
-    """The checkout's sources (tracked and new files, as `git ls-files` lists them), without outputs."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.splitlines()
-    for rel in listed:
-        if layout.is_generated(rel, GENERATED) or not (REPO / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest / rel)
-
-
 def fresh_venv(root: Path) -> Path:
     """A new virtual environment that sees this one's third-party libraries, but not its skinlesion."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, capture_output=True)
@@ -99,7 +87,7 @@ def test_a_wheel_of_this_checkout_installs_every_module_and_the_command(tmp_path
 
         pytest.skip("git is not installed")
     source, wheels, empty = tmp_path / "source", tmp_path / "wheels", tmp_path / "empty"
-    copy_sources(source)
+    copy_sources(source, GENERATED)
     empty.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     built = subprocess.run(

@@ -25,7 +25,7 @@ import yaml
 from skinlesion.core import layout
 from skinlesion.core.modes import Phase
 
-from .conftest import REPO
+from .conftest import REPO, copy_sources
 
 GIT_ID = {
     "GIT_AUTHOR_NAME": "t",
@@ -98,14 +98,7 @@ def project(tmp_path_factory) -> Path:
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     root = tmp_path_factory.mktemp("project")
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.splitlines()
-    for rel in listed:
-        if layout.is_generated(rel, GENERATED) or not (REPO / rel).is_file():
-            continue
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
+    copy_sources(root, GENERATED)
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
         subprocess.run(cmd, cwd=root, check=True, env=env())
