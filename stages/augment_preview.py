@@ -23,10 +23,10 @@ PREVIEW_SEED = 0
 @cli
 def main() -> None:
     """Run the stage."""
+    config = load_config()  # before TensorFlow is imported: a params error is reported in a second
+    preview = config.preview
     import keras
 
-    config = load_config()
-    preview = config.preview
     keras.utils.set_random_seed(PREVIEW_SEED)
     sample = sample_per_class(read_split("train"), preview.per_class, PREVIEW_SEED)
     images = load_batch(sample["path"].tolist(), PREVIEW_SIZE)

@@ -37,12 +37,41 @@ def test_evaluate_without_its_model_prints_one_error_line(tmp_path: Path):
     assert not (tmp_path / run.eval_dir).exists()  # nothing half-written
 
 
-def test_stage_with_invalid_params_fails_before_work_naming_the_key(tmp_path: Path):
+# Runs each command given (a stage script and its arguments) as `python <script>` would, one after another
+# in this one process, and prints after each its exit status and whether TensorFlow had been imported.
+EACH_STAGE = """
+import runpy, sys
+for argv in map(str.split, sys.argv[1:]):
+    sys.argv = argv
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exc:
+        print(exc.code, "tensorflow" in sys.modules)
+"""
+
+
+def test_every_stage_with_invalid_params_fails_at_once_naming_the_key(tmp_path: Path):
+    import re
+
+    import yaml
+
     text = (REPO / "params.yaml").read_text().replace("  views: 5", "  views: 0")
     (tmp_path / "params.yaml").write_text(text)
-    proc = run_stage(tmp_path, "augment_preview.py")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert error_lines(proc.stderr) == ["error: params.yaml: preview.views must be >= 1 (got 0)"]
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values()
+    matrix = {"item.backbone": "mobilenet", "item.seed": "0", "key": "site2"}
+    commands = [
+        re.sub(r"\$\{([^}]+)\}", lambda m: matrix[m[1]], stage["do"]["cmd"] if "do" in stage else stage["cmd"])
+        for stage in stages
+    ]
+    absolute = [str(REPO / c.removeprefix("python ")) for c in commands]
+    env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", EACH_STAGE, *absolute], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert len(commands) == 8 and "Traceback" not in proc.stderr
+    # Each stage stops with exit status 2 and one line naming the key, before TensorFlow is imported.
+    assert proc.stdout.splitlines() == ["2 False"] * len(commands)
+    assert error_lines(proc.stderr) == ["error: params.yaml: preview.views must be >= 1 (got 0)"] * len(commands)
 
 
 def test_matrix_stage_needs_its_arguments(tmp_path: Path):
@@ -125,7 +154,8 @@ def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path
     from skinlesion.data.synthetic import generate
     from skinlesion.modeling.model import load_classifier, set_temperature
 
-    generate(tmp_path / "images", 48, 32, seed=2, workers=1, progress=False)
+    # 64 images, 32 to train on and 32 to validate: whole global batches of 16, so each step is traced once.
+    generate(tmp_path / "images", 64, 32, seed=2, workers=1, progress=False)
     # Each worker in its own folder, as on its own machine: nothing the worker does can land in the chief's.
     roots = [_tiny_project(tmp_path / f"node{i}", tmp_path / "images", "multiworker") for i in range(2)]
     hook, keep = tmp_path / "hook", tmp_path / "kept"
