@@ -131,13 +131,17 @@ def test_tta_views_are_the_distinct_symmetries_of_the_square():
 
 
 def test_bootstrap_shortcuts_equal_the_reference_metrics():
-    from skinlesion.evaluation.metrics import fast_auc
+    from skinlesion.evaluation.metrics import fast_auc, macro_auc
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 200)
     probs = rng.dirichlet(np.ones(4), 200).round(2)  # rounding makes ties, which AUC counts as halves
     for c in range(4):
         assert fast_auc(y == c, probs[:, c]) == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=1e-12)
+    present = np.array([0, 2, 3])  # the classes of a resample: not always all of them
+    reference = [skm.roc_auc_score(y == c, probs[:, c]) for c in present]
+    assert macro_auc(y, probs, present) == pytest.approx(np.mean(reference), abs=1e-12)
+    assert macro_auc(y, probs, present) == np.mean([fast_auc(y == c, probs[:, c]) for c in present])  # bit for bit
 
 
 def test_a_class_only_in_test_counts_as_never_predicted():

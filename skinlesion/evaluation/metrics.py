@@ -144,7 +144,7 @@ def bootstrap_ci(
         for m, value in fast_metrics(yt, y_pred[idx], k, present).items():
             samples[m].append(value)
         if len(present) >= 2:
-            samples["roc_auc_macro"].append(float(np.mean([fast_auc(yt == c, pr[:, c]) for c in present])))
+            samples["roc_auc_macro"].append(macro_auc(yt, pr, present))
     alpha = (1 - confidence) / 2
     return {
         m: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
@@ -157,9 +157,23 @@ def fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     """ROC-AUC as the Mann-Whitney statistic on mid-ranks: equal to sklearn's, without its per-call checks."""
     from scipy.stats import rankdata
 
-    ranks = rankdata(scores)
+    return _mann_whitney_auc(positive, rankdata(scores))
+
+
+def macro_auc(y_true: np.ndarray, probs: np.ndarray, classes: np.ndarray) -> float:
+    """Mean one-vs-rest ROC-AUC over ``classes``, each as :func:`fast_auc` gives it.
+
+    The bootstrap calls it once per resample: every class's scores are ranked in one call.
+    """
+    from scipy.stats import rankdata
+
+    ranks = rankdata(probs[:, classes], axis=0)
+    return float(np.mean([_mann_whitney_auc(y_true == c, ranks[:, j]) for j, c in enumerate(classes)]))
+
+
+def _mann_whitney_auc(positive: np.ndarray, ranks: np.ndarray) -> float:
     n_pos = int(positive.sum())
-    n_neg = len(scores) - n_pos
+    n_neg = len(ranks) - n_pos
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
