@@ -16,14 +16,17 @@ HAM = REPO.parent / "shared" / "data" / "ham10000-224"
 ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 
 
-# The longest chain of the run: one `dvc repro` that the module's tests share. pytest-xdist hands out
-# whole modules in collection order; this one goes first, so that chain starts at once.
-FIRST_MODULE = "test_pipeline.py"
+# pytest-xdist hands out whole modules (`--dist loadfile`) in collection order. The longest go first,
+# longest first, so that no long module starts last while the other worker has nothing left to do: the
+# end-to-end module (one `dvc repro` that its tests share), then the modules that train or start
+# TensorFlow processes. A scheduling hint only: a module missing from this list still runs, after these.
+FIRST_MODULES = ("test_pipeline.py", "test_train.py", "test_stages.py", "test_model.py", "test_export.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the end-to-end module first (a stable sort: every other test keeps its order)."""
-    items.sort(key=lambda item: item.path.name != FIRST_MODULE)
+    """Run the longest modules first (a stable sort: every other test keeps its order)."""
+    rank = {name: i for i, name in enumerate(FIRST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST_MODULES)))
 
 
 @pytest.fixture(autouse=True)

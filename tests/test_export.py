@@ -4,11 +4,12 @@ import pytest
 from skinlesion.core.images import load_batch
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.modes import Quantization, Source, Weights
-from skinlesion.deploy.export import export_saved_model, export_tflite, tflite_predict
+from skinlesion.deploy.export import export_tflite, tflite_predict
+from skinlesion.deploy.export import main as export_main
 from skinlesion.evaluation.report import model_card
 from skinlesion.modeling.model import fit_feature_norm, load_classifier
 
-from .test_predict import save_model
+from .test_predict import CLASSES, save_model
 
 # Max |probability difference| allowed between TFLite and Keras (float16 measured: 0.024 here, 0.0035
 # on the trained demo model).
@@ -33,7 +34,10 @@ def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quanti
     dense = model.get_layer("classifier")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * 8, bias])
-    saved = export_saved_model(model, 32, tmp_path / "export" / "saved_model")
+    # The SavedModel comes from the `python -m skinlesion.deploy.export` command, given the saved classifier.
+    LabelMap(tuple(CLASSES), 32).save_model(model, tmp_path / "sharpened")
+    saved = tmp_path / "export" / "saved_model"
+    assert export_main([str(tmp_path / "sharpened" / "model.keras"), str(saved)]) == 0
     lite = export_tflite(saved, tmp_path / "export" / "model.tflite", quantization)
     expected = model.predict(images, verbose=0)
     got = tflite_predict(lite, images)
@@ -49,6 +53,9 @@ def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quanti
     loaded = tf.saved_model.load(str(saved))  # keep a reference: its variables die with it
     served = loaded.serve(tf.constant(images)).numpy()
     np.testing.assert_allclose(served, expected, atol=1e-5)
+    # A folder without labels.json: one line naming it, exit status 2.
+    (tmp_path / "sharpened" / "labels.json").unlink()
+    assert export_main([str(tmp_path / "sharpened" / "model.keras"), str(tmp_path / "other")]) == 2
 
 
 def test_model_card_states_limits_and_uncertainty():
@@ -114,19 +121,3 @@ def test_export_warns_below_99_percent_label_agreement():
     warning = agreement_warning({"label_agreement": 0.9, "images": 60}, Quantization.DYNAMIC_RANGE)
     assert warning.startswith("warning: TFLite (dynamic_range) disagrees with Keras on 10% of 60 test images")
     assert "export.quantization: none" in warning
-
-
-def test_savedmodel_command_writes_a_serving_model_of_a_saved_classifier(tmp_path, lesion_jpegs):
-    import tensorflow as tf
-
-    from skinlesion.deploy.export import main
-
-    model_path = save_model(tmp_path / "m")  # mobilenet at 32 px, labels.json beside it
-    assert main([str(model_path), str(tmp_path / "serving" / "1")]) == 0
-    images = load_batch(sorted(lesion_jpegs.rglob("*.jpg"))[:4], 32).astype("float32")
-    loaded = tf.saved_model.load(str(tmp_path / "serving" / "1"))
-    expected = load_classifier(model_path).predict(images, verbose=0)
-    np.testing.assert_allclose(loaded.serve(tf.constant(images)).numpy(), expected, atol=1e-5)
-    # A folder without labels.json: one line naming it, exit status 2.
-    (model_path.parent / "labels.json").unlink()
-    assert main([str(model_path), str(tmp_path / "other")]) == 2

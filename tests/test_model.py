@@ -21,7 +21,10 @@ def classifier(name: str, weights: str = "none", n_classes: int = 4):
     return build_classifier(spec, base, SMALL[name], n_classes, 0.2, build_augmenter(augment_on(), seed=0))
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+# InceptionV3 (the slowest to build) runs in CI (`slow`); tests/test_backbones.py builds it at its minimum size.
+@pytest.mark.parametrize(
+    "name", [name if name != "inceptionv3" else pytest.param(name, marks=pytest.mark.slow) for name in sorted(SMALL)]
+)
 def test_each_backbone_builds_small_and_outputs_one_probability_per_class(name: str):
     clf = classifier(name)
     probs = np.asarray(clf.model.predict(np.zeros((2, 50, 40, 3), np.uint8), verbose=0))
@@ -66,28 +69,31 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
     assert all(not layer.trainable for layer in top if isinstance(layer, keras.layers.BatchNormalization))
 
 
-# InceptionV3, the slowest to build, loads in CI (`slow`): its head is the same as the other two's.
+# One Keras-only process loads the models of each group. InceptionV3, the slowest to build, loads in CI
+# (`slow`): its head is the same as the other two's.
 @pytest.mark.parametrize(
-    "name", [name if name != "inceptionv3" else pytest.param(name, marks=pytest.mark.slow) for name in sorted(SMALL)]
+    "names", [("mobilenet", "vgg19"), pytest.param(("inceptionv3",), marks=pytest.mark.slow)], ids="+".join
 )
-def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, name: str, lesion_jpegs: Path):
+def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, names: tuple, lesion_jpegs: Path):
     from PIL import Image
 
-    clf = classifier(name)
-    path = tmp_path / "model.keras"
-    clf.model.save(path)
     jpeg = sorted(lesion_jpegs.rglob("*.jpg"))[0]  # a 224 px JPEG, larger than the model's input
-    expected = np.asarray(clf.model.predict(np.asarray(Image.open(jpeg).convert("RGB"))[None], verbose=0))
+    expected = {}
+    for name in names:
+        clf = classifier(name)
+        clf.model.save(tmp_path / f"{name}.keras")
+        expected[name] = np.asarray(clf.model.predict(np.asarray(Image.open(jpeg).convert("RGB"))[None], verbose=0))
     code = (
         "import sys, numpy as np, keras\n"
-        f"m = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
         f"x = keras.utils.img_to_array(keras.utils.load_img({str(jpeg)!r}))[None]\n"
-        "p = m.predict(x, verbose=0)\n"
+        f"for name in {list(names)!r}:\n"
+        f"    m = keras.saving.load_model({str(tmp_path)!r} + f'/{{name}}.keras', safe_mode=True)\n"
+        f"    np.save({str(tmp_path)!r} + f'/{{name}}.npy', m.predict(x, verbose=0))\n"
         "assert not any(k.startswith('skinlesion') for k in sys.modules)\n"
-        f"np.save({str(tmp_path / 'p.npy')!r}, p)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-6)
+    for name in names:
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected[name], rtol=1e-4, atol=1e-6)
 
 
 def test_feature_norm_centres_per_feature_and_scales_by_one_pooled_deviation():

@@ -54,29 +54,23 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_on_jpeg_folders_with_bad_files(model_path: Path, tmp_path: Path, lesion_jpegs: Path):
+def test_cli_on_jpeg_folders_with_bad_files_and_a_bad_model(model_path: Path, tmp_path: Path, lesion_jpegs: Path):
     folders = sorted(p for p in lesion_jpegs.iterdir() if p.is_dir())[:2]
     jpeg = next(folders[0].glob("*.jpg")).read_bytes()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "corrupt.jpg").write_bytes(corrupt_jpeg(jpeg))
     (tmp_path / "bad" / "notes.txt").write_text("not an image")
     out = tmp_path / "pred.csv"
-    proc = run_cli(str(model_path), *map(str, folders), str(tmp_path / "bad"), "-o", str(out))
+    missing = tmp_path / "missing.jpg"
+    proc = run_cli(str(model_path), *map(str, folders), str(tmp_path / "bad"), str(missing), "-o", str(out))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     frame = pd.read_csv(out)
     expected = sum(len(list(f.glob("*.jpg"))) for f in folders)
     assert len(frame) == expected and {"path", "predicted", "probability", "top_k", "p_mel"} <= set(frame.columns)
     assert "corrupt.jpg: corrupt" in proc.stderr and "notes.txt: not_an_image" in proc.stderr
-
-
-def test_cli_json_missing_path_and_bad_model(model_path: Path, tmp_path: Path):
-    make_class_tree(tmp_path / "imgs", {"a": 2})
-    proc = run_cli(str(model_path), str(tmp_path / "imgs"), str(tmp_path / "missing.jpg"), "--format", "json")
-    result = json.loads(proc.stdout)
-    assert proc.returncode == 1 and len(result["predictions"]) == 2
-    assert result["errors"][0]["path"].endswith("missing.jpg")
+    assert f"{missing}: missing" in proc.stderr
     (tmp_path / "fake.keras").write_text("not a model")
-    bad = run_cli(str(tmp_path / "fake.keras"), str(tmp_path / "imgs"))
+    bad = run_cli(str(tmp_path / "fake.keras"), str(folders[0]))
     assert bad.returncode == 2 and "not a Keras model file" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -94,21 +88,25 @@ def test_explain_writes_one_overlay_per_image_for_each_backbone(name: str, tmp_p
     assert [p.name for p in overlays] == sorted(f"{f.stem}_gradcam.png" for f in files)
 
 
-def test_cli_exit_0_top_k_and_missing_label_map(model_path: Path, tmp_path: Path):
+def test_cli_exit_0_json_top_k_and_missing_label_map(model_path: Path, tmp_path: Path, capsys):
+    from skinlesion.deploy.predict import main
+
     make_class_tree(tmp_path / "imgs", {"a": 2})
-    out = tmp_path / "p.csv"
-    ok = run_cli(str(model_path), str(tmp_path / "imgs"), "--top-k", "2", "-o", str(out))
-    # Only the command's own lines are read: TensorFlow's start-up log differs between CPUs (oneDNN's note
-    # mentions "errors"), so a word count over all of standard error would depend on the machine.
-    assert ok.returncode == 0 and [line for line in ok.stderr.splitlines() if line.startswith("error:")] == []
-    frame = pd.read_csv(out)
-    assert len(frame) == 2 and all(len(cell.split(";")) == 2 for cell in frame["top_k"])
-    assert frame["predicted"].tolist() == [cell.split(":")[0] for cell in frame["top_k"]]
+    # In this process (the command in a process of its own: the test above, and tests/test_packaging.py).
+    assert main([str(model_path), str(tmp_path / "imgs"), "--top-k", "2", "--format", "json"]) == 0
+    ok = capsys.readouterr()
+    assert [line for line in ok.err.splitlines() if line.startswith("error:")] == []
+    result = json.loads(ok.out)
+    rows = result["predictions"]
+    assert len(rows) == 2 and result["errors"] == [] and all(len(r["top_k"].split(";")) == 2 for r in rows)
+    assert [r["predicted"] for r in rows] == [r["top_k"].split(":")[0] for r in rows]
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "model.keras").write_bytes(model_path.read_bytes())  # a model without its labels.json
     missing = run_cli(str(lonely / "model.keras"), str(tmp_path / "imgs"))
     assert missing.returncode == 2 and "labels.json" in missing.stderr and "Traceback" not in missing.stderr
+    # Only the command's own lines are read: TensorFlow's start-up log differs between CPUs (oneDNN's note
+    # mentions "errors"), so a word count over all of standard error would depend on the machine.
     assert len([line for line in missing.stderr.splitlines() if line.startswith("error:")]) == 1
 
 

@@ -2,6 +2,7 @@ import hashlib
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from skinlesion.modeling.feed import TrainData, stream
 from skinlesion.modeling.history import TrainingLog, read_training_log
 from skinlesion.modeling.phases import PhasePlan
 from skinlesion.modeling.schedule import PlateauSettings
-from skinlesion.modeling.train import FitContext, RunSettings, class_weights, fit_phase, train_run
+from skinlesion.modeling.train import FitContext, RunSettings, TrainResult, class_weights, fit_phase, train_run
 
 from .conftest import augment_on, default_config
 
@@ -43,7 +44,8 @@ BACKBONE = BackboneConfig(image_size=32, unfreeze=4, dropout=0.2)
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn")
-    generate(root, 60, 32, seed=1, workers=1, progress=False)
+    # 64 images: 32 to train on and 32 to validate, whole batches of 16, so each step function is traced once.
+    generate(root, 64, 32, seed=1, workers=1, progress=False)
     paths = sorted(str(p) for p in root.rglob("*.png"))
     classes = sorted({Path(p).parent.name for p in paths})
     labels = np.array([classes.index(Path(p).parent.name) for p in paths])
@@ -73,70 +75,76 @@ def _run(
     return train_run(settings, _data(tiny_data), state_dir, on_epoch=on_epoch, log=lambda _: None)
 
 
-def _logged_run(tiny_data, state_dir: Path, log_dir: Path):
+def _logged_run(tiny_data, state_dir: Path, log_dir: Path, runtime: RuntimeConfig = SERIAL):
     log = TrainingLog(log_dir)
-    result = _run(tiny_data, state_dir, on_epoch=log)
+    result = _run(tiny_data, state_dir, on_epoch=log, runtime=runtime)
     log.close({"epochs": len(result.history)})
     return result
 
 
-def test_same_seed_gives_identical_weights_and_history_in_memory_or_streamed(tiny_data, tmp_path: Path, monkeypatch):
+class Reference(NamedTuple):
+    run: TrainResult
+    log_dir: Path
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory) -> Reference:
+    """One uninterrupted run, in memory, and its dvclive log: what the runs of the tests below must equal."""
+    root = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # its decode-once cache goes there
+        return Reference(_logged_run(tiny_data, root / "state", root / "log"), root / "log")
+
+
+def test_another_seed_gives_other_predictions(tiny_data, reference, tmp_path: Path):
+    other_seed = _run(tiny_data, tmp_path / "c", seed=1)
+    assert [r["phase"] for r in reference.run.history] == ["head"] * 3 + ["finetune"] * 2
+    assert not np.array_equal(reference.run.val_probabilities, other_seed.val_probabilities)
+
+
+def test_streamed_run_interrupted_resumes_as_the_uninterrupted_run(tiny_data, reference, tmp_path: Path, monkeypatch):
+    """Same seed, same weights, whether the images are held in memory or streamed, interrupted or not."""
+    import skinlesion.modeling.phases as phases_mod
     import skinlesion.modeling.train as train_mod
     from skinlesion.core.decoded import DecodedImages
+    from skinlesion.modeling.history import LOGGED
 
     fed = []  # what each run trained and validated on: arrays in memory, or the disk cache's reader
-    real = train_mod.load_decoded
+    decoded = train_mod.load_decoded
 
     def spy(*args, **kwargs):
-        x_train, x_val = real(*args, **kwargs)
+        x_train, x_val = decoded(*args, **kwargs)
         fed.append((type(x_train), type(x_val)))
         return x_train, x_val
 
-    monkeypatch.setattr(train_mod, "load_decoded", spy)
-    a = _run(tiny_data, tmp_path / "a")
-    # in_memory_mb=0: batches are read from the disk cache; the run must not notice.
-    b = _run(tiny_data, tmp_path / "b", runtime=replace(SERIAL, in_memory_mb=0))
-    assert fed == [(np.ndarray, np.ndarray), (DecodedImages, DecodedImages)]  # the second run really streamed
-    for x, y in zip(a.model.weights, b.model.weights, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert a.history == b.history
-    assert [r["phase"] for r in a.history] == ["head"] * 3 + ["finetune"] * 2
-    np.testing.assert_array_equal(a.val_probabilities, b.val_probabilities)
-    c = _run(tiny_data, tmp_path / "c", seed=1)
-    assert not np.array_equal(a.val_probabilities, c.val_probabilities)
-
-
-def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_data, tmp_path: Path, monkeypatch):
-    import skinlesion.modeling.phases as phases_mod
-    from skinlesion.modeling.history import LOGGED
-
-    reference = _logged_run(tiny_data, tmp_path / "ref", tmp_path / "ref_log")
-    calls = {"n": 0}
     real = phases_mod.epoch_batches  # looked up there: Feeds.training builds each epoch's batches
 
     def crash_in_finetune(x, y, batch_size, seed, phase, epoch):
         if phase == 1 and epoch == 1:
             raise KeyboardInterrupt  # stands in for kill -9 after the first fine-tuning epoch
-        calls["n"] += 1
         return real(x, y, batch_size, seed, phase, epoch)
 
+    monkeypatch.setattr(train_mod, "load_decoded", spy)
     monkeypatch.setattr(phases_mod, "epoch_batches", crash_in_finetune)
+    streamed = replace(SERIAL, in_memory_mb=0)  # batches are read from the disk cache; the run must not notice
     with pytest.raises(KeyboardInterrupt):
-        _logged_run(tiny_data, tmp_path / "state", tmp_path / "log")
+        _logged_run(tiny_data, tmp_path / "state", tmp_path / "log", streamed)
     monkeypatch.setattr(phases_mod, "epoch_batches", real)
-    resumed = _logged_run(tiny_data, tmp_path / "state", tmp_path / "log")
+    resumed = _logged_run(tiny_data, tmp_path / "state", tmp_path / "log", streamed)
+    assert fed == [(DecodedImages, DecodedImages)] * 2  # both really streamed
     assert resumed.resumed_from == {"head": 3, "finetune": 1}
-    assert resumed.history == reference.history
+    assert resumed.history == reference.run.history
+    np.testing.assert_array_equal(reference.run.val_probabilities, resumed.val_probabilities)
+    for x, y in zip(reference.run.model.weights, resumed.model.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # The dvclive log of the resumed run is byte-identical to the uninterrupted run's.
-    ref_files = {p.relative_to(tmp_path / "ref_log"): p.read_bytes() for p in (tmp_path / "ref_log").rglob("*.*")}
+    ref_files = {p.relative_to(reference.log_dir): p.read_bytes() for p in reference.log_dir.rglob("*.*")}
     log_files = {p.relative_to(tmp_path / "log"): p.read_bytes() for p in (tmp_path / "log").rglob("*.*")}
     assert ref_files == log_files and len(ref_files) >= len(LOGGED) + 1
     curves = read_training_log(tmp_path / "log")
     assert curves["step"].tolist() == list(range(5))  # one rising step over both phases
     assert curves["phase"].tolist() == [0, 0, 0, 1, 1]
-    assert curves["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in reference.history])
-    for x, y in zip(reference.model.weights, resumed.model.weights, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert curves["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in reference.run.history])
 
 
 def _linear_model():
