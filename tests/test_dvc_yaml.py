@@ -115,3 +115,17 @@ def test_dvc_yaml_uses_the_layout_paths():
     run = layout.RunPaths("${item.backbone}", "${item.seed}")
     for path in (run.model_dir, run.train_log, run.eval_dir, run.config):
         assert str(path) in text, path
+
+
+def test_run_models_and_data_outputs_are_in_the_dvc_cache_and_the_registry_names_the_headline_model():
+    """What `dvc checkout` after a failed rerun and `dvc pull` in a fresh clone restore (`slow` in test_pipeline.py)."""
+    cached, in_git = set(), set()
+    for stage in STAGES.values():
+        for out in stage.get("do", stage).get("outs", []):
+            path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            (cached if options.get("cache", True) else in_git).add(path)
+    assert not {p for p in in_git if Path(p).parts[0] in {layout.RUNS.parts[0], layout.RAW.parts[0]}}
+    run = layout.RunPaths("${item.backbone}", "${item.seed}")
+    assert {str(run.model_dir), str(layout.HEADLINE_MODEL), str(layout.EXPORT_DIR), str(layout.SPLITS)} <= cached
+    artifact = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]["skinlesion-classifier"]
+    assert artifact["path"] == str(layout.HEADLINE_MODEL)

@@ -45,6 +45,13 @@ def test_local_weights_file_is_loaded(tmp_path: Path):
     assert not np.array_equal(np.asarray(other.weights[0]), np.asarray(source.weights[0]))
 
 
+def test_a_weights_file_that_loads_into_nothing_is_a_one_line_config_error(tmp_path: Path):
+    (tmp_path / "broken.weights.h5").write_bytes(b"")  # exists (params accept it), holds no weights
+    with pytest.raises(ConfigError, match=r"^train.weights=.*broken.weights.h5: cannot load") as info:
+        build_backbone(get_backbone("mobilenet"), 32, str(tmp_path / "broken.weights.h5"))
+    assert "\n" not in str(info.value)
+
+
 def test_imagenet_offline_is_a_one_line_config_error(tmp_path: Path, monkeypatch):
     import keras
 

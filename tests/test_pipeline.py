@@ -274,7 +274,9 @@ def test_status_names_exactly_the_stages_a_change_reruns(reproduced: Path, chang
 # --- Scenarios that run stages, each in its own copy ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(scenario: Path):
+    """Fast checks: tests/test_model.py (the one-line error), tests/test_dvc_yaml.py (run outputs cached)."""
     project = scenario
     run = project / layout.RunPaths("mobilenet", 0).root
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
@@ -290,7 +292,9 @@ def test_a_failed_rerun_leaves_every_file_of_the_run_restorable(scenario: Path):
     assert after == before and changed_stages(project) == set()
 
 
+@pytest.mark.slow
 def test_remote_push_then_fresh_clone_pulls_everything(scenario: Path, tmp_path: Path):
+    """Fast check: tests/test_dvc_yaml.py (outputs cached, the registry entry names the headline model)."""
     project = scenario
     remote = tmp_path / "remote"
     dvc(project, "remote", "add", "-d", "local", str(remote))
