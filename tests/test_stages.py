@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths
 
@@ -144,7 +146,13 @@ def h5_arrays(path: Path) -> dict:
     return arrays
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path: Path):
+    """CI only (`slow`, a minute of two training processes): no fast check can stand in for it.
+
+    A multi-worker strategy must be created before TensorFlow runs anything else, so it needs fresh
+    processes; the single-process path it shares (fit, checkpoints, the saved model) runs by default.
+    """
     import json
 
     import numpy as np
