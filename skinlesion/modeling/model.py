@@ -341,13 +341,13 @@ def load_classifier(path: str | Path) -> Any:
     Raises:
         DataError: One line naming the file, when it is missing or not a loadable Keras model.
     """
+    import keras
+
     from skinlesion.core.errors import DataError
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} not found: train it first (`dvc repro`), or `dvc checkout` / `dvc pull` it")
-    import keras  # after the check: a missing file is reported without the seconds TensorFlow takes to load
-
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a non-model file
