@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_tests.py [--only default|ci] [extra pytest argume
 Runs, from the repository root, ``python -m pytest`` (the README's command: every test but the ``slow``
 ones, in one process per core) and then ``CI=true python -m pytest -m "slow or not slow"`` (what
 ``.ci/run`` runs after the linter), and prints pytest's closing line, the wall time and the load
-average before and after each, so that a run beside other work shows as such.
+average before and after each, so that a run beside other work shows as such, and then the time each
+test module took (pytest's ``--durations=0``, summed per module: worker time, which the workers share).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,13 +28,26 @@ RUNS = {
 }
 
 
+# A line of pytest's --durations report: "12.34s call     tests/test_x.py::test_y".
+DURATION = re.compile(r"^\s*([\d.]+)s (?:setup|call|teardown)\s+tests/(\w+\.py)::")
+
+
+def per_module(report: str, top: int = 8) -> str:
+    """The ``top`` test modules by summed setup, call and teardown time, and the sum over all modules."""
+    seconds: Counter = Counter()
+    for match in filter(None, map(DURATION.match, report.splitlines())):
+        seconds[match[2]] += float(match[1])
+    listed = ", ".join(f"{module} {s:.0f}" for module, s in seconds.most_common(top))
+    return f"  worker seconds per module: {listed}; all modules {sum(seconds.values()):.0f}"
+
+
 def run(name: str, extra: list[str]) -> str:
-    """One pytest run; returns its printed line."""
+    """One pytest run; returns its printed lines."""
     arguments, env = RUNS[name]
     load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments, *extra],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", *arguments, *extra],
         cwd=REPO,
         env=os.environ | env,
         capture_output=True,
@@ -42,7 +58,7 @@ def run(name: str, extra: list[str]) -> str:
     return (
         f"{name:8s} wall {wall:5.0f} s ({wall / 60:.1f} min), exit {proc.returncode}; "
         f"{closing[0].strip('= ') if closing else 'no summary line'}; "
-        f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
+        f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after\n{per_module(proc.stdout)}"
     )
 
 
