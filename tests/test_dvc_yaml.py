@@ -117,12 +117,13 @@ def test_dvc_yaml_uses_the_layout_paths():
         assert str(path) in text, path
 
 
-def test_run_models_and_data_outputs_are_in_the_dvc_cache_and_the_registry_names_the_headline_model():
+def test_outputs_a_clone_restores_are_cached_and_registered():
     """What `dvc checkout` after a failed rerun and `dvc pull` in a fresh clone restore (`slow` in test_pipeline.py)."""
     cached, in_git = set(), set()
     for stage in STAGES.values():
         for out in stage.get("do", stage).get("outs", []):
             path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            assert set(options) <= {"cache"}, (path, options)  # e.g. `push: false` would keep it from a clone
             (cached if options.get("cache", True) else in_git).add(path)
     assert not {p for p in in_git if Path(p).parts[0] in {layout.RUNS.parts[0], layout.RAW.parts[0]}}
     run = layout.RunPaths("${item.backbone}", "${item.seed}")

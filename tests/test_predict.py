@@ -92,7 +92,8 @@ def test_cli_exit_0_json_top_k_and_missing_label_map(model_path: Path, tmp_path:
     from skinlesion.deploy.predict import main
 
     make_class_tree(tmp_path / "imgs", {"a": 2})
-    # In this process (the command in a process of its own: the test above, and tests/test_packaging.py).
+    # In this process (the command in a process of its own: test_cli_on_jpeg_folders_with_bad_files_and_a_bad_model,
+    # and tests/test_packaging.py).
     assert main([str(model_path), str(tmp_path / "imgs"), "--top-k", "2", "--format", "json"]) == 0
     ok = capsys.readouterr()
     assert [line for line in ok.err.splitlines() if line.startswith("error:")] == []
@@ -100,6 +101,10 @@ def test_cli_exit_0_json_top_k_and_missing_label_map(model_path: Path, tmp_path:
     rows = result["predictions"]
     assert len(rows) == 2 and result["errors"] == [] and all(len(r["top_k"].split(";")) == 2 for r in rows)
     assert [r["predicted"] for r in rows] == [r["top_k"].split(":")[0] for r in rows]
+    # An input that is not there: listed under "errors", the others still predicted, exit status 1.
+    assert main([str(model_path), str(tmp_path / "imgs"), str(tmp_path / "missing.jpg"), "--format", "json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["predictions"]) == 2 and [e["path"] for e in result["errors"]] == [str(tmp_path / "missing.jpg")]
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "model.keras").write_bytes(model_path.read_bytes())  # a model without its labels.json

@@ -148,10 +148,11 @@ def h5_arrays(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path: Path):
-    """CI only (`slow`, a minute of two training processes): no fast check can stand in for it.
+    """CI only (`slow`, a minute of two training processes): training itself under two workers needs them.
 
     A multi-worker strategy must be created before TensorFlow runs anything else, so it needs fresh
-    processes; the single-process path it shares (fit, checkpoints, the saved model) runs by default.
+    processes. By default: tests/test_stages.py::test_the_multi_worker_workarounds_find_what_they_patch
+    (the Keras internals the workarounds rely on) and the single-process path it shares (tests/test_train.py).
     """
     import json
 
@@ -162,8 +163,8 @@ def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path
     from skinlesion.data.synthetic import generate
     from skinlesion.modeling.model import load_classifier, set_temperature
 
-    # 64 images, 32 to train on and 32 to validate: whole global batches of 16, so each step is traced once.
-    generate(tmp_path / "images", 64, 32, seed=2, workers=1, progress=False)
+    # 24 images to train on and 24 to validate: the last global batch of 16 is a partial one.
+    generate(tmp_path / "images", 48, 32, seed=2, workers=1, progress=False)
     # Each worker in its own folder, as on its own machine: nothing the worker does can land in the chief's.
     roots = [_tiny_project(tmp_path / f"node{i}", tmp_path / "images", "multiworker") for i in range(2)]
     hook, keep = tmp_path / "hook", tmp_path / "kept"
@@ -208,3 +209,30 @@ def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path
     probs = np.asarray(saved.predict(np.zeros((2, 40, 40, 3), "float32"), verbose=0))
     assert probs.shape == (2, len(LabelMap.read(chief / run.model_dir).classes))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_multi_worker_workarounds_find_what_they_patch():
+    """The Keras internals distribute.py patches still exist under these names (keras-team/keras#20585)."""
+    from types import SimpleNamespace
+
+    from keras.src.backend.tensorflow import trainer
+
+    from skinlesion.modeling.distribute import _patch_multiworker_metric_reduction, is_chief, worker_index
+
+    assert callable(trainer._collective_all_reduce_multi_worker)
+    original = trainer.reduce_per_replica
+    try:
+        _patch_multiworker_metric_reduction()
+        patched = trainer.reduce_per_replica
+        assert patched is not original and patched.skinlesion_patched
+        _patch_multiworker_metric_reduction()
+        assert trainer.reduce_per_replica is patched  # once, however often a run starts
+    finally:
+        trainer.reduce_per_replica = original
+    worker = SimpleNamespace(
+        extended=SimpleNamespace(should_checkpoint=False),
+        cluster_resolver=SimpleNamespace(task_type="worker", task_id=1),
+    )
+    assert not is_chief(worker) and worker_index(worker) == 1
+    single = SimpleNamespace(extended=SimpleNamespace())
+    assert is_chief(single) and worker_index(single) == 0
