@@ -10,7 +10,8 @@ from skinlesion.core import layout
 
 from .conftest import REPO
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())
+STAGES = PIPELINE["stages"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -128,5 +129,5 @@ def test_outputs_a_clone_restores_are_cached_and_registered():
     assert not {p for p in in_git if Path(p).parts[0] in {layout.RUNS.parts[0], layout.RAW.parts[0]}}
     run = layout.RunPaths("${item.backbone}", "${item.seed}")
     assert {str(run.model_dir), str(layout.HEADLINE_MODEL), str(layout.EXPORT_DIR), str(layout.SPLITS)} <= cached
-    artifact = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]["skinlesion-classifier"]
+    artifact = PIPELINE["artifacts"]["skinlesion-classifier"]
     assert artifact["path"] == str(layout.HEADLINE_MODEL)

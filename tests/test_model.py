@@ -92,13 +92,14 @@ def test_saved_model_loads_in_safe_mode_in_a_keras_only_process(tmp_path: Path, 
         expected[name] = np.asarray(clf.model.predict(np.asarray(Image.open(jpeg).convert("RGB"))[None], verbose=0))
     code = (
         "import sys, numpy as np, keras\n"
-        f"x = keras.utils.img_to_array(keras.utils.load_img({str(jpeg)!r}))[None]\n"
-        f"for name in {list(names)!r}:\n"
-        f"    m = keras.saving.load_model({str(tmp_path)!r} + f'/{{name}}.keras', safe_mode=True)\n"
-        f"    np.save({str(tmp_path)!r} + f'/{{name}}.npy', m.predict(x, verbose=0))\n"
+        "folder, jpeg, *names = sys.argv[1:]\n"
+        "x = keras.utils.img_to_array(keras.utils.load_img(jpeg))[None]\n"
+        "for name in names:\n"
+        "    m = keras.saving.load_model(f'{folder}/{name}.keras', safe_mode=True)\n"
+        "    np.save(f'{folder}/{name}.npy', m.predict(x, verbose=0))\n"
         "assert not any(k.startswith('skinlesion') for k in sys.modules)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", code, str(tmp_path), str(jpeg), *names], check=True, capture_output=True)
     for name in names:
         np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected[name], rtol=1e-4, atol=1e-6)
 

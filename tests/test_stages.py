@@ -19,10 +19,13 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
+# A stage's environment as a user's shell gives it: this interpreter, the checkout's package, quiet TensorFlow.
+STAGE_ENV = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
 def run_stage(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
-        [sys.executable, str(REPO / "stages" / script), *args], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, str(REPO / "stages" / script), *args], cwd=cwd, env=STAGE_ENV, capture_output=True, text=True
     )
 
 
@@ -55,20 +58,17 @@ for argv in map(str.split, sys.argv[1:]):
 def test_every_stage_with_invalid_params_fails_at_once_naming_the_key(tmp_path: Path):
     import re
 
-    import yaml
+    from .test_dvc_yaml import STAGES
 
     text = (REPO / "params.yaml").read_text().replace("  views: 5", "  views: 0")
     (tmp_path / "params.yaml").write_text(text)
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values()
     matrix = {"item.backbone": "mobilenet", "item.seed": "0", "key": "site2"}
     commands = [
-        re.sub(r"\$\{([^}]+)\}", lambda m: matrix[m[1]], stage["do"]["cmd"] if "do" in stage else stage["cmd"])
-        for stage in stages
+        re.sub(r"\$\{([^}]+)\}", lambda m: matrix[m[1]], stage.get("do", stage)["cmd"]) for stage in STAGES.values()
     ]
     absolute = [str(REPO / c.removeprefix("python ")) for c in commands]
-    env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-c", EACH_STAGE, *absolute], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", EACH_STAGE, *absolute], cwd=tmp_path, env=STAGE_ENV, capture_output=True, text=True
     )
     assert len(commands) == 8 and "Traceback" not in proc.stderr
     # Each stage stops with exit status 2 and one line naming the key, before TensorFlow is imported.
@@ -171,8 +171,7 @@ def test_two_workers_train_one_run_in_sync_and_only_the_chief_writes_it(tmp_path
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KEEP_CHECKPOINTS)
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    env = {"PATH": str(Path(sys.executable).parent), "TF_CPP_MIN_LOG_LEVEL": "3", "SKINLESION_TEST_KEEP": str(keep)}
-    env["PYTHONPATH"] = f"{hook}{os.pathsep}{REPO}"
+    env = STAGE_ENV | {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "SKINLESION_TEST_KEEP": str(keep)}
     procs = [
         subprocess.Popen(
             [sys.executable, str(REPO / "stages" / "train.py"), "--backbone", "mobilenet", "--seed", "0"],
