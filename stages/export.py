@@ -18,8 +18,8 @@ from skinlesion.core.io import read_json, write_json, write_text
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import read_split
 from skinlesion.deploy.export import agreement_warning, export_headline, measure_agreement
-from skinlesion.evaluation.report import model_card
 from skinlesion.modeling.model import load_classifier
+from skinlesion.render.documents import model_card
 
 
 @cli

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlesion.evaluation.compare import mcnemar_test, pairwise_tests, summarise
-from skinlesion.evaluation.figures import comparison_figure
-from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, roc_frame
-from skinlesion.evaluation.report import render_report
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics, select_run
+from skinlesion.render.documents import render_report
+from skinlesion.render.figures import comparison_figure
+from skinlesion.render.plotdata import calibration_frame, curves_frame, roc_frame
+from skinlesion.stats.compare import mcnemar_test, pairwise_tests, summarise
 
 
 def test_mcnemar_on_a_constructed_table():
@@ -268,7 +268,7 @@ def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_pat
 
 
 def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
-    from skinlesion.evaluation.report import grouping_sentence
+    from skinlesion.render.documents import grouping_sentence
 
     warning = "split.group_by is empty (val and test carved out image by image): images of one lesion ..."
     data = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": warning}}
@@ -282,8 +282,8 @@ def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
 
 
 def test_recall_per_class_is_the_mean_over_seeds_and_the_heatmap_marks_malignant_classes():
-    from skinlesion.evaluation.figures import recall_heatmap
-    from skinlesion.evaluation.plotdata import recall_frame
+    from skinlesion.render.figures import recall_heatmap
+    from skinlesion.render.plotdata import recall_frame
 
     actual = ["mel", "mel", "nv", "nv"]
 

@@ -15,7 +15,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 8
 # Markdown templates: their keyword arguments are the document's parts and their body is the text.
-TEMPLATES = {("skinlesion/evaluation/report.py", "render_report"), ("skinlesion/evaluation/report.py", "model_card")}
+TEMPLATES = {("skinlesion/render/documents.py", "render_report"), ("skinlesion/render/documents.py", "model_card")}
 # What an output or cache path starts with; only core/layout.py may spell one in code.
 OUTPUT_ROOTS = ("runs/", "metrics/", "reports/", "plots/", "models/", "data/splits", "data/raw", ".cache/")
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.architecture import compare_architectures, compare_networks, paired_balanced_accuracy
-from skinlesion.evaluation.clinical import Scored, clinical_views
-from skinlesion.evaluation.compare import ensemble_results
-from skinlesion.evaluation.metrics import bootstrap_ci, classification_metrics
-from skinlesion.evaluation.tables import architectures_table, networks_table, operating_points_table
+from skinlesion.render.tables import architectures_table, networks_table, operating_points_table
+from skinlesion.stats.architecture import compare_architectures, compare_networks, paired_balanced_accuracy
+from skinlesion.stats.clinical import Scored, clinical_views
+from skinlesion.stats.compare import ensemble_results
+from skinlesion.stats.metrics import bootstrap_ci, classification_metrics
 
 RESAMPLING = {"resamples": 1000, "confidence": 0.95, "seed": 0}
 

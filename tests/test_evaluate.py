@@ -3,7 +3,7 @@ import pytest
 from sklearn import metrics as skm
 
 from skinlesion.evaluation.evaluate import tta_views
-from skinlesion.evaluation.metrics import (
+from skinlesion.stats.metrics import (
     bootstrap_ci,
     calibration_bins,
     classification_metrics,
@@ -131,7 +131,7 @@ def test_tta_views_are_the_distinct_symmetries_of_the_square():
 
 
 def test_bootstrap_shortcuts_equal_the_reference_metrics():
-    from skinlesion.evaluation.metrics import fast_auc, macro_auc
+    from skinlesion.stats.metrics import fast_auc, macro_auc
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 200)

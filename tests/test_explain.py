@@ -1,6 +1,6 @@
 import numpy as np
 
-from skinlesion.evaluation.explain import GradCam, overlay
+from skinlesion.modeling.explain import GradCam, overlay
 
 from .test_predict import save_model
 

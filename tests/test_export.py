@@ -6,8 +6,8 @@ from skinlesion.core.labels import LabelMap
 from skinlesion.core.modes import Quantization, Source, Weights
 from skinlesion.deploy.export import export_tflite, tflite_predict
 from skinlesion.deploy.export import main as export_main
-from skinlesion.evaluation.report import model_card
 from skinlesion.modeling.model import fit_feature_norm, load_classifier
+from skinlesion.render.documents import model_card
 
 from .test_predict import CLASSES, save_model
 

@@ -74,7 +74,7 @@ def test_an_external_set_leaves_out_copies_of_used_images_unknown_labels_and_bad
 
 
 def test_subgroup_levels_bin_numbers_and_keep_names(tmp_path: Path):
-    from skinlesion.evaluation.subgroups import subgroup_levels
+    from skinlesion.stats.subgroups import subgroup_levels
 
     meta = pd.DataFrame(
         {"age": ["25", "30", "44", "45", "80", ""], "sex": ["male", "female", "male", "", "female", "male"]},
@@ -94,7 +94,7 @@ def test_subgroup_levels_bin_numbers_and_keep_names(tmp_path: Path):
 
 
 def test_a_column_that_says_unknown_itself_has_one_unknown_level():
-    from skinlesion.evaluation.subgroups import subgroup_levels
+    from skinlesion.stats.subgroups import subgroup_levels
 
     # HAM10000's sex and localization spell some missing values "unknown"; others are empty.
     meta = pd.DataFrame({"sex": ["male", "unknown", ""]}, index=pd.Index(["a", "b", "c"], name="image_id"))
@@ -104,7 +104,7 @@ def test_a_column_that_says_unknown_itself_has_one_unknown_level():
 
 
 def _scored(rng, n, classes, accuracy):
-    from skinlesion.evaluation.clinical import Scored
+    from skinlesion.stats.clinical import Scored
 
     y = rng.integers(0, len(classes), n)
     right = rng.random(n) < accuracy
@@ -115,8 +115,8 @@ def _scored(rng, n, classes, accuracy):
 
 
 def test_subgroup_analysis_reports_each_level_flags_small_ones_and_states_the_largest_gap():
-    from skinlesion.evaluation.clinical import Scored
-    from skinlesion.evaluation.subgroups import subgroup_analysis, subgroup_table
+    from skinlesion.stats.clinical import Scored
+    from skinlesion.stats.subgroups import subgroup_analysis, subgroup_table
 
     rng = np.random.default_rng(0)
     classes = ["mel", "nv", "bkl"]
@@ -138,8 +138,8 @@ def test_subgroup_analysis_reports_each_level_flags_small_ones_and_states_the_la
 
 
 def test_the_drop_compares_the_same_classes_and_its_interval_covers_it():
-    from skinlesion.evaluation.clinical import Scored
     from skinlesion.evaluation.external import balanced_accuracy_drop
+    from skinlesion.stats.clinical import Scored
 
     rng = np.random.default_rng(1)
     classes = ["mel", "nv", "vasc"]

@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.architecture import (
+from skinlesion.stats.architecture import (
     architecture_difference,
     balanced_accuracy,
     balanced_accuracy_weights,
@@ -14,7 +14,7 @@ from skinlesion.evaluation.architecture import (
     sampling_covariance,
     seeds_sufficient,
 )
-from skinlesion.evaluation.resampling import resample_counts, stratified_resample, stratum_units
+from skinlesion.stats.resampling import resample_counts, stratified_resample, stratum_units
 
 # A HAM10000-like test split: 135 images over 7 classes, one class dominant.
 COUNTS = (45, 25, 20, 15, 12, 10, 8)

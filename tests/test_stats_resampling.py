@@ -3,7 +3,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from skinlesion.evaluation.resampling import (
+from skinlesion.stats.resampling import (
     class_members,
     format_p,
     group_strata,

@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.thresholds import (
+from skinlesion.stats.thresholds import (
     fixed_operating_points,
     proportion_design_effect,
     roc_operating_points,

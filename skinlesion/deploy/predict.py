@@ -122,7 +122,7 @@ def predict_batches(
 
     cam = None
     if explain_dir is not None:
-        from skinlesion.evaluation.explain import GradCam
+        from skinlesion.modeling.explain import GradCam
 
         cam = GradCam(model)
     with tqdm(total=len(files), desc="predict", unit="img", disable=not progress, file=sys.stderr) as bar:
@@ -176,7 +176,7 @@ def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir:
 
     from skinlesion.core.images import load_rgb
     from skinlesion.core.io import atomic_path
-    from skinlesion.evaluation.explain import overlay
+    from skinlesion.modeling.explain import overlay
 
     heats, _ = cam(images)
     for path, heat in zip(paths, heats, strict=True):

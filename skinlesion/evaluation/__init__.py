@@ -1,1 +1,1 @@
-"""Scoring, comparing and explaining trained models: the evaluate and aggregate stages."""
+"""The evaluation stages' logic: score a run, score an external set, read the runs back, aggregate them."""

@@ -16,16 +16,17 @@ from skinlesion.core.io import atomic_path, read_json, save_figure, write_csv, w
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, read_split
 from skinlesion.core.modes import Source
-from skinlesion.evaluation import compare, tables
-from skinlesion.evaluation.architecture import compare_architectures, compare_networks, seeds_sufficient
-from skinlesion.evaluation.clinical import Scored, clinical_views
-from skinlesion.evaluation.explain import headline_gradcam
-from skinlesion.evaluation.figures import comparison_figure, recall_heatmap
-from skinlesion.evaluation.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
 from skinlesion.evaluation.populations import populations
-from skinlesion.evaluation.report import render_report
 from skinlesion.evaluation.runs import Predictions, RunResults, prediction_arrays
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics, select_run
+from skinlesion.modeling.explain import headline_gradcam
+from skinlesion.render import tables
+from skinlesion.render.documents import render_report
+from skinlesion.render.figures import comparison_figure, recall_heatmap
+from skinlesion.render.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
+from skinlesion.stats import compare
+from skinlesion.stats.architecture import compare_architectures, compare_networks, seeds_sufficient
+from skinlesion.stats.clinical import Scored, clinical_views
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ from skinlesion.core.config import EvaluateConfig
 from skinlesion.core.io import write_csv, write_json, write_text
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, probability_column
-from skinlesion.evaluation.calibration import calibration_error
-from skinlesion.evaluation.metrics import (
+from skinlesion.modeling.temperature import apply_temperature
+from skinlesion.stats.calibration import calibration_error
+from skinlesion.stats.metrics import (
     bootstrap_ci,
     calibration_bins,
     classification_metrics,
     per_class_report,
     roc_curves,
 )
-from skinlesion.modeling.temperature import apply_temperature
 
 
 def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:

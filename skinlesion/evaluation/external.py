@@ -17,12 +17,12 @@ from skinlesion.core.decoded import decoded_images
 from skinlesion.core.io import read_csv, read_json, write_csv
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import ExternalPaths, RunPaths
-from skinlesion.evaluation.clinical import Scored, clinical_views
-from skinlesion.evaluation.compare import ensemble_results, ensembles
 from skinlesion.evaluation.evaluate import predictions_frame, score_split
-from skinlesion.evaluation.metrics import bootstrap_ci, classification_metrics, fast_metrics
-from skinlesion.evaluation.resampling import grouped_resample
 from skinlesion.evaluation.runs import Predictions, prediction_arrays
+from skinlesion.stats.clinical import Scored, clinical_views
+from skinlesion.stats.compare import ensemble_results, ensembles
+from skinlesion.stats.metrics import bootstrap_ci, classification_metrics, fast_metrics
+from skinlesion.stats.resampling import grouped_resample
 
 
 def score_runs(name: str, config: Config, log: Callable[[str], None] = print) -> None:
@@ -151,7 +151,7 @@ def balanced_accuracy_drop(internal: Scored, external: Scored, resampling: dict)
 
 
 def ensemble_scored(predictions: Predictions) -> dict[str, Scored]:
-    """Each ensemble's probabilities on a split, as :class:`~skinlesion.evaluation.clinical.Scored`."""
+    """Each ensemble's probabilities on a split, as :class:`~skinlesion.stats.clinical.Scored`."""
     return {
         name: Scored(predictions.classes, predictions.y, probs, predictions.groups)
         for name, probs in ensembles(predictions.probs).items()

@@ -14,11 +14,11 @@ import pandas as pd
 from skinlesion.core.config import Config
 from skinlesion.core.layout import RAW, RAW_METADATA, ExternalPaths, RunPaths
 from skinlesion.data.grouping import load_metadata
-from skinlesion.evaluation.clinical import Scored
 from skinlesion.evaluation.external import ensemble_scored, external_results, plot_rows, read_external
 from skinlesion.evaluation.runs import Predictions
-from skinlesion.evaluation.subgroups import subgroup_analysis, subgroup_levels, subgroup_table
-from skinlesion.evaluation.tables import external_table, operating_points_table, subgroup_ensembles_table
+from skinlesion.render.tables import external_table, operating_points_table, subgroup_ensembles_table
+from skinlesion.stats.clinical import Scored
+from skinlesion.stats.subgroups import subgroup_analysis, subgroup_levels, subgroup_table
 
 INTERNAL = "test"  # the internal test split's name among the sets of the bar charts
 

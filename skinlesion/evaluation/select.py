@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skinlesion.evaluation.metrics import BOOTSTRAPPED, KEY_METRICS
+from skinlesion.stats.metrics import BOOTSTRAPPED, KEY_METRICS
 
 SPREAD_METRICS = ("balanced_accuracy", "macro_f1")  # mean ± std over seeds in the headline metrics
 
@@ -23,7 +23,7 @@ def headline_metrics(model: str, run: dict, summary: dict) -> dict:
     Args:
         model: The headline backbone.
         run: The selected run's evaluation summary (``{"val": ..., "test": ...}``).
-        summary: :func:`~skinlesion.evaluation.compare.summarise` of every run's test metrics.
+        summary: :func:`~skinlesion.stats.compare.summarise` of every run's test metrics.
     """
     test = run["test"]
     return {

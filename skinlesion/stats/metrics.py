@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from skinlesion.evaluation.resampling import grouped_resample, stratified_resample
+from skinlesion.stats.resampling import grouped_resample, stratified_resample
 
 HEADLINE = (
     "accuracy",
@@ -29,7 +29,7 @@ CALIBRATION_BINS = 10
 # The metrics a bootstrap interval is computed for (balanced accuracy first: the headline).
 BOOTSTRAPPED = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro")
 # The experiment table's metrics, each with an interval: the bootstrapped ones, and the debiased
-# calibration error with its own interval (skinlesion/evaluation/calibration.py).
+# calibration error with its own interval (skinlesion/stats/calibration.py).
 KEY_METRICS = (*BOOTSTRAPPED, "calibration_error")
 # Every metric evaluate reports for a run on test (summarised over seeds per backbone).
 REPORTED = (*HEADLINE, "calibration_error")

@@ -47,7 +47,7 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
-from skinlesion.evaluation.resampling import (
+from skinlesion.stats.resampling import (
     EXACT_LIMIT,
     balanced_accuracy,
     balanced_accuracy_weights,
@@ -79,8 +79,8 @@ def paired_balanced_accuracy(
     interval is a percentile bootstrap, paired (the same resampled images for both), stratified by class,
     resampling whole lesions when ``groups`` is given; every resample recomputes balanced accuracy from the
     rows it drew, so shuffling the test rows does not change the interval, and each class's deviation is
-    rescaled for its small number of units (:func:`~skinlesion.evaluation.resampling.resampled_balanced_accuracy`).
-    The p-value is a paired sign-flip test (:func:`~skinlesion.evaluation.resampling.sign_flip_test`): under
+    rescaled for its small number of units (:func:`~skinlesion.stats.resampling.resampled_balanced_accuracy`).
+    The p-value is a paired sign-flip test (:func:`~skinlesion.stats.resampling.sign_flip_test`): under
     "no difference" A's and B's answers on an image (a lesion, with groups) are exchangeable, all seeds at once.
 
     Args:
@@ -95,7 +95,7 @@ def paired_balanced_accuracy(
 
     Returns:
         ``difference``, ``low``, ``high``, ``p``, ``p_method`` (``exact``/``monte_carlo``), ``p_floor``,
-        ``p_text`` (:func:`~skinlesion.evaluation.resampling.format_p`), ``seeds_a``, ``seeds_b``,
+        ``p_text`` (:func:`~skinlesion.stats.resampling.format_p`), ``seeds_a``, ``seeds_b``,
         ``question`` (``"these trained networks on this test set"``).
     """
     y = np.asarray(y)

@@ -1,7 +1,7 @@
 """Clinical views of a classifier: malignant vs benign and melanoma vs rest, at thresholds fixed on validation.
 
 The score of an image is the summed probability of the view's positive classes. The decision thresholds
-are chosen on the validation split and applied unchanged to test (:mod:`skinlesion.evaluation.thresholds`);
+are chosen on the validation split and applied unchanged to test (:mod:`skinlesion.stats.thresholds`);
 the same targets read off the test ROC itself are kept beside them, labelled as the optimistic reading.
 """
 
@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skinlesion.evaluation.metrics import fast_auc
-from skinlesion.evaluation.resampling import grouped_resample
-from skinlesion.evaluation.thresholds import fixed_operating_points, roc_operating_points
+from skinlesion.stats.metrics import fast_auc
+from skinlesion.stats.resampling import grouped_resample
+from skinlesion.stats.thresholds import fixed_operating_points, roc_operating_points
 
 # Class names read as melanoma for the melanoma-vs-rest view (HAM10000/ISIC dx code, or spelt out).
 MELANOMA_NAMES = ("mel", "melanoma")
@@ -78,7 +78,7 @@ def clinical_views(val: Scored, test: Scored, malignant: list[str], resampling: 
 
     Returns:
         ``{view: {"classes", "roc_auc": {value, low, high}, "fixed": {...}, "test_roc": {...}}}``: ``fixed``
-        from :func:`~skinlesion.evaluation.thresholds.fixed_operating_points`, ``test_roc`` the optimistic
+        from :func:`~skinlesion.stats.thresholds.fixed_operating_points`, ``test_roc`` the optimistic
         readout; a view is left out when either split lacks its positives or its negatives.
     """
     out = {}

@@ -1,6 +1,6 @@
 """The two documents the pipeline writes: the report (``reports/report.md``) and the model card.
 
-Both are templates: their tables come from :mod:`skinlesion.evaluation.tables`, their numbers from
+Both are templates: their tables come from :mod:`skinlesion.render.tables`, their numbers from
 ``reports/summary.json``.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from skinlesion.core import layout
 from skinlesion.core.modes import Quantization, Source, Weights
-from skinlesion.evaluation.compare import ALPHA
-from skinlesion.evaluation.metrics import KEY_METRICS
-from skinlesion.evaluation.tables import ci_label, interval
+from skinlesion.render.tables import ci_label, interval
+from skinlesion.stats.compare import ALPHA
+from skinlesion.stats.metrics import KEY_METRICS
 
 
 def render_report(
@@ -29,7 +29,7 @@ def render_report(
 ) -> str:
     """The self-contained Markdown report (images linked relative to ``reports/``).
 
-    A template: every section's table is rendered beforehand (:mod:`skinlesion.evaluation.tables`).
+    A template: every section's table is rendered beforehand (:mod:`skinlesion.render.tables`).
 
     Args:
         data: ``reports/data.json``.

@@ -6,7 +6,7 @@ bins, and the absolute value turns noise into error: a *perfectly calibrated* mo
 confidences scores about 0.08 on average. Its percentile bootstrap is biased the same way again (a resample
 duplicates images, making bins look noisier), which is why the report's ECE sat at the 4th percentile of
 its own interval. The report keeps the plain equal-width ECE
-(:func:`skinlesion.evaluation.metrics.expected_calibration_error`) for continuity, and adds
+(:func:`skinlesion.stats.metrics.expected_calibration_error`) for continuity, and adds
 :func:`calibration_error`, the estimate to read: the debiased squared calibration error of Kumar, Liang
   & Ma (2019, "Verified uncertainty calibration"; also Roelofs et al. 2022, "Mitigating bias in calibration
   error estimation"), with equal-mass bins, shown as a root-mean-square calibration error with an interval

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.core.evaluation_params import EvaluateConfig
-from skinlesion.evaluation.clinical import Scored, binary, roc_auc_interval, view_classes
-from skinlesion.evaluation.metrics import bootstrap_ci, fast_metrics
-from skinlesion.evaluation.resampling import grouped_resample
-from skinlesion.evaluation.tables import ci_label
-from skinlesion.evaluation.thresholds import proportion_design_effect, threshold_for_specificity, wilson_interval
+from skinlesion.render.tables import ci_label
+from skinlesion.stats.clinical import Scored, binary, roc_auc_interval, view_classes
+from skinlesion.stats.metrics import bootstrap_ci, fast_metrics
+from skinlesion.stats.resampling import grouped_resample
+from skinlesion.stats.thresholds import proportion_design_effect, threshold_for_specificity, wilson_interval
 
 UNKNOWN = "unknown"  # the level of an image the metadata says nothing about
 

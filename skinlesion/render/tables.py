@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from skinlesion.evaluation.compare import ALPHA
-from skinlesion.evaluation.metrics import KEY_METRICS
+from skinlesion.stats.compare import ALPHA
+from skinlesion.stats.metrics import KEY_METRICS
 
 
 def ci_label(confidence: float) -> str:
@@ -22,7 +22,7 @@ def summary_table(summary: dict, val: dict, metrics: tuple[str, ...] = KEY_METRI
     """Mean ± std over seeds per backbone: validation balanced accuracy, then the test metrics.
 
     Args:
-        summary: :func:`~skinlesion.evaluation.compare.summarise` of the test metrics.
+        summary: :func:`~skinlesion.stats.compare.summarise` of the test metrics.
         val: The same of the validation metrics.
         metrics: Test metrics shown.
     """
@@ -97,7 +97,7 @@ def operating_points_table(views: dict[str, dict], confidence: float) -> str:
     """Operating points: threshold fixed on validation, what it achieves on test, and the optimistic readout.
 
     Args:
-        views: :func:`~skinlesion.evaluation.clinical.clinical_views`.
+        views: :func:`~skinlesion.stats.clinical.clinical_views`.
         confidence: Interval coverage (Wilson intervals of the test proportions).
     """
     if not views:

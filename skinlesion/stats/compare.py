@@ -1,7 +1,7 @@
 """Summaries that need every run: the spread over seeds, McNemar per seed, seed and all-backbone ensembles.
 
 The two comparisons of backbones on balanced accuracy (these trained networks; the architectures across
-training runs) are in :mod:`skinlesion.evaluation.architecture`.
+training runs) are in :mod:`skinlesion.stats.architecture`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from skinlesion.evaluation.metrics import REPORTED, bootstrap_ci, classification_metrics
+from skinlesion.stats.metrics import REPORTED, bootstrap_ci, classification_metrics
 
 ALPHA = 0.05  # significance level of the pairwise tests
 

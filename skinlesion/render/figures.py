@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from skinlesion.core.layout import RunPaths
-from skinlesion.evaluation.metrics import KEY_METRICS
+from skinlesion.stats.metrics import KEY_METRICS
 
 
 def comparison_figure(
@@ -94,7 +94,7 @@ def recall_heatmap(recall: pd.DataFrame, support: pd.Series, malignant: list[str
     """Backbone x class recall (mean over seeds): which backbone misses which diagnosis, malignant ones marked.
 
     Args:
-        recall: One row per backbone, one column per class (:func:`~skinlesion.evaluation.plotdata.recall_frame`).
+        recall: One row per backbone, one column per class (:func:`~skinlesion.render.plotdata.recall_frame`).
         support: Test images per class (shown under each class: a recall of few images is coarse).
         malignant: ``evaluate.malignant``; matching classes are marked with an asterisk.
     """

@@ -1,0 +1,1 @@
+"""Statistics of scored predictions: metrics, intervals, tests, calibration, thresholds. No files, no TensorFlow."""
