@@ -1,20 +1,17 @@
-"""aggregate: compare backbones across seeds, test differences, pick the headline run, write the report.
+"""aggregate: compare the backbones across seeds, choose the headline run on validation, write the report.
 
-Inputs: ``runs/`` (every run's training log, evaluation summary, predictions, ROC and calibration),
-``reports/data.json``, ``data/splits/test.csv``; params ``model``, ``backbones``, ``seeds``, ``data.source``,
-``evaluate.{bootstrap,confidence,seed,malignant}``.
-Outputs: ``metrics/metrics.json`` (headline), ``metrics/backbones.json``, ``reports/summary.{json,md}`` (also:
-paired balanced-accuracy tests, seed and all-backbone ensembles, clinical operating points),
-``reports/report.md``, ``models/headline/{model.keras,labels.json}``, the comparison plot data
-``plots/{curves,roc,calibration,confusion}.csv`` and the pictures ``plots/comparison.png``, ``plots/recall.png``
-(backbone x class recall), ``plots/gradcam.png``.
+Reads every run's evaluation (and every external set's predictions), tests the differences between
+backbones, scores the ensembles, fixes the operating points on validation, breaks the headline down by
+subgroup, publishes the headline model and renders the report from ``reports/summary.json`` through the
+templates in ``skinlesion/render/templates/``. Inputs and outputs: the ``aggregate`` stage of ``dvc.yaml``.
 """
 
 import sys
 
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
-from skinlesion.evaluation.aggregate import aggregate_runs, verdict, write_aggregate
+from skinlesion.evaluation.aggregate import aggregate_runs, report_settings, verdict, write_aggregate
+from skinlesion.evaluation.analysis import analysis_of
 from skinlesion.evaluation.runs import collect_runs
 
 
@@ -23,8 +20,8 @@ def main() -> None:
     """Run the stage."""
     config = load_config()
     runs = collect_runs(config.backbones, config.seeds)
-    result = aggregate_runs(runs, config)
-    write_aggregate(runs, result, config)
+    result = aggregate_runs(runs, config.model, analysis_of(config), list(config.external))
+    write_aggregate(runs, result, report_settings(config), config.evaluate.malignant)
     print(verdict(result))
 
 

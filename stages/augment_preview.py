@@ -1,8 +1,6 @@
 """augment-preview: show training images beside augmented versions made by the training augmenter.
 
-Inputs: ``data/splits/train.csv`` and its images; params ``augment`` (what training draws) and
-``preview`` (how many images and views).
-Outputs: ``plots/augment_preview.png``.
+Inputs and outputs: the ``augment-preview`` stage of ``dvc.yaml``.
 """
 
 import sys

@@ -1,12 +1,9 @@
-"""export: turn the headline model into deployable artefacts and a model card.
+"""export: turn the headline model into deployable artefacts and render its model card.
 
-Inputs: ``models/headline/{model.keras,labels.json}``, ``reports/summary.json``, ``reports/data.json``,
-``data/splits/test.csv``; params ``export``, ``data.source``, ``train.weights``, ``evaluate.confidence`` (for
-the model card).
-Outputs: ``models/export/model.tflite``, ``models/export/labels.json``, ``models/MODEL_CARD.md``,
-``metrics/export.json`` (TFLite/Keras agreement on test images). The SavedModel the TFLite converter reads
-is a temporary file: TensorFlow never writes it twice the same, so as an output it would keep a clean
-``dvc repro`` from reproducing ``dvc.lock`` (``python -m skinlesion.deploy.export`` writes one).
+The model card is rendered from ``reports/summary.json`` through ``skinlesion/render/templates/``. The
+SavedModel the TFLite converter reads is a temporary file: TensorFlow never writes it twice the same, so as
+an output it would keep a clean ``dvc repro`` from reproducing ``dvc.lock`` (``python -m
+skinlesion.deploy.export`` writes one). Inputs and outputs: the ``export`` stage of ``dvc.yaml``.
 """
 
 import sys

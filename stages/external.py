@@ -1,11 +1,8 @@
-"""external: check one external test set and score every run on it (a stage per entry of ``external``).
+"""external: check one external test set and score every run on it (one stage per entry of ``external``).
 
-Inputs: the set's folder, archive or ``.npz`` (``external.<name>.path``), ``data/splits`` (images already
-used are left out of the set), every run's model in ``runs/``; params ``external.<name>``, ``backbones``,
-``seeds``, ``split.{max_pixels,group_by}``, ``data.{metadata_id_column,max_archive_mb,max_compression_ratio}``.
-Outputs: ``external/<name>/``: ``raw/`` (the set's files in the raw layout), ``images.csv`` (the images
-scored), ``skipped.csv`` (the others, with the reason), ``data.json`` (counts), ``metadata.csv`` (when the
-set has one) and ``predictions/<backbone>-<seed>.csv``. Aggregate turns them into the report's numbers.
+The set's images go through the split stage's checks; images already in train, validation or test are
+left out, and so are labels the model does not know. Aggregate turns the predictions into the report's
+numbers. Inputs and outputs: the ``external`` stage of ``dvc.yaml``.
 """
 
 import argparse
@@ -13,6 +10,7 @@ import sys
 
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import ConfigError, cli
+from skinlesion.core.layout import RunPaths
 from skinlesion.data.external import prepare_external
 from skinlesion.evaluation.external import score_runs
 
@@ -32,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{summary['per_class']}; left out {summary['skipped'] or 'none'}"
         + (f"; labels the model does not know: {summary['unknown_classes']}" if summary["unknown_classes"] else "")
     )
-    score_runs(name, config)
+    runs = [RunPaths(b, s) for b in config.backbones for s in config.seeds]
+    score_runs(name, runs, config.runtime.workers)
 
 
 if __name__ == "__main__":

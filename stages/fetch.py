@@ -1,9 +1,8 @@
 """fetch: bring the images of ``data.source`` into the raw layout.
 
-Inputs: params ``data.*``; ``data.path`` (folder or archive, with the ``data.metadata`` CSV inside it)
-for the folder/zip sources.
-Outputs: ``data/raw/<train|val|test|unsplit>/<class>/<file>``, ``data/raw/metadata.csv`` (when
-``data.metadata`` names one) and ``data/raw/SOURCE.json``; the folder is replaced only when fetch succeeds.
+The raw folder (one class folder per image class, under the source's own train/val/test folders when it has
+them, with the metadata CSV when ``data.metadata`` names one) is replaced only when fetch succeeds. Inputs and
+outputs: the ``fetch`` stage of ``dvc.yaml``.
 """
 
 import sys

@@ -1,11 +1,9 @@
 """split: validate every raw image once, deduplicate, and split train/val/test without leakage.
 
-Inputs: ``data/raw/`` (with ``metadata.csv`` when ``data.metadata`` names one); params ``split.*``,
-``data.source``, ``data.metadata_id_column`` (``runtime.workers`` is read but not tracked: speed only).
-Outputs: ``data/splits/{train,val,test}.csv`` (path,label,sha256,group), ``data/splits/skipped.csv``
-(path,reason,detail), ``reports/data.json`` (counts per split and class, skips by reason, how the
-split was grouped and what an ungrouped split leaks),
-``plots/class_counts.csv``; all six replaced as one unit, so a failed run leaves the previous ones.
+Empty, corrupt, oversized and duplicate files are counted by reason, never dropped silently; a lesion never
+straddles two splits when ``split.group_by`` names its column. The outputs are replaced as one unit, so a
+failed run leaves the previous ones. Inputs and outputs: the ``split`` stage of ``dvc.yaml``
+(``runtime.workers`` is read but not tracked: speed only).
 """
 
 import sys

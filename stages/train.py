@@ -1,10 +1,9 @@
-"""train: fit one backbone with one seed (a matrix stage over ``backbones`` x ``seeds``).
+"""train: fit one backbone with one seed (one stage per backbone and seed).
 
-Inputs: ``data/splits/{train,val}.csv`` and their images; params ``train``, ``augment`` and the
-backbone's own section (``runtime`` is read but not tracked: it changes speed, not results).
-Checkpoints for resuming live in ``.cache/train/`` (outside DVC's outputs).
-Outputs, in ``runs/<backbone>/seed<k>/``: ``model/{model.keras,labels.json}``, ``config.json`` (the
-resolved config) and ``train/`` (dvclive: per-epoch curves over every phase, best-epoch summary).
+Head first on a frozen backbone, then the top layers fine-tuned with BatchNorm frozen (or every layer from
+scratch), a temperature fitted on validation and built into the saved model. Checkpoints for resuming live
+in ``.cache/train/``, outside DVC's outputs. Inputs and outputs: the ``train`` stage of ``dvc.yaml``
+(``runtime`` is read but not tracked: it changes speed, not results).
 """
 
 import sys

@@ -33,7 +33,7 @@ def test_pairwise_verdict_requires_every_seed():
     strong = {0: frame(38), 1: frame(39)}
     weak = {0: frame(10), 1: frame(12)}
     close = {0: frame(37), 1: frame(12)}
-    tests = {(t["a"], t["b"]): t for t in pairwise_tests({"strong": strong, "weak": weak, "close": close})}
+    tests = {(t["a"], t["b"]): t for t in pairwise_tests({"strong": strong, "weak": weak, "close": close}, alpha=0.05)}
     assert tests[("strong", "weak")]["significant"] and tests[("strong", "weak")]["better"] == "strong"
     assert not tests[("close", "strong")]["significant"]
 
@@ -212,6 +212,7 @@ def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagree
     from dataclasses import replace
 
     from skinlesion.evaluation.aggregate import aggregate_runs
+    from skinlesion.evaluation.analysis import analysis_of
     from skinlesion.evaluation.runs import collect_runs
 
     from .conftest import default_config
@@ -225,7 +226,7 @@ def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagree
     monkeypatch.chdir(tmp_path)
     runs = collect_runs(config.backbones, config.seeds)
     assert runs.val_scores("mobilenet") == {0: 0.5, 1: 0.7}
-    result = aggregate_runs(runs, config)
+    result = aggregate_runs(runs, config.model, analysis_of(config), [])
     assert (result.selected.backbone, result.selected.seed) == ("mobilenet", 1)
     assert result.metrics["val"]["balanced_accuracy"] == 0.7 and result.metrics["test"]["balanced_accuracy"] == 0.4
     assert result.summary_json["headline"]["seed"] == 1
@@ -239,6 +240,7 @@ def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_pat
     from dataclasses import replace
 
     from skinlesion.evaluation.aggregate import aggregate_runs
+    from skinlesion.evaluation.analysis import analysis_of
     from skinlesion.evaluation.runs import collect_runs
 
     from .conftest import default_config
@@ -250,7 +252,9 @@ def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_pat
     monkeypatch.chdir(tmp_path)
     runs = collect_runs(base.backbones, base.seeds)
     results = {
-        level: aggregate_runs(runs, replace(base, evaluate=replace(base.evaluate, confidence=level)))
+        level: aggregate_runs(
+            runs, base.model, analysis_of(replace(base, evaluate=replace(base.evaluate, confidence=level))), []
+        )
         for level in (0.95, 0.8)
     }
     wide, narrow = (results[level].summary_json for level in (0.95, 0.8))

@@ -8,9 +8,12 @@ from skinlesion.render.tables import architectures_table, networks_table, operat
 from skinlesion.stats.architecture import compare_architectures, compare_networks, paired_balanced_accuracy
 from skinlesion.stats.clinical import Scored, clinical_views
 from skinlesion.stats.compare import ensemble_results
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import bootstrap_ci, classification_metrics
+from skinlesion.stats.thresholds import Targets
 
-RESAMPLING = {"resamples": 1000, "confidence": 0.95, "seed": 0}
+RESAMPLING = Resampling(resamples=1000, confidence=0.95, seed=0)
+TARGETS = Targets(specificity=(0.8, 0.9, 0.95), sensitivity=(0.9, 0.95))
 
 
 def test_bootstrap_intervals_keep_the_rare_class_in_every_resample():
@@ -19,7 +22,7 @@ def test_bootstrap_intervals_keep_the_rare_class_in_every_resample():
     y = np.array([0] * 40 + [1] * 40 + [2])
     probs = np.full((81, 3), 0.1)
     probs[np.arange(81), y] = 0.8  # every image right
-    ci = bootstrap_ci(y, probs, **RESAMPLING)
+    ci = bootstrap_ci(y, probs, RESAMPLING)
     assert ci["balanced_accuracy"] == {"low": 1.0, "high": 1.0} and ci["macro_f1"] == {"low": 1.0, "high": 1.0}
 
 
@@ -34,7 +37,7 @@ def _majority_vs_minority(n_major=180, n_minor=40):
 def test_paired_difference_is_balanced_accuracy_not_accuracy():
     y, a, b = _majority_vs_minority()
     assert a.mean() > b.mean()  # plain accuracy favours A (0.82 vs 0.59) ...
-    result = paired_balanced_accuracy(y, a[None], b[None], **RESAMPLING)
+    result = paired_balanced_accuracy(y, a[None], b[None], RESAMPLING)
     ba_a = skm.balanced_accuracy_score(y, np.where(a, y, 1 - y))
     ba_b = skm.balanced_accuracy_score(y, np.where(b, y, 1 - y))
     assert result["difference"] == pytest.approx(ba_a - ba_b) == pytest.approx(0.5 - 0.75)  # ... BA favours B
@@ -44,7 +47,7 @@ def test_paired_difference_is_balanced_accuracy_not_accuracy():
 def test_networks_are_compared_pairwise_with_holm_and_architectures_withhold_a_verdict_on_two_seeds():
     y, a, b = _majority_vs_minority()
     correct = {"vgg19": np.stack([a, a]), "mobilenet": np.stack([b, b]), "inceptionv3": np.stack([b, b])}
-    networks = {(t["a"], t["b"]): t for t in compare_networks(y, correct, alpha=0.05, **RESAMPLING)}
+    networks = {(t["a"], t["b"]): t for t in compare_networks(y, correct, RESAMPLING, alpha=0.05)}
     assert set(networks) == {("inceptionv3", "mobilenet"), ("inceptionv3", "vgg19"), ("mobilenet", "vgg19")}
     assert not networks[("inceptionv3", "mobilenet")]["significant"]
     assert networks[("mobilenet", "vgg19")]["significant"] and networks[("mobilenet", "vgg19")]["difference"] > 0
@@ -61,12 +64,12 @@ def test_ensembles_average_each_backbones_seeds_and_all_runs():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 90)
     probs = {b: {s: rng.dirichlet(np.ones(3), 90) for s in (0, 1)} for b in ("mobilenet", "vgg19")}
-    out = ensemble_results(y, probs, **RESAMPLING)
+    out = ensemble_results(y, probs, RESAMPLING)
     assert list(out) == ["mobilenet", "vgg19", "all backbones"]
     assert out["mobilenet"]["runs"] == 2 and out["all backbones"]["runs"] == 4
     mean = (probs["vgg19"][0] + probs["vgg19"][1]) / 2
     assert out["vgg19"]["balanced_accuracy"] == pytest.approx(classification_metrics(y, mean)["balanced_accuracy"])
-    assert "all backbones" not in ensemble_results(y, {"vgg19": probs["vgg19"]}, **RESAMPLING)
+    assert "all backbones" not in ensemble_results(y, {"vgg19": probs["vgg19"]}, RESAMPLING)
 
 
 def _scored(rng, n, classes):
@@ -80,7 +83,7 @@ def test_clinical_views_fix_thresholds_on_validation_and_sum_the_malignant_class
     classes = ["MEL", "nv", "bcc", "bkl"]
     rng = np.random.default_rng(0)
     val, test = _scored(rng, 300, classes), _scored(rng, 300, classes)
-    views = clinical_views(val, test, ["mel", "bcc", "akiec"], RESAMPLING)
+    views = clinical_views(val, test, ["mel", "bcc", "akiec"], TARGETS, RESAMPLING)
     assert views["malignant_vs_benign"]["classes"] == ["MEL", "bcc"] and views["melanoma_vs_rest"]["classes"] == ["MEL"]
     positive, score = np.isin(test.y, [0, 2]), test.probs[:, 0] + test.probs[:, 2]
     auc = views["malignant_vs_benign"]["roc_auc"]
@@ -95,4 +98,4 @@ def test_clinical_views_fix_thresholds_on_validation_and_sum_the_malignant_class
     table = operating_points_table(views, 0.95)
     assert "specificity ≥ 90%" in table and "malignant vs benign (MEL, bcc)" in table and "optimistic" in table
     other = Scored(["a", "b", "c", "d"], test.y, test.probs, test.groups)
-    assert clinical_views(other, other, ["mel"], RESAMPLING) == {}
+    assert clinical_views(other, other, ["mel"], TARGETS, RESAMPLING) == {}

@@ -1,4 +1,9 @@
-"""dvc.yaml agrees with the code: every package module a stage imports is covered by that stage's deps."""
+"""dvc.yaml agrees with the code: each stage depends on exactly the package files it loads, no more.
+
+A stage's ``deps`` list its script, the package modules it imports (transitively, lazy imports too) and the
+files those modules read (a module names them in a ``PACKAGE_DATA`` constant: templates, schemas), at the grain
+of files or whole folders. Editing a module then reruns only the stages that load it.
+"""
 
 import ast
 from pathlib import Path
@@ -12,18 +17,28 @@ from .conftest import REPO
 
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = PIPELINE["stages"]
+PACKAGE = "skinlesion"
 
 
 def imported_modules(path: Path) -> set[str]:
     """``skinlesion`` modules imported anywhere in a file, inside functions too (lazy imports count)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("skinlesion"):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE):
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}  # `from skinlesion.core import layout`
         elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("skinlesion")}
+            found |= {a.name for a in node.names if a.name.startswith(PACKAGE)}
     return found
+
+
+def package_data(path: Path) -> set[Path]:
+    """The files a module reads from the package: its module-level ``PACKAGE_DATA`` (names beside the module)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PACKAGE_DATA" for t in node.targets):
+            names = ast.literal_eval(node.value)
+            return {path.parent / name for name in ((names,) if isinstance(names, str) else names)}
+    return set()
 
 
 def module_file(name: str) -> Path | None:
@@ -38,14 +53,16 @@ def closure(script: Path) -> set[Path]:
     """Every package file a stage script loads, following imports transitively (parents' __init__ too)."""
     todo, seen = [script], set()
     while todo:
-        for name in imported_modules(todo.pop()):
+        current = todo.pop()
+        for name in imported_modules(current):
             parts = name.split(".")
             for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
                 path = module_file(".".join(parts[:i]))
                 if path and path not in seen:
                     seen.add(path)
                     todo.append(path)
-    return {p.relative_to(REPO) for p in seen}
+    data = {f for path in seen for f in package_data(path)}
+    return {p.relative_to(REPO) for p in seen | data}
 
 
 def inert(path: Path) -> bool:
@@ -62,6 +79,53 @@ def covered(path: Path, deps: list[str]) -> bool:
     return inert(path) or any(path == Path(d) or Path(d) in path.parents for d in deps)
 
 
+def needless(deps: list[str], loaded: set[Path]) -> list[str]:
+    """Package deps the stage does not load: a file it never imports or reads, a folder with such a file."""
+    out = []
+    for dep in (d for d in deps if Path(d).parts[0] == PACKAGE):
+        target = REPO / dep
+        files = [target] if target.is_file() else [f for f in target.rglob("*") if f.is_file()]
+        files = [f.relative_to(REPO) for f in files if "__pycache__" not in f.parts]
+        if any(not inert(f) and f not in loaded and not _inside_data(f, loaded) for f in files if f.suffix == ".py"):
+            out.append(dep)
+        elif not any(f in loaded or _inside_data(f, loaded) for f in files):
+            out.append(dep)
+    return out
+
+
+def _inside_data(path: Path, loaded: set[Path]) -> bool:
+    """Whether ``path`` lies in a folder that a loaded module reads whole (``PACKAGE_DATA = "templates"``)."""
+    return any(folder in path.parents for folder in loaded)
+
+
+def stage_spec(stage: str) -> tuple[Path, list[str]]:
+    spec = STAGES[stage].get("do", STAGES[stage])  # a foreach stage's template is under `do`
+    return REPO / spec["cmd"].split()[1], [d for d in spec["deps"] if "${" not in d]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_deps_cover_every_module_it_imports_and_every_file_it_reads(stage: str):
+    script, deps = stage_spec(stage)
+    assert str(script.relative_to(REPO)) in deps
+    missing = sorted(str(p) for p in closure(script) if not covered(p, deps))
+    assert not missing, f"stage {stage} loads package files its deps do not cover: {missing}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_deps_name_nothing_the_stage_does_not_load(stage: str):
+    script, deps = stage_spec(stage)
+    assert needless(deps, closure(script)) == [], f"stage {stage}: a change there would rerun it for nothing"
+    scripts = [d for d in deps if Path(d).parts[0] == "stages"]
+    assert scripts == [str(script.relative_to(REPO))]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_stage_docstring_says_what_it_does_and_points_at_dvc_yaml_for_its_files(stage: str):
+    doc = ast.get_docstring(ast.parse(stage_spec(stage)[0].read_text()))
+    assert doc.startswith(f"{stage}: ") and f"the ``{stage}`` stage of ``dvc.yaml``" in doc
+    assert "Inputs:" not in doc and "Outputs:" not in doc  # a second list of files would drift from dvc.yaml
+
+
 def test_only_code_free_package_markers_may_be_left_out_of_deps(tmp_path: Path):
     assert inert(Path("skinlesion/__init__.py"))  # what lets stages leave it out of their deps
     assert not inert(Path("skinlesion/core/layout.py"))
@@ -70,24 +134,24 @@ def test_only_code_free_package_markers_may_be_left_out_of_deps(tmp_path: Path):
     assert not inert(marker)  # an __init__ that imports (runs code) must be a dep
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_deps_cover_every_module_it_imports(stage: str):
-    spec = STAGES[stage].get("do", STAGES[stage])  # a foreach stage's template is under `do`
-    script = REPO / spec["cmd"].split()[1]
-    deps = [d for d in spec["deps"] if "${" not in d]
-    assert str(script.relative_to(REPO)) in deps
-    missing = sorted(str(p) for p in closure(script) if not covered(p, deps))
-    assert not missing, f"stage {stage} imports modules its deps do not cover: {missing}"
+def test_the_checks_catch_a_missing_and_a_needless_dependency():
+    # evaluate imports evaluation code that train's deps lack; train loads no statistics.
+    _, train = stage_spec("train")
+    assert not all(covered(p, train) for p in closure(REPO / "stages" / "evaluate.py"))
+    assert needless([*train, "skinlesion/stats"], closure(REPO / "stages" / "train.py")) == ["skinlesion/stats"]
+    # A folder the stage loads only part of is needless too: its other modules would rerun it.
+    assert needless(["skinlesion/core"], closure(REPO / "stages" / "fetch.py")) == ["skinlesion/core"]
 
 
-def test_coverage_check_catches_an_uncovered_import():
-    # The check itself must be able to fail: evaluate imports evaluation code that train's deps lack.
-    deps = STAGES["train"]["deps"]
-    assert not all(covered(p, deps) for p in closure(REPO / "stages" / "evaluate.py"))
+def test_the_report_templates_are_read_by_aggregate_and_export_only():
+    templates = Path("skinlesion/render/templates")
+    loads = {stage: templates in closure(stage_spec(stage)[0]) for stage in STAGES}
+    assert {stage for stage, yes in loads.items() if yes} == {"aggregate", "export"}
 
 
 def test_training_does_not_depend_on_evaluation_code():
-    assert not any(d.startswith("skinlesion/evaluation") for d in STAGES["train"]["deps"])
+    _, deps = stage_spec("train")
+    assert not any(Path(d).parts[:2] in {("skinlesion", f) for f in ("evaluation", "stats", "render")} for d in deps)
 
 
 def test_dvc_yaml_uses_the_layout_paths():

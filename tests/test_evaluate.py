@@ -3,6 +3,7 @@ import pytest
 from sklearn import metrics as skm
 
 from skinlesion.evaluation.evaluate import tta_views
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import (
     bootstrap_ci,
     calibration_bins,
@@ -68,16 +69,16 @@ def test_bootstrap_is_deterministic_under_a_seed_and_brackets_the_estimate():
     p = np.where(rng.random(150) < 0.7, y, rng.integers(0, 3, 150))
     probs = np.full((150, 3), 0.1)
     probs[np.arange(150), p] = 0.8
-    a = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5)
-    b = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=5)
-    c = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=6)
+    a = bootstrap_ci(y, probs, Resampling(1000, 0.95, 5))
+    b = bootstrap_ci(y, probs, Resampling(1000, 0.95, 5))
+    c = bootstrap_ci(y, probs, Resampling(1000, 0.95, 6))
     assert a == b and a != c
     assert set(a) == {"balanced_accuracy", "accuracy", "macro_f1", "roc_auc_macro"}
     point = classification_metrics(y, probs, 10)
     for metric, interval in a.items():
         assert interval["low"] < point[metric] < interval["high"], metric
     # A non-default confidence is honoured: an 80 % interval sits inside the 95 % one.
-    narrow = bootstrap_ci(y, probs, resamples=1000, confidence=0.8, seed=5)
+    narrow = bootstrap_ci(y, probs, Resampling(1000, 0.8, 5))
     for metric, interval in narrow.items():
         assert a[metric]["low"] < interval["low"] < interval["high"] < a[metric]["high"], metric
 
@@ -92,8 +93,8 @@ def test_grouped_bootstrap_resamples_lesions_and_is_wider_when_a_lesions_images_
     pred = np.where(np.repeat(lesion_right, 3), y, (y + 1) % 3)
     probs = np.full((180, 3), 0.1)
     probs[np.arange(180), pred] = 0.8
-    plain = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=0)
-    grouped = bootstrap_ci(y, probs, resamples=1000, confidence=0.95, seed=0, groups=groups)
+    plain = bootstrap_ci(y, probs, Resampling(1000, 0.95, 0))
+    grouped = bootstrap_ci(y, probs, Resampling(1000, 0.95, 0), groups)
     width = {k: {m: v[m]["high"] - v[m]["low"] for m in v} for k, v in (("plain", plain), ("grouped", grouped))}
     assert width["grouped"]["balanced_accuracy"] > 1.4 * width["plain"]["balanced_accuracy"]
 

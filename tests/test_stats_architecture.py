@@ -14,6 +14,7 @@ from skinlesion.stats.architecture import (
     sampling_covariance,
     seeds_sufficient,
 )
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.resampling import resample_counts, stratified_resample, stratum_units
 
 # A HAM10000-like test split: 135 images over 7 classes, one class dominant.
@@ -122,8 +123,8 @@ def _sorted_and_interleaved():
 def test_paired_interval_is_the_same_for_sorted_and_shuffled_rows():
     (y, a, b), (ys, as_, bs) = _sorted_and_interleaved()
     assert not (ys == np.sort(ys)).all()
-    sorted_result = paired_balanced_accuracy(y, a, b, resamples=2000, seed=0)
-    interleaved = paired_balanced_accuracy(ys, as_, bs, resamples=2000, seed=0)
+    sorted_result = paired_balanced_accuracy(y, a, b, Resampling(2000, 0.95, 0))
+    interleaved = paired_balanced_accuracy(ys, as_, bs, Resampling(2000, 0.95, 0))
     # Same within-class order: the same resamples, so exactly the same interval (and p).
     assert interleaved["difference"] == pytest.approx(sorted_result["difference"])
     assert {k: v for k, v in interleaved.items() if k != "difference"} == {
@@ -131,7 +132,7 @@ def test_paired_interval_is_the_same_for_sorted_and_shuffled_rows():
     }
     # Any shuffle: the same interval up to Monte Carlo noise.
     order = np.random.default_rng(9).permutation(len(y))
-    shuffled = paired_balanced_accuracy(y[order], a[:, order], b[:, order], resamples=4000, seed=1)
+    shuffled = paired_balanced_accuracy(y[order], a[:, order], b[:, order], Resampling(4000, 0.95, 1))
     assert shuffled["difference"] == pytest.approx(sorted_result["difference"])
     assert shuffled["low"] == pytest.approx(sorted_result["low"], abs=0.012)
     assert shuffled["high"] == pytest.approx(sorted_result["high"], abs=0.012)
@@ -143,7 +144,7 @@ def test_the_former_weights_at_resampled_rows_bug_is_fixed():
     y = np.r_[np.ones(10, int), np.zeros(90, int)]
     a = np.r_[np.ones(10, bool), np.arange(90) % 2 == 0]
     b = np.r_[np.zeros(10, bool), np.ones(90, bool)]
-    result = paired_balanced_accuracy(y, a, b, resamples=2000, seed=0)
+    result = paired_balanced_accuracy(y, a, b, Resampling(2000, 0.95, 0))
     assert result["difference"] == pytest.approx(0.25)
     assert result["low"] < 0.25 < result["high"] and 0.15 < result["low"] and result["high"] < 0.35
     # The old formula: w @ d[idx] gives the first 10 drawn *common* images the rare class's weight.
@@ -153,7 +154,7 @@ def test_the_former_weights_at_resampled_rows_bug_is_fixed():
     assert np.quantile(old, 0.975) < 0  # the old interval excluded its own point estimate, +0.25
     # Sorted by class, the old formula happened to be right, and agrees with the new one.
     order = np.argsort(y, kind="stable")
-    fixed = paired_balanced_accuracy(y[order], a[order], b[order], resamples=2000, seed=0)
+    fixed = paired_balanced_accuracy(y[order], a[order], b[order], Resampling(2000, 0.95, 0))
     old_sorted = np.array([w[order] @ d[order][stratified_resample(y[order], rng)] for _ in range(2000)])
     assert np.quantile(old_sorted, [0.025, 0.975]) == pytest.approx([fixed["low"], fixed["high"]], abs=0.015)
 
@@ -162,7 +163,7 @@ def test_paired_permutation_p_is_exact_on_a_small_case():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
     a = np.array([[1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1], [1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1]], bool)
     b = np.array([[1, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1]], bool)
-    result = paired_balanced_accuracy(y, a, b, resamples=500, seed=0)
+    result = paired_balanced_accuracy(y, a, b, Resampling(500, 0.95, 0))
     contributions = balanced_accuracy_weights(y) * (a.mean(axis=0) - b.mean(axis=0))
     units = contributions[contributions != 0]
     signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * len(units))).reshape(len(units), -1).T
@@ -175,12 +176,12 @@ def test_paired_permutation_p_is_exact_on_a_small_case():
 def test_paired_interval_with_lesion_groups_counts_lesions_not_images():
     rng = np.random.default_rng(4)
     y, a, b = _world(rng, 2, 2)
-    plain = paired_balanced_accuracy(y, a, b, resamples=3000, seed=0)
+    plain = paired_balanced_accuracy(y, a, b, Resampling(3000, 0.95, 0))
     # Every lesion photographed three times (identical answers): 405 images, still 135 lesions.
     y3, a3, b3 = np.repeat(y, 3), np.repeat(a, 3, axis=1), np.repeat(b, 3, axis=1)
     groups = np.repeat(np.arange(len(y)), 3)
-    naive = paired_balanced_accuracy(y3, a3, b3, resamples=3000, seed=0)
-    grouped = paired_balanced_accuracy(y3, a3, b3, groups=groups, resamples=3000, seed=0)
+    naive = paired_balanced_accuracy(y3, a3, b3, Resampling(3000, 0.95, 0))
+    grouped = paired_balanced_accuracy(y3, a3, b3, Resampling(3000, 0.95, 0), groups=groups)
     width = {k: r["high"] - r["low"] for k, r in {"plain": plain, "naive": naive, "grouped": grouped}.items()}
     assert width["naive"] == pytest.approx(width["plain"] / np.sqrt(3), rel=0.15)  # too narrow
     assert width["grouped"] == pytest.approx(width["plain"], rel=0.1)
@@ -191,7 +192,7 @@ def test_paired_interval_is_not_too_short_with_classes_of_five_images():
     rng = np.random.default_rng(11)
     y = np.repeat(np.arange(8), 5)
     a, b = rng.random((2, 40)) < 0.7, rng.random((2, 40)) < 0.5
-    result = paired_balanced_accuracy(y, a, b, resamples=20000, seed=0)
+    result = paired_balanced_accuracy(y, a, b, Resampling(20000, 0.95, 0))
     se = np.sqrt(sampling_covariance(y, (a.mean(axis=0) - b.mean(axis=0))[None])[0, 0])
     # The unbiased standard error's normal interval, not the plain bootstrap's sqrt(4/5) = 0.89 of it.
     assert (result["high"] - result["low"]) / (2 * stats.norm.ppf(0.975) * se) == pytest.approx(1.0, abs=0.05)
@@ -200,8 +201,8 @@ def test_paired_interval_is_not_too_short_with_classes_of_five_images():
 def test_confidence_level_sets_the_width_of_the_paired_interval():
     rng = np.random.default_rng(5)
     y, a, b = _world(rng, 2, 2, shift=0.3)
-    wide = paired_balanced_accuracy(y, a, b, resamples=4000, confidence=0.95, seed=0)
-    narrow = paired_balanced_accuracy(y, a, b, resamples=4000, confidence=0.8, seed=0)
+    wide = paired_balanced_accuracy(y, a, b, Resampling(4000, 0.95, 0))
+    narrow = paired_balanced_accuracy(y, a, b, Resampling(4000, 0.8, 0))
     ratio = (narrow["high"] - narrow["low"]) / (wide["high"] - wide["low"])
     assert ratio == pytest.approx(stats.norm.ppf(0.9) / stats.norm.ppf(0.975), abs=0.08)
     assert narrow["p"] == wide["p"]
@@ -212,7 +213,7 @@ def test_confidence_level_sets_the_width_of_the_paired_interval():
 
 def test_across_runs_test_keeps_its_level_with_equal_architectures_and_five_seeds():
     rng = np.random.default_rng(20)
-    p = np.array([architecture_difference(*_world(rng, 5, 5))["p"] for _ in range(800)])
+    p = np.array([architecture_difference(*_world(rng, 5, 5), confidence=0.95)["p"] for _ in range(800)])
     assert np.mean(p < 0.05) <= 0.07
     assert np.mean(p < 0.5) == pytest.approx(0.5, abs=0.08)  # p roughly uniform, not just conservative
 
@@ -220,13 +221,13 @@ def test_across_runs_test_keeps_its_level_with_equal_architectures_and_five_seed
 def test_pooled_permutation_test_is_not_a_test_of_architectures():
     # The reason for question (b): the same equal-architecture worlds, read through question (a).
     rng = np.random.default_rng(21)
-    p = [paired_balanced_accuracy(*_world(rng, 5, 5), resamples=199, seed=0)["p"] for _ in range(100)]
+    p = [paired_balanced_accuracy(*_world(rng, 5, 5), Resampling(199, 0.95, 0))["p"] for _ in range(100)]
     assert np.mean(np.array(p) < 0.05) > 0.15
 
 
 def test_across_runs_test_detects_a_real_difference_with_five_seeds():
     rng = np.random.default_rng(22)
-    results = [architecture_difference(*_world(rng, 5, 5, shift=1.0)) for _ in range(200)]
+    results = [architecture_difference(*_world(rng, 5, 5, shift=1.0), confidence=0.95) for _ in range(200)]
     assert np.mean([r["difference"] for r in results]) == pytest.approx(0.15, abs=0.02)
     assert np.mean([r["p"] < 0.05 for r in results]) > 0.65
     assert np.mean([r["low"] <= 0.15 <= r["high"] for r in results]) > 0.9
@@ -237,7 +238,7 @@ def test_the_shared_test_set_enters_the_variance():
     # test-set variance of the difference of the two networks.
     rng = np.random.default_rng(6)
     y, a, b = _world(rng, 1, 1, shift=0.2)
-    result = architecture_difference(y, np.repeat(a, 3, axis=0), np.repeat(b, 4, axis=0))
+    result = architecture_difference(y, np.repeat(a, 3, axis=0), np.repeat(b, 4, axis=0), confidence=0.95)
     cov = sampling_covariance(y, np.vstack([a, b]))
     assert result["se"] ** 2 == pytest.approx(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     assert result["df"] == np.inf and result["seed_sd_a"] == 0 and result["test_set_sd"] > 0
@@ -262,7 +263,7 @@ def test_across_runs_interval_is_a_welch_t_interval_at_any_confidence():
 def test_one_seed_gives_no_architecture_inference():
     rng = np.random.default_rng(8)
     y, a, b = _world(rng, 1, 3)
-    result = architecture_difference(y, a, b)
+    result = architecture_difference(y, a, b, confidence=0.95)
     assert np.isnan(result["p"]) and np.isnan(result["low"]) and not result["sufficient"]
 
 
@@ -287,16 +288,18 @@ def test_two_seeds_say_so_and_name_the_command():
     result = seeds_sufficient(2, 2, alpha=0.05, comparisons=3)
     assert result["seeds_needed"] == 5 and result["command"] == "dvc exp run -S 'seeds=[0,1,2,3,4]'"
     assert "Too few seeds" in result["message"] and result["command"] in result["message"]
-    assert seeds_sufficient(2, 2, comparisons=1)["seeds_needed"] == 4
+    assert seeds_sufficient(2, 2, alpha=0.05, comparisons=1)["seeds_needed"] == 4
 
 
 def test_compare_architectures_withholds_a_verdict_with_two_seeds_and_gives_one_with_five():
     rng = np.random.default_rng(9)
     y, a, b = _world(rng, 5, 5, shift=2.0)
     _, c, _ = _world(rng, 5, 1)
-    two = compare_architectures(y, {"vgg19": a[:2], "mobilenet": b[:2], "inception": c[:2]})
+    two = compare_architectures(
+        y, {"vgg19": a[:2], "mobilenet": b[:2], "inception": c[:2]}, confidence=0.95, alpha=0.05
+    )
     assert [e["verdict"] for e in two] == ["too few seeds"] * 3 and not any(e["significant"] for e in two)
-    five = compare_architectures(y, {"vgg19": a, "mobilenet": b})
+    five = compare_architectures(y, {"vgg19": a, "mobilenet": b}, confidence=0.95, alpha=0.05)
     (entry,) = five
     assert (entry["a"], entry["b"]) == ("mobilenet", "vgg19") and entry["difference"] < -0.2
     assert entry["verdict"] == "vgg19 better" and entry["significant"] and entry["p_holm"] == entry["p"]

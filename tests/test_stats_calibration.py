@@ -64,7 +64,7 @@ def test_a_perfectly_calibrated_model_has_a_plain_ece_near_0_08_at_n_135():
 
 def test_a_perfectly_calibrated_model_gets_an_interval_that_covers_zero_at_the_nominal_rate():
     rng = np.random.default_rng(3)
-    results = [calibration_error(*_model(rng, 135)[:2], draws=1000, seed=s) for s in range(300)]
+    results = [calibration_error(*_model(rng, 135)[:2], draws=1000, seed=s, confidence=0.95) for s in range(300)]
     covered = np.mean([r["squared_low"] <= 0 <= r["squared_high"] for r in results])
     assert 0.91 <= covered <= 0.99
     assert all(r["low"] == 0 for r in results if r["squared_low"] <= 0)  # RMS scale: covers 0 just the same
@@ -79,7 +79,9 @@ def test_a_perfectly_calibrated_model_gets_an_interval_that_covers_zero_at_the_n
 def test_calibration_error_interval_covers_a_miscalibrated_models_truth(temperature):
     truth = _population_squared_ce(temperature)
     rng = np.random.default_rng(4)
-    results = [calibration_error(*_model(rng, 135, temperature)[:2], draws=1000, seed=s) for s in range(200)]
+    results = [
+        calibration_error(*_model(rng, 135, temperature)[:2], draws=1000, seed=s, confidence=0.95) for s in range(200)
+    ]
     covered = np.mean([r["squared_low"] <= truth <= r["squared_high"] for r in results])
     assert 0.9 <= covered <= 0.99
     assert np.mean([r["squared"] for r in results]) == pytest.approx(truth, rel=0.15)
@@ -88,8 +90,8 @@ def test_calibration_error_interval_covers_a_miscalibrated_models_truth(temperat
 
 def test_confidence_level_sets_the_calibration_interval_width():
     y, probs, _ = _model(np.random.default_rng(5), 135, temperature=1.5)
-    wide = calibration_error(y, probs, confidence=0.95)
-    narrow = calibration_error(y, probs, confidence=0.8)
+    wide = calibration_error(y, probs, confidence=0.95, seed=0)
+    narrow = calibration_error(y, probs, confidence=0.8, seed=0)
     assert wide["squared"] == narrow["squared"]
     assert wide["squared_low"] < narrow["squared_low"] < narrow["squared"] < narrow["squared_high"]
     assert narrow["squared_high"] < wide["squared_high"]
@@ -98,8 +100,8 @@ def test_confidence_level_sets_the_calibration_interval_width():
 def test_lesion_groups_count_lesions_not_photos_in_the_calibration_interval():
     y, probs, _ = _model(np.random.default_rng(6), 135, temperature=1.5)
     y3, probs3 = np.repeat(y, 3), np.repeat(probs, 3, axis=0)  # three identical photos per lesion
-    plain = calibration_error(y, probs, draws=2000)
-    naive = calibration_error(y3, probs3, draws=2000)
+    plain = calibration_error(y, probs, draws=2000, confidence=0.95, seed=0)
+    naive = calibration_error(y3, probs3, draws=2000, confidence=0.95, seed=0)
     grouped = calibration_error(y3, probs3, groups=np.repeat(np.arange(135), 3), draws=2000)
     assert grouped["lesions"] == 135 and naive["lesions"] is None
     width = {
@@ -110,7 +112,10 @@ def test_lesion_groups_count_lesions_not_photos_in_the_calibration_interval():
     assert width["naive"] < 0.75 * width["plain"]
     assert grouped["squared"] == pytest.approx(plain["squared"], abs=0.002)
     # Every image its own lesion: the same as no groups.
-    singletons, ungrouped = calibration_error(y, probs, groups=np.arange(135)), calibration_error(y, probs)
+    singletons, ungrouped = (
+        calibration_error(y, probs, groups=np.arange(135), confidence=0.95, seed=0),
+        calibration_error(y, probs, confidence=0.95, seed=0),
+    )
     for key in ("squared", "squared_low", "squared_high", "rms", "low", "high"):
         assert singletons[key] == pytest.approx(ungrouped[key], rel=1e-9, abs=1e-15)
 
@@ -125,13 +130,15 @@ def test_a_perfectly_calibrated_model_with_lesion_level_answers_is_covered_when_
         conf = rng.uniform(0.3, 1.0, 70)
         right = rng.random(70) < conf
         probs, y = np.c_[conf, 1 - conf][groups], np.where(right, 0, 1)[groups]
-        grouped.append(calibration_error(y, probs, groups=groups, draws=500, seed=s)["squared_low"] <= 0)
-        naive.append(calibration_error(y, probs, draws=500, seed=s)["squared_low"] <= 0)
+        grouped.append(
+            calibration_error(y, probs, groups=groups, draws=500, seed=s, confidence=0.95)["squared_low"] <= 0
+        )
+        naive.append(calibration_error(y, probs, draws=500, seed=s, confidence=0.95)["squared_low"] <= 0)
     assert np.mean(grouped) >= 0.92 and np.mean(naive) < 0.8
 
 
 def test_calibration_error_keeps_two_images_a_bin():
     y, probs, _ = _model(np.random.default_rng(7), 9)
-    assert calibration_error(y, probs, n_bins=10)["n_bins"] == 4
+    assert calibration_error(y, probs, n_bins=10, confidence=0.95, seed=0)["n_bins"] == 4
     with pytest.raises(ValueError):
-        calibration_error(y[:3], probs[:3])
+        calibration_error(y[:3], probs[:3], confidence=0.95, seed=0)

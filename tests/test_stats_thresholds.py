@@ -4,6 +4,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from skinlesion.stats.thresholds import (
+    Targets,
     fixed_operating_points,
     proportion_design_effect,
     roc_operating_points,
@@ -12,6 +13,9 @@ from skinlesion.stats.thresholds import (
     threshold_for_specificity,
     wilson_interval,
 )
+
+# The report's default targets (params.yaml's evaluate.operating_points).
+TARGETS = Targets(specificity=(0.8, 0.9, 0.95), sensitivity=(0.9, 0.95))
 
 NEG = [0.1, 0.2, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 POS = [0.35, 0.75, 0.85, 0.95, 0.95]
@@ -56,7 +60,9 @@ def test_a_test_score_equal_to_the_threshold_counts_as_positive():
     val_positive, val_score = _small()
     test_positive = np.array([False, False, True, True])
     test_score = np.array([0.725, 0.1, 0.725, 0.1])  # 0.725: the 80 % specificity threshold
-    entry = fixed_operating_points(val_positive, val_score, test_positive, test_score)
+    entry = fixed_operating_points(
+        val_positive, val_score, test_positive, test_score, TARGETS, test_groups=None, confidence=0.95
+    )
     point = entry["sensitivity_at_specificity_0.8"]
     assert point["threshold"] == pytest.approx(0.725)
     assert point["test"]["specificity"]["value"] == 0.5 and point["test"]["sensitivity"]["value"] == 0.5
@@ -87,7 +93,7 @@ def test_roc_operating_points_are_the_test_roc_readout():
     positive = rng.random(135) < 0.3
     score = np.round(rng.normal(positive * 1.2, 1.0), 2)
     fpr, tpr, _ = skm.roc_curve(positive, score)
-    got = roc_operating_points(positive, score)
+    got = roc_operating_points(positive, score, TARGETS)
     for s in (0.8, 0.9, 0.95):
         assert got[f"sensitivity_at_specificity_{s:g}"] == pytest.approx(tpr[1 - fpr >= s - 1e-12].max())
     for s in (0.9, 0.95):
@@ -103,7 +109,7 @@ def test_thresholds_fixed_on_validation_reach_their_targets_on_a_large_test_set(
     rng = np.random.default_rng(2)
     val = _binormal(rng, 3000, 600)
     test = _binormal(rng, 50000, 50000)
-    points = fixed_operating_points(*val, *test)
+    points = fixed_operating_points(*val, *test, TARGETS, test_groups=None, confidence=0.95)
     for s in (0.8, 0.9, 0.95):
         entry = points[f"sensitivity_at_specificity_{s:g}"]
         assert entry["validation"]["specificity"] >= s
@@ -127,8 +133,10 @@ def test_the_test_roc_readout_is_the_best_case_of_a_threshold_fixed_in_advance()
     short = 0
     for _ in range(300):
         val, test = _binormal(rng, 108, 27), _binormal(rng, 108, 27)
-        entry = fixed_operating_points(*val, *test)["sensitivity_at_specificity_0.9"]["test"]
-        readout = roc_operating_points(*test)["sensitivity_at_specificity_0.9"]
+        entry = fixed_operating_points(*val, *test, TARGETS, test_groups=None, confidence=0.95)[
+            "sensitivity_at_specificity_0.9"
+        ]["test"]
+        readout = roc_operating_points(*test, TARGETS)["sensitivity_at_specificity_0.9"]
         if entry["specificity"]["value"] >= 0.9:
             assert readout >= entry["sensitivity"]["value"]
         else:
@@ -141,22 +149,26 @@ def test_the_test_roc_readout_is_the_best_case_of_a_threshold_fixed_in_advance()
     [(8, 10, 0.4902, 0.9433), (0, 27, 0.0, 0.1246), (27, 27, 0.8754, 1.0), (50, 100, 0.4038, 0.5962)],
 )
 def test_wilson_interval_known_values(successes, trials, low, high):
-    assert wilson_interval(successes, trials) == pytest.approx((low, high), abs=1e-4)
+    assert wilson_interval(successes, trials, 0.95) == pytest.approx((low, high), abs=1e-4)
 
 
 def test_wilson_interval_covers_at_about_the_nominal_rate_with_27_positives():
     rng = np.random.default_rng(4)
     for p in (0.5, 0.8, 0.95):
         hits = rng.binomial(27, p, 1500)
-        covered = np.mean([lo <= p <= hi for lo, hi in (wilson_interval(h, 27) for h in hits)])
+        covered = np.mean([lo <= p <= hi for lo, hi in (wilson_interval(h, 27, 0.95) for h in hits)])
         assert 0.92 <= covered <= 0.99
 
 
 def test_confidence_level_sets_the_operating_point_interval_widths():
     rng = np.random.default_rng(5)
     val, test = _binormal(rng, 108, 27), _binormal(rng, 108, 27)
-    wide = fixed_operating_points(*val, *test, confidence=0.95)["sensitivity_at_specificity_0.8"]["test"]
-    narrow = fixed_operating_points(*val, *test, confidence=0.8)["sensitivity_at_specificity_0.8"]["test"]
+    wide = fixed_operating_points(*val, *test, TARGETS, test_groups=None, confidence=0.95)[
+        "sensitivity_at_specificity_0.8"
+    ]["test"]
+    narrow = fixed_operating_points(*val, *test, TARGETS, test_groups=None, confidence=0.8)[
+        "sensitivity_at_specificity_0.8"
+    ]["test"]
     for measure in ("sensitivity", "specificity"):
         w, n = wide[measure], narrow[measure]
         assert w["value"] == n["value"] and w["low"] < n["low"] <= n["value"] <= n["high"] < w["high"]
@@ -166,9 +178,15 @@ def test_lesion_groups_widen_the_operating_point_intervals_by_the_design_effect(
     rng = np.random.default_rng(6)
     val, (positive, score) = _binormal(rng, 108, 27), _binormal(rng, 108, 27)
     y3, s3, groups = np.repeat(positive, 3), np.repeat(score, 3), np.repeat(np.arange(135), 3)
-    plain = fixed_operating_points(*val, positive, score)["sensitivity_at_specificity_0.9"]["test"]
-    naive = fixed_operating_points(*val, y3, s3)["sensitivity_at_specificity_0.9"]["test"]
-    grouped = fixed_operating_points(*val, y3, s3, test_groups=groups)["sensitivity_at_specificity_0.9"]["test"]
+    plain = fixed_operating_points(*val, positive, score, TARGETS, test_groups=None, confidence=0.95)[
+        "sensitivity_at_specificity_0.9"
+    ]["test"]
+    naive = fixed_operating_points(*val, y3, s3, TARGETS, test_groups=None, confidence=0.95)[
+        "sensitivity_at_specificity_0.9"
+    ]["test"]
+    grouped = fixed_operating_points(*val, y3, s3, TARGETS, test_groups=groups, confidence=0.95)[
+        "sensitivity_at_specificity_0.9"
+    ]["test"]
     for measure, n in (("sensitivity", 27), ("specificity", 108)):
         # Three copies of every lesion: deff 3, up to the small-sample factors g/(g-1) and 3n/(3n-1).
         assert grouped[measure]["design_effect"] == pytest.approx(3 * (n / (n - 1)) / (3 * n / (3 * n - 1)))

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from skinlesion.core import layout
+from skinlesion.core.modes import Split
 
 from .conftest import REPO, make_class_tree
 
@@ -38,7 +39,7 @@ def test_fetch_and_split_outputs_honour_the_umask(tmp_path: Path, umask: int):
     run_stage(tmp_path, "fetch", umask)
     run_stage(tmp_path, "split", umask)
     files = [
-        *(layout.split_csv(name) for name in layout.SPLIT_NAMES),
+        *(layout.split_csv(name) for name in Split),
         layout.SKIPPED,
         layout.DATA_SUMMARY,
         layout.CLASS_COUNTS,

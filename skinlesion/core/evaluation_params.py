@@ -9,14 +9,30 @@ from skinlesion.core.typed import check
 
 
 @dataclass(frozen=True)
+class OperatingPointsConfig:
+    """The malignant-vs-benign (and melanoma-vs-rest) operating points the report fixes on validation."""
+
+    specificity: list[float]
+    sensitivity: list[float]
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        for name in ("specificity", "sensitivity"):
+            targets = getattr(self, name)
+            rule = "must be distinct targets in (0, 1)"
+            check(all(0 < t < 1 for t in targets) and len(set(targets)) == len(targets), f"{key}.{name}", rule, targets)
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
-    """Scoring settings: intervals, clinical views, subgroups."""
+    """Scoring settings: intervals, tests, clinical views, subgroups."""
 
     tta: int
     bootstrap: int
     confidence: float
     seed: int
+    alpha: float
     malignant: list[str]
+    operating_points: OperatingPointsConfig
     target_specificity: float
     subgroups: list[str]
     subgroup_bins: list[float]
@@ -28,6 +44,8 @@ class EvaluateConfig:
         check(self.bootstrap >= 1000, f"{key}.bootstrap", "must be >= 1000 resamples", self.bootstrap)
         check(0.5 < self.confidence < 1.0, f"{key}.confidence", "must be in (0.5, 1)", self.confidence)
         check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds NumPy's generator)", self.seed)
+        check(0 < self.alpha < 0.5, f"{key}.alpha", "must be in (0, 0.5) (the tests' family-wise level)", self.alpha)
+        self.operating_points.validate(f"{key}.operating_points")
         rule = "must be in (0.5, 1) (the specificity the operating threshold is fixed for on validation)"
         check(0.5 < self.target_specificity < 1.0, f"{key}.target_specificity", rule, self.target_specificity)
         check(all(self.subgroups), f"{key}.subgroups", "must not hold empty column names", self.subgroups)

@@ -33,7 +33,6 @@ SOURCE_FILE = "SOURCE.json"
 # The source's metadata CSV (``data.metadata``), copied by fetch beside the images; split reads it.
 RAW_METADATA = "metadata.csv"
 SPLITS = Path("data/splits")
-SPLIT_NAMES = ("train", "val", "test")
 SKIPPED = SPLITS / "skipped.csv"
 RUNS = Path("runs")
 # Outside DVC's outputs, which DVC deletes before a rerun: resumable checkpoints and the decode-once cache.
@@ -95,7 +94,7 @@ PROBABILITY_PREFIX = "p_"
 
 
 def split_csv(name: str, splits_dir: str | Path = SPLITS) -> Path:
-    """``<splits_dir>/<name>.csv``: one of :data:`SPLIT_NAMES`, columns path,label,sha256,group."""
+    """``<splits_dir>/<name>.csv``: one of :class:`~skinlesion.core.modes.Split`, columns path,label,sha256,group."""
     return Path(splits_dir) / f"{name}.csv"
 
 

@@ -79,6 +79,14 @@ class Quantization(StrEnum):
     DYNAMIC_RANGE = "dynamic_range"  # int8 weights, quarter size
 
 
+class Split(StrEnum):
+    """The three splits, in the order the split stage writes them: train, validation (every choice), test."""
+
+    TRAIN = "train"
+    VAL = "val"  # the headline run, temperature and thresholds are chosen here
+    TEST = "test"  # locked: it only reports
+
+
 class Phase(IntEnum):
     """A training phase; its value is what the training log records and part of every derived seed."""
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import atomic_path
+from skinlesion.core.modes import Split
 
 # Official MedMNIST v2+ DermaMNIST files (Zenodo record 10519652) and their published MD5 sums.
 DERMAMNIST_URL = "https://zenodo.org/records/10519652/files/{name}?download=1"
@@ -110,7 +111,7 @@ def write_dermamnist(npz_path: Path, out: Path, progress: bool = True) -> dict[s
 
     counts = {}
     with np.load(npz_path) as data:
-        for split in ("train", "val", "test"):
+        for split in Split:
             try:
                 images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1)
             except KeyError as exc:

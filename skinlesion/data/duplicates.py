@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skinlesion.core.modes import Split
 from skinlesion.data.fetch import UNSPLIT
 
 
@@ -38,7 +39,7 @@ PHASH_BITS = 4
 DHASH_BITS = 5
 CHASH_BITS = 8
 # When the same bytes sit in several given splits, the copy in the first of these is kept.
-_KEEP_PRIORITY = {"test": 0, "val": 1, "train": 2, UNSPLIT: 3}
+_KEEP_PRIORITY = {Split.TEST: 0, Split.VAL: 1, Split.TRAIN: 2, UNSPLIT: 3}
 
 
 def near_duplicate_clusters(phashes: list[str], dhashes: list[str], chashes: list[str]) -> list[int]:

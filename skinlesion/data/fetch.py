@@ -19,18 +19,18 @@ from skinlesion.core.config import DataConfig
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import write_json
 from skinlesion.core.layout import RAW_METADATA, SOURCE_FILE, previous_dir, staging_dir
-from skinlesion.core.modes import Source
+from skinlesion.core.modes import Source, Split
 from skinlesion.data import dermamnist, synthetic
 from skinlesion.data.archives import Limits, extract_archive
 
 SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
+    "train": Split.TRAIN,
+    "training": Split.TRAIN,
+    "val": Split.VAL,
+    "valid": Split.VAL,
+    "validation": Split.VAL,
+    "test": Split.TEST,
+    "testing": Split.TEST,
 }
 UNSPLIT = "unsplit"
 

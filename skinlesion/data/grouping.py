@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from skinlesion.core.errors import DataError
-from skinlesion.core.modes import Source
+from skinlesion.core.modes import Source, Split
 
 
 def load_metadata(csv_path: str, id_column: str, group_by: str) -> pd.DataFrame:
@@ -108,7 +108,7 @@ def grouping_warning(source: str, group_by: str, given_splits: tuple[str, ...]) 
             "dermamnist_c (the lesion-grouped DermaMNIST-C split, doi 10.5281/zenodo.11101337), or the HAM10000 "
             "images with data.metadata and split.group_by: lesion_id"
         )
-    carved = [s for s in ("val", "test") if s not in given_splits]
+    carved = [s for s in (Split.VAL, Split.TEST) if s not in given_splits]
     where = f"{' and '.join(carved)} carved out image by image" if carved else "the source's own split kept"
     return (
         f"split.group_by is empty ({where}): images of one lesion can sit in train and test, inflating test "

@@ -22,7 +22,8 @@ from skinlesion.core.config import SplitConfig
 from skinlesion.core.errors import DataError
 from skinlesion.core.images import FileCheck, check_file, pixel_limit, set_max_pixels
 from skinlesion.core.io import is_printable, printable, read_json
-from skinlesion.core.layout import SKIPPED, SOURCE_FILE, SPLIT_NAMES
+from skinlesion.core.layout import SKIPPED, SOURCE_FILE
+from skinlesion.core.modes import Split
 from skinlesion.data.duplicates import Record, deduplicate, skip_entry
 from skinlesion.data.fetch import SPLIT_ALIASES, UNSPLIT, files_per_split
 from skinlesion.data.grouping import grouping_warning, image_groups, load_metadata
@@ -212,7 +213,7 @@ def split_dataset(
         raise DataError(f"{raw}: no usable images ({len(skipped)} files skipped; see {SKIPPED})")
     require_classes(records, "usable images", raw)
     splits, given = assign_splits(records, split)
-    require_classes(splits["train"], "the train split", raw)
+    require_classes(splits[Split.TRAIN], "the train split", raw)
     return SplitResult(splits, sorted(skipped, key=lambda s: s["path"]), len(files), group_by, missing, given)
 
 
@@ -254,22 +255,22 @@ def assign_splits(records: list[Record], split: SplitConfig) -> tuple[dict[str, 
         The records of each split (sorted by path), and the splits the source gave.
     """
     group_by = split.group_by
-    splits: dict[str, list[Record]] = {s: [r for r in records if r.given_split == s] for s in ("val", "test")}
-    given = tuple(s for s in ("val", "test") if splits[s])
-    pool = [r for r in records if r.given_split in ("train", UNSPLIT)]
+    splits: dict[str, list[Record]] = {s: [r for r in records if r.given_split == s] for s in (Split.VAL, Split.TEST)}
+    given = tuple(s for s in (Split.VAL, Split.TEST) if splits[s])
+    pool = [r for r in records if r.given_split in (Split.TRAIN, UNSPLIT)]
     if group_by:  # pool images of a lesion already in a given val/test split follow it there
-        for s in ("test", "val"):
+        for s in (Split.TEST, Split.VAL):
             taken = {r.group for r in splits[s]}
             splits[s] += [r for r in pool if r.group in taken]
             pool = [r for r in pool if r.group not in taken]
-    carve_test, carve_val = not splits["test"], not splits["val"]
+    carve_test, carve_val = not splits[Split.TEST], not splits[Split.VAL]
     if carve_test:
-        pool, splits["test"] = carve(pool, split.test_fraction, split.seed, bool(group_by), "test")
+        pool, splits[Split.TEST] = carve(pool, split.test_fraction, split.seed, bool(group_by), Split.TEST)
     if carve_val:
         share = split.val_fraction / (1 - split.test_fraction) if carve_test else split.val_fraction
-        pool, splits["val"] = carve(pool, share, split.seed + 1, bool(group_by), "val")
-    splits["train"] = pool
-    return {s: sorted(splits[s], key=lambda r: r.path) for s in SPLIT_NAMES}, given
+        pool, splits[Split.VAL] = carve(pool, share, split.seed + 1, bool(group_by), Split.VAL)
+    splits[Split.TRAIN] = pool
+    return {s: sorted(splits[s], key=lambda r: r.path) for s in Split}, given
 
 
 def split_frames(result: SplitResult) -> dict[str, pd.DataFrame]:
@@ -310,6 +311,6 @@ def data_summary(result: SplitResult, source: str) -> dict:
 
 def class_counts(per_class: dict[str, dict[str, int]]) -> pd.DataFrame:
     """Images per class and split, one row per class with a ``total`` column (the class-count plot's data)."""
-    frame = pd.DataFrame(per_class).fillna(0).astype(int).reindex(columns=list(SPLIT_NAMES), fill_value=0)
+    frame = pd.DataFrame(per_class).fillna(0).astype(int).reindex(columns=list(Split), fill_value=0)
     frame["total"] = frame.sum(axis=1)
     return frame.rename_axis("class").reset_index().sort_values("class", ignore_index=True)

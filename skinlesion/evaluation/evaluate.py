@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skinlesion.core.config import EvaluateConfig
+from skinlesion.core.decoded import decoded_images
 from skinlesion.core.io import write_csv, write_json, write_text
 from skinlesion.core.labels import LabelMap
-from skinlesion.core.layout import RunPaths, probability_column
+from skinlesion.core.layout import RunPaths, probability_column, read_split
+from skinlesion.core.modes import Split
 from skinlesion.modeling.temperature import apply_temperature
 from skinlesion.stats.calibration import calibration_error
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import (
     bootstrap_ci,
     calibration_bins,
@@ -116,7 +118,7 @@ class SplitScores:
 
 
 def score_split(
-    model: Any, images: np.ndarray, frame: pd.DataFrame, labels: LabelMap, cfg: EvaluateConfig, intervals: bool
+    model: Any, images: np.ndarray, frame: pd.DataFrame, labels: LabelMap, *, tta: int, resampling: Resampling | None
 ) -> SplitScores:
     """Predict a split's images and compute the run's metrics on it.
 
@@ -125,9 +127,10 @@ def score_split(
         images: The split's images, decoded at the model's input size.
         frame: The split's rows, in the order of ``images``.
         labels: The model's label map (classes, temperature).
-        cfg: ``evaluate:`` params (TTA views, bootstrap resamples, confidence, seed).
-        intervals: Compute intervals (lesion-grouped bootstrap, debiased calibration error) and the TTA
-            numbers: on test. Validation only chooses (the headline run, thresholds), so its point values do.
+        tta: Extra test-time-augmentation views (``evaluate.tta``), scored beside the plain numbers.
+        resampling: How the intervals are drawn (lesion-grouped bootstrap, debiased calibration error), on
+            test; None on validation (it only chooses: the headline run, thresholds) and external sets,
+            whose point values are all that is used. The TTA numbers come with the intervals.
     """
     classes, y_true = align_labels(frame["label"].tolist(), list(labels.classes))
     unknown = len(classes) - len(labels.classes)  # zero-probability columns of the split-only classes
@@ -138,37 +141,64 @@ def score_split(
 
     probs = predict(0)
     raw = apply_temperature(probs, 1 / labels.temperature) if labels.temperature != 1 else probs
-    resampling = {"resamples": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed, "groups": groups}
     result = classification_metrics(y_true, probs) | {"images": len(frame)}
-    if not intervals:
+    if resampling is None:
         return SplitScores(frame, classes, y_true, probs, raw, result)
-    result |= _with_intervals(y_true, probs, resampling)
+    result |= _with_intervals(y_true, probs, groups, resampling)
     result["calibration"] = {
         "temperature": labels.temperature,
-        "before": _calibration(y_true, raw, resampling),
-        "after": _calibration(y_true, probs, resampling),
+        "before": _calibration(y_true, raw, groups, resampling),
+        "after": _calibration(y_true, probs, groups, resampling),
     }
-    if cfg.tta:
-        views = predict(cfg.tta)
-        result["tta"] = {"views": cfg.tta + 1} | classification_metrics(y_true, views)
-        result["tta"] |= _with_intervals(y_true, views, resampling)
+    if tta:
+        views = predict(tta)
+        result["tta"] = {"views": tta + 1} | classification_metrics(y_true, views)
+        result["tta"] |= _with_intervals(y_true, views, groups, resampling)
     return SplitScores(frame, classes, y_true, probs, raw, result)
 
 
-def _with_intervals(y_true: np.ndarray, probs: np.ndarray, resampling: dict) -> dict:
+def score_run(run: RunPaths, tta: int, resampling: Resampling, workers: int) -> tuple[SplitScores, SplitScores]:
+    """Score a run's saved model on validation (point values) and on test (with intervals and TTA).
+
+    Args:
+        run: The run.
+        tta: Extra test-time-augmentation views on test (``evaluate.tta``).
+        resampling: How the test intervals are drawn.
+        workers: Image decoding processes (``runtime.workers``).
+
+    Returns:
+        ``(validation, test)`` scores.
+    """
+    from skinlesion.modeling.model import load_classifier
+
+    labels = LabelMap.read(run.model_dir)
+    model = load_classifier(run.model)
+    scores = {}
+    for split in (Split.VAL, Split.TEST):
+        frame = read_split(split)
+        # The same pixels as a direct decode, decoded once for every run of this size (core/decoded.py).
+        images = decoded_images(
+            frame["path"].tolist(), frame["sha256"].tolist(), labels.image_size, workers=workers, label=split
+        ).load()
+        on_test = split == Split.TEST
+        scores[split] = score_split(
+            model, images, frame, labels, tta=tta if on_test else 0, resampling=resampling if on_test else None
+        )
+    return scores[Split.VAL], scores[Split.TEST]
+
+
+def _with_intervals(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
     """The debiased calibration error, and every key metric's interval (``ci``)."""
-    error = calibration_error(
-        y_true, probs, groups=resampling["groups"], confidence=resampling["confidence"], seed=resampling["seed"]
-    )
-    ci = bootstrap_ci(y_true, probs, **resampling) | {"calibration_error": {"low": error["low"], "high": error["high"]}}
+    error = calibration_error(y_true, probs, groups=groups, confidence=resampling.confidence, seed=resampling.seed)
+    ci = bootstrap_ci(y_true, probs, resampling, groups) | {
+        "calibration_error": {"low": error["low"], "high": error["high"]}
+    }
     return {"calibration_error": error["rms"], "ci": ci}
 
 
-def _calibration(y_true: np.ndarray, probs: np.ndarray, resampling: dict) -> dict:
+def _calibration(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
     """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error with interval."""
-    error = calibration_error(
-        y_true, probs, groups=resampling["groups"], confidence=resampling["confidence"], seed=resampling["seed"]
-    )
+    error = calibration_error(y_true, probs, groups=groups, confidence=resampling.confidence, seed=resampling.seed)
     metrics = classification_metrics(y_true, probs)
     return {
         "log_loss": metrics["log_loss"],
@@ -187,7 +217,9 @@ def write_scores(run: RunPaths, test: SplitScores, val: SplitScores) -> None:
         test: Its scores on the test split.
         val: Its scores on the validation split.
     """
-    log_summary(run.eval_dir, {"test": test.result, "val": val.result})  # first: dvclive starts from a clean folder
+    log_summary(
+        run.eval_dir, {Split.TEST: test.result, Split.VAL: val.result}
+    )  # first: dvclive starts from a clean folder
     y_pred = test.probs.argmax(axis=1)
     report, text = per_class_report(test.y_true, y_pred, test.classes)
     write_json(run.report_json, report)

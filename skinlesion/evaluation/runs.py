@@ -9,6 +9,7 @@ import pandas as pd
 
 from skinlesion.core.io import read_csv, read_json
 from skinlesion.core.layout import RunPaths, probability_classes, probability_column
+from skinlesion.core.modes import Split
 from skinlesion.modeling.history import read_training_log
 
 
@@ -28,11 +29,11 @@ class RunResults:
 
     def test_metrics(self) -> dict[str, dict[int, dict]]:
         """``{backbone: {seed: test metrics}}``."""
-        return {b: {s: m["test"] for s, m in runs.items()} for b, runs in self.metrics.items()}
+        return {b: {s: m[Split.TEST] for s, m in runs.items()} for b, runs in self.metrics.items()}
 
     def val_scores(self, backbone: str) -> dict[int, float]:
         """``{seed: validation balanced accuracy}`` of one backbone's runs: what the headline is chosen by."""
-        return {s: m["val"]["balanced_accuracy"] for s, m in self.metrics[backbone].items()}
+        return {s: m[Split.VAL]["balanced_accuracy"] for s, m in self.metrics[backbone].items()}
 
 
 def collect_runs(backbones: list[str], seeds: list[int]) -> RunResults:

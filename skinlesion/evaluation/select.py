@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from skinlesion.core.modes import Split
 from skinlesion.stats.metrics import BOOTSTRAPPED, KEY_METRICS
 
 SPREAD_METRICS = ("balanced_accuracy", "macro_f1")  # mean ± std over seeds in the headline metrics
@@ -25,10 +26,10 @@ def headline_metrics(model: str, run: dict, summary: dict) -> dict:
         run: The selected run's evaluation summary (``{"val": ..., "test": ...}``).
         summary: :func:`~skinlesion.stats.compare.summarise` of every run's test metrics.
     """
-    test = run["test"]
+    test = run[Split.TEST]
     return {
-        "val": {m: run["val"].get(m) for m in BOOTSTRAPPED},
-        "test": {m: test.get(m) for m in KEY_METRICS},
+        Split.VAL: {m: run[Split.VAL].get(m) for m in BOOTSTRAPPED},
+        Split.TEST: {m: test.get(m) for m in KEY_METRICS},
         "ci": {m: test["ci"][m] for m in KEY_METRICS if m in test.get("ci", {})},
         "seeds": {m: {k: summary[model][m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
     }

@@ -36,7 +36,7 @@ Balanced accuracy is linear in per-image correctness: ``BA = sum_i w_i * correct
 picked (``w[idx]``); the former ``weights @ per_image[idx]`` paired row ``j``'s weight with whatever image
 the resample put in position ``j``, which is right only when the test rows are sorted by class.
 
-Pure numpy/scipy: nothing here imports the rest of the package.
+Pure numpy/scipy: no files, and nothing from outside :mod:`skinlesion.stats`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.resampling import (
     EXACT_LIMIT,
     balanced_accuracy,
@@ -66,11 +67,9 @@ def paired_balanced_accuracy(
     y: np.ndarray,
     correct_a: np.ndarray,
     correct_b: np.ndarray,
+    resampling: Resampling,
     *,
     groups: np.ndarray | None = None,
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
     exact_limit: int = EXACT_LIMIT,
 ) -> dict:
     """Question (a): do these trained networks differ on this test set (fixed runs, test-set sampling only)?
@@ -87,10 +86,9 @@ def paired_balanced_accuracy(
         y: Integer labels, ``(n,)``.
         correct_a: ``(seeds_a, n)`` (or ``(n,)``) whether each run of A got each image right.
         correct_b: ``(seeds_b, n)`` the same for B; the seed counts may differ.
+        resampling: Bootstrap resamples (also the random sign patterns when the test is not exact),
+            coverage and seed.
         groups: Optional lesion id of each image (the split CSV's ``group`` column).
-        resamples: Bootstrap resamples; also the random sign patterns when the test is not exact.
-        confidence: Interval coverage, e.g. 0.95.
-        seed: Random seed.
         exact_limit: Largest number of sign patterns enumerated exactly.
 
     Returns:
@@ -103,17 +101,18 @@ def paired_balanced_accuracy(
     b = np.atleast_2d(np.asarray(correct_b, dtype=float))
     per_image = a.mean(axis=0) - b.mean(axis=0)
     difference = balanced_accuracy(y, per_image)
-    rng = np.random.default_rng(seed)
-    counts = resample_counts(y, rng, resamples, groups)
+    counts = resample_counts(y, resampling.rng(), resampling.resamples, groups)
     boot = resampled_balanced_accuracy(y, per_image, counts, stratum_units(y, groups))
     test = sign_flip_test(
-        balanced_accuracy_weights(y) * per_image, groups=groups, resamples=resamples, seed=seed, exact_limit=exact_limit
+        balanced_accuracy_weights(y) * per_image,
+        groups=groups,
+        resamples=resampling.resamples,
+        seed=resampling.seed,
+        exact_limit=exact_limit,
     )
-    tail = (1 - confidence) / 2
     return {
         "difference": difference,
-        "low": float(np.quantile(boot, tail)),
-        "high": float(np.quantile(boot, 1 - tail)),
+        **resampling.interval(boot),
         "p": float(test["p"]),
         "p_method": test["method"],
         "p_floor": float(test["floor"]),
@@ -124,7 +123,7 @@ def paired_balanced_accuracy(
     }
 
 
-def seeds_sufficient(seeds_a: int, seeds_b: int, *, alpha: float = 0.05, comparisons: int = 1) -> dict:
+def seeds_sufficient(seeds_a: int, seeds_b: int, *, alpha: float, comparisons: int = 1) -> dict:
     """Whether ``seeds_a`` and ``seeds_b`` runs can support an architecture verdict at level ``alpha``.
 
     With ``k`` runs per architecture, all that is known of seed-to-seed spread is those runs. The exact
@@ -214,8 +213,8 @@ def architecture_difference(
     correct_a: np.ndarray,
     correct_b: np.ndarray,
     *,
+    confidence: float,
     groups: np.ndarray | None = None,
-    confidence: float = 0.95,
 ) -> dict:
     """Question (b): is architecture A better than B? Inference across training runs and test images.
 
@@ -227,8 +226,8 @@ def architecture_difference(
         y: Integer labels, ``(n,)``.
         correct_a: ``(seeds_a, n)`` per-run per-image correctness of A (``seeds_a >= 2``).
         correct_b: ``(seeds_b, n)`` the same for B (``seeds_b >= 2``).
-        groups: Optional lesion id of each image (the test-set term is then lesion-clustered).
         confidence: Interval coverage.
+        groups: Optional lesion id of each image (the test-set term is then lesion-clustered).
 
     Returns:
         ``difference`` (mean over seeds of A minus mean over seeds of B), ``low``, ``high``, ``p``
@@ -290,18 +289,18 @@ def compare_architectures(
     y: np.ndarray,
     correct: dict[str, np.ndarray],
     *,
+    confidence: float,
+    alpha: float,
     groups: np.ndarray | None = None,
-    confidence: float = 0.95,
-    alpha: float = 0.05,
 ) -> list[dict]:
     """Every pair of architectures compared with :func:`architecture_difference`, Holm-corrected.
 
     Args:
         y: Integer labels, ``(n,)``.
         correct: ``{backbone: (seeds, n) correctness}``.
-        groups: Optional lesion id of each image.
         confidence: Interval coverage.
         alpha: Family-wise level.
+        groups: Optional lesion id of each image.
 
     Returns:
         One entry per pair (sorted names): ``a``, ``b``, every key of :func:`architecture_difference`,
@@ -340,33 +339,26 @@ def compare_architectures(
 def compare_networks(
     y: np.ndarray,
     correct: dict[str, np.ndarray],
+    resampling: Resampling,
     *,
+    alpha: float,
     groups: np.ndarray | None = None,
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    alpha: float = 0.05,
 ) -> list[dict]:
     """Question (a) for every pair of backbones: :func:`paired_balanced_accuracy`, Holm-corrected.
 
     Args:
         y: Integer labels, ``(n,)``.
         correct: ``{backbone: (seeds, n) correctness}``.
-        groups: Optional lesion id of each image.
-        resamples: Bootstrap resamples (and random sign patterns when the test is not exact).
-        confidence: Interval coverage.
-        seed: Random seed.
+        resampling: Bootstrap resamples (and random sign patterns when the test is not exact), coverage, seed.
         alpha: Family-wise level.
+        groups: Optional lesion id of each image.
 
     Returns:
         One entry per pair (sorted names): ``a``, ``b``, every key of :func:`paired_balanced_accuracy`,
         ``p_holm``, ``p_holm_text`` and ``significant``.
     """
     out = [
-        {"a": a, "b": b}
-        | paired_balanced_accuracy(
-            y, correct[a], correct[b], groups=groups, resamples=resamples, confidence=confidence, seed=seed
-        )
+        {"a": a, "b": b} | paired_balanced_accuracy(y, correct[a], correct[b], resampling, groups=groups)
         for a, b in combinations(sorted(correct), 2)
     ]
     for entry, adjusted in zip(out, holm([e["p"] for e in out]), strict=True):

@@ -34,7 +34,7 @@ lesion's photos are answered less alike). It is built on the squared scale and m
 ``sqrt(max(., 0))``: coverage carries over, and the point estimate always lies inside.
 Simulated 95 % coverage at n = 135: 95-97 % for perfectly calibrated, over- and under-confident models.
 
-Pure numpy/scipy: nothing here imports the rest of the package.
+Pure numpy/scipy: no files, and nothing from outside :mod:`skinlesion.stats`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ from scipy import stats
 
 # Equal-mass bins of the debiased calibration error: ~13 images a bin at n = 135.
 MASS_BINS = 10
+# Perfectly calibrated label sets simulated for the interval's noise part: a method constant, not
+# `evaluate.bootstrap` (it bounds the null's quantiles, whatever the resamples of the other intervals).
+NULL_DRAWS = 2000
 
 
 def _top_label(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,11 +140,11 @@ def calibration_error(
     y: np.ndarray,
     probs: np.ndarray,
     *,
+    confidence: float,
+    seed: int,
     groups: np.ndarray | None = None,
     n_bins: int = MASS_BINS,
-    draws: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    draws: int = NULL_DRAWS,
 ) -> dict[str, float | int | str]:
     """Debiased top-label calibration error (RMS scale) with an interval that covers the truth at small n.
 
@@ -152,11 +155,11 @@ def calibration_error(
     Args:
         y: Integer labels, ``(n,)``.
         probs: ``(n, classes)`` probabilities.
+        confidence: Interval coverage.
+        seed: Random seed of the null simulation.
         groups: Optional lesion id of each image (cluster-robust bin variances, lesion-level null draws).
         n_bins: Equal-mass bins (reduced to ``n // 2`` when larger: at least 2 images a bin).
         draws: Simulated perfectly calibrated label sets for the noise part.
-        confidence: Interval coverage.
-        seed: Random seed.
 
     Returns:
         ``rms``, ``low``, ``high`` (RMS scale); ``squared``, ``squared_low``, ``squared_high``; ``plugin_rms``

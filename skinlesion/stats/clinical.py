@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import fast_auc
 from skinlesion.stats.resampling import grouped_resample
-from skinlesion.stats.thresholds import fixed_operating_points, roc_operating_points
+from skinlesion.stats.thresholds import Targets, fixed_operating_points, roc_operating_points
 
 # Class names read as melanoma for the melanoma-vs-rest view (HAM10000/ISIC dx code, or spelt out).
 MELANOMA_NAMES = ("mel", "melanoma")
@@ -50,31 +51,29 @@ def binary(scored: Scored, positives: list[str]) -> tuple[np.ndarray, np.ndarray
     return positive, scored.probs[:, index].sum(axis=1)
 
 
-def roc_auc_interval(positive: np.ndarray, score: np.ndarray, groups: np.ndarray, resampling: dict) -> dict:
+def roc_auc_interval(positive: np.ndarray, score: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
     """ROC-AUC of a binary score with a bootstrap interval (lesions resampled within positives and negatives)."""
     label = positive.astype(int)
-    rng = np.random.default_rng(resampling["seed"])
+    rng = resampling.rng()
     draws = []
-    for _ in range(resampling["resamples"]):
+    for _ in range(resampling.resamples):
         idx = grouped_resample(label, groups, rng)
         if 0 < positive[idx].sum() < len(idx):
             draws.append(fast_auc(positive[idx], score[idx]))
-    tail = (1 - resampling["confidence"]) / 2
-    return {
-        "value": fast_auc(positive, score),
-        "low": float(np.quantile(draws, tail)),
-        "high": float(np.quantile(draws, 1 - tail)),
-    }
+    return {"value": fast_auc(positive, score)} | resampling.interval(draws)
 
 
-def clinical_views(val: Scored, test: Scored, malignant: list[str], resampling: dict) -> dict[str, dict]:
+def clinical_views(
+    val: Scored, test: Scored, malignant: list[str], targets: Targets, resampling: Resampling
+) -> dict[str, dict]:
     """Malignant-vs-benign and melanoma-vs-rest: test ROC-AUC, and operating points fixed on validation.
 
     Args:
         val: The model on the validation split (where the thresholds are chosen).
         test: The same model on the test split (where they are measured).
         malignant: ``evaluate.malignant``.
-        resampling: ``resamples``, ``confidence``, ``seed`` of the intervals.
+        targets: The specificity and sensitivity targets (``evaluate.operating_points``).
+        resampling: How the intervals are drawn.
 
     Returns:
         ``{view: {"classes", "roc_auc": {value, low, high}, "fixed": {...}, "test_roc": {...}}}``: ``fixed``
@@ -95,9 +94,10 @@ def clinical_views(val: Scored, test: Scored, malignant: list[str], resampling: 
                 val_score,
                 test_positive,
                 test_score,
+                targets,
                 test_groups=test.groups,
-                confidence=resampling["confidence"],
+                confidence=resampling.confidence,
             ),
-            "test_roc": roc_operating_points(test_positive, test_score),
+            "test_roc": roc_operating_points(test_positive, test_score, targets),
         }
     return out

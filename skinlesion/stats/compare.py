@@ -11,9 +11,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import REPORTED, bootstrap_ci, classification_metrics
-
-ALPHA = 0.05  # significance level of the pairwise tests
 
 
 def summarise(per_run: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -60,14 +59,15 @@ def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> 
     return {"a_only_correct": b, "b_only_correct": c, "chi2": None if exact else float(chi2), "p": float(p)}
 
 
-def pairwise_tests(predictions: dict[str, dict[int, pd.DataFrame]]) -> list[dict]:
+def pairwise_tests(predictions: dict[str, dict[int, pd.DataFrame]], alpha: float) -> list[dict]:
     """McNemar tests between every pair of backbones on each seed both have.
 
-    A pair's difference is called significant only when every shared seed gives p < ALPHA and the
+    A pair's difference is called significant only when every shared seed gives p < ``alpha`` and the
     same backbone is more often right alone in each.
 
     Args:
         predictions: ``{backbone: {seed: predictions frame with path, actual, predicted}}``.
+        alpha: Significance level of each seed's test (``evaluate.alpha``).
 
     Returns:
         One entry per pair: per-seed results, and the verdict.
@@ -84,7 +84,7 @@ def pairwise_tests(predictions: dict[str, dict[int, pd.DataFrame]]) -> list[dict
                 pa["actual"].to_numpy(), pa["predicted"].to_numpy(), pb["predicted"].to_numpy()
             )
         winners = {("a" if r["a_only_correct"] > r["b_only_correct"] else "b") for r in per_seed.values()}
-        significant = bool(per_seed) and all(r["p"] < ALPHA for r in per_seed.values()) and len(winners) == 1
+        significant = bool(per_seed) and all(r["p"] < alpha for r in per_seed.values()) and len(winners) == 1
         better = (a if winners == {"a"} else b) if significant else None
         out.append({"a": a, "b": b, "seeds": per_seed, "significant": significant, "better": better})
     return out
@@ -108,10 +108,7 @@ def ensembles(probs: dict[str, dict[int, np.ndarray]]) -> dict[str, np.ndarray]:
 def ensemble_results(
     y_true: np.ndarray,
     probs: dict[str, dict[int, np.ndarray]],
-    *,
-    resamples: int,
-    confidence: float,
-    seed: int,
+    resampling: Resampling,
     groups: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """The :func:`ensembles` scored like a run, with lesion-grouped bootstrap intervals.
@@ -119,9 +116,7 @@ def ensemble_results(
     Args:
         y_true: Integer labels.
         probs: ``{backbone: {seed: (n, classes) probabilities}}``.
-        resamples: Bootstrap resamples of the intervals.
-        confidence: Interval coverage.
-        seed: Random seed.
+        resampling: How the intervals are drawn.
         groups: Optional lesion id of each image.
 
     Returns:
@@ -132,6 +127,5 @@ def ensemble_results(
     out = {}
     for name, mean in ensembles(probs).items():
         out[name] = {"runs": sizes[name]} | classification_metrics(y_true, mean)
-        ci = bootstrap_ci(y_true, mean, resamples=resamples, confidence=confidence, seed=seed, groups=groups)
-        out[name]["ci"] = ci
+        out[name]["ci"] = bootstrap_ci(y_true, mean, resampling, groups)
     return out

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.resampling import grouped_resample, stratified_resample
 
 HEADLINE = (
@@ -106,13 +107,7 @@ def classification_metrics(
 
 
 def bootstrap_ci(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    *,
-    resamples: int,
-    confidence: float,
-    seed: int,
-    groups: np.ndarray | None = None,
+    y_true: np.ndarray, probs: np.ndarray, resampling: Resampling, groups: np.ndarray | None = None
 ) -> dict[str, dict[str, float]]:
     """Percentile bootstrap confidence intervals of the :data:`BOOTSTRAPPED` metrics, within each class.
 
@@ -124,9 +119,7 @@ def bootstrap_ci(
     Args:
         y_true: Integer labels.
         probs: ``(n, n_classes)`` probabilities.
-        resamples: Number of resamples with replacement.
-        confidence: Interval coverage, e.g. 0.95.
-        seed: Random seed; the same seed gives the same intervals.
+        resampling: Resamples (with replacement), coverage and seed.
         groups: Optional lesion id of each image.
 
     Returns:
@@ -135,9 +128,9 @@ def bootstrap_ci(
     """
     y_pred = probs.argmax(axis=1)
     k = probs.shape[1]
-    rng = np.random.default_rng(seed)
+    rng = resampling.rng()
     samples: dict[str, list[float]] = {m: [] for m in BOOTSTRAPPED}
-    for _ in range(resamples):
+    for _ in range(resampling.resamples):
         idx = stratified_resample(y_true, rng) if groups is None else grouped_resample(y_true, groups, rng)
         yt, pr = y_true[idx], probs[idx]
         present = np.unique(yt)  # every class, except (with groups) one that is no lesion's majority
@@ -145,12 +138,7 @@ def bootstrap_ci(
             samples[m].append(value)
         if len(present) >= 2:
             samples["roc_auc_macro"].append(macro_auc(yt, pr, present))
-    alpha = (1 - confidence) / 2
-    return {
-        m: {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
-        for m, v in samples.items()
-        if v
-    }
+    return {m: resampling.interval(v) for m, v in samples.items() if v}
 
 
 def fast_auc(positive: np.ndarray, scores: np.ndarray) -> float:

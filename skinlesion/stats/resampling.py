@@ -3,7 +3,7 @@
 Here too: balanced accuracy as a weighted sum and its resampled and linearised (sampling-covariance) forms,
 the paired sign-flip (permutation) test, and how the report prints a p-value.
 
-Pure numpy: nothing here imports the rest of the package.
+Pure numpy: no files, and nothing from outside :mod:`skinlesion.stats`.
 
 Two conventions hold throughout:
 

@@ -11,14 +11,14 @@ observed, so it leans high: read it as "at most this much, at least its lower bo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from skinlesion.core.evaluation_params import EvaluateConfig
-from skinlesion.render.tables import ci_label
 from skinlesion.stats.clinical import Scored, binary, roc_auc_interval, view_classes
+from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import bootstrap_ci, fast_metrics
 from skinlesion.stats.resampling import grouped_resample
 from skinlesion.stats.thresholds import proportion_design_effect, threshold_for_specificity, wilson_interval
@@ -73,8 +73,25 @@ def operating_threshold(val: Scored, malignant: list[str], specificity: float) -
     return threshold_for_specificity(positive, score, specificity)
 
 
+@dataclass(frozen=True)
+class SubgroupRule:
+    """How a subgroup is scored (``evaluate``'s params, read once).
+
+    Attributes:
+        malignant: Class names counted as malignant (``evaluate.malignant``).
+        target_specificity: The validation specificity the operating threshold is fixed for.
+        min_size: Fewer images than this: listed as too small, without metrics (``evaluate.min_subgroup``).
+        resampling: How the intervals are drawn.
+    """
+
+    malignant: list[str]
+    target_specificity: float
+    min_size: int
+    resampling: Resampling
+
+
 def subgroup_analysis(
-    scored: Scored, val: Scored, levels: dict[str, pd.Series], cfg: EvaluateConfig
+    scored: Scored, val: Scored, levels: dict[str, pd.Series], rule: SubgroupRule
 ) -> dict[str, object]:
     """Every subgroup of every column: n and the metrics with intervals, and each column's largest gap.
 
@@ -82,17 +99,17 @@ def subgroup_analysis(
         scored: The model on the images broken down (test split, or an external set).
         val: The same model on validation (where the operating threshold is fixed).
         levels: ``{column: each image's level}`` (:func:`subgroup_levels`).
-        cfg: ``evaluate:`` params (resampling, confidence, malignant classes, target specificity, minimum size).
+        rule: Malignant classes, target specificity, minimum size, resampling.
 
     Returns:
         ``{"threshold": t, "columns": {column: {"levels": [...], "gap": {...} or None}}}``.
     """
-    threshold = operating_threshold(val, cfg.malignant, cfg.target_specificity)
+    threshold = operating_threshold(val, rule.malignant, rule.target_specificity)
     columns = {}
     for column, values in levels.items():
-        rows = [_level(scored, (values == level).to_numpy(), level, threshold, cfg) for level in _order(values)]
-        columns[column] = {"levels": rows, "gap": _gap(scored, values, rows, cfg)}
-    return {"threshold": threshold, "target_specificity": cfg.target_specificity, "columns": columns}
+        rows = [_level(scored, (values == level).to_numpy(), level, threshold, rule) for level in _order(values)]
+        columns[column] = {"levels": rows, "gap": _gap(scored, values, rows, rule.resampling)}
+    return {"threshold": threshold, "target_specificity": rule.target_specificity, "columns": columns}
 
 
 def _order(values: pd.Series) -> list[str]:
@@ -106,18 +123,18 @@ def _subset(scored: Scored, mask: np.ndarray) -> Scored:
     return Scored(scored.classes, scored.y[mask], scored.probs[mask], scored.groups[mask])
 
 
-def _level(scored: Scored, mask: np.ndarray, level: str, threshold: float | None, cfg: EvaluateConfig) -> dict:
+def _level(scored: Scored, mask: np.ndarray, level: str, threshold: float | None, rule: SubgroupRule) -> dict:
     """One subgroup's row: n, and unless it is too small, balanced accuracy, ROC-AUC, sensitivity, specificity."""
     part = _subset(scored, mask)
-    row: dict[str, object] = {"level": level, "n": int(mask.sum()), "too_small": bool(mask.sum() < cfg.min_subgroup)}
+    row: dict[str, object] = {"level": level, "n": int(mask.sum()), "too_small": bool(mask.sum() < rule.min_size)}
     if row["too_small"]:
         return row
-    resampling = {"resamples": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed}
+    resampling = rule.resampling
     predicted = part.probs.argmax(axis=1)
-    ci = bootstrap_ci(part.y, part.probs, groups=part.groups, **resampling)["balanced_accuracy"]
+    ci = bootstrap_ci(part.y, part.probs, resampling, part.groups)["balanced_accuracy"]
     balanced = fast_metrics(part.y, predicted, len(part.classes), np.unique(part.y))["balanced_accuracy"]
     row["balanced_accuracy"] = {"value": balanced} | ci
-    views = view_classes(part.classes, cfg.malignant)
+    views = view_classes(part.classes, rule.malignant)
     if "malignant_vs_benign" in views:
         positive, score = binary(part, views["malignant_vs_benign"])
         if 0 < positive.sum() < len(positive):
@@ -126,7 +143,7 @@ def _level(scored: Scored, mask: np.ndarray, level: str, threshold: float | None
             for name, members in (("sensitivity", positive), ("specificity", ~positive)):
                 if members.any():
                     hit = (score[members] >= threshold) == (name == "sensitivity")
-                    row[name] = _proportion(hit, part.groups[members], cfg.confidence)
+                    row[name] = _proportion(hit, part.groups[members], resampling.confidence)
     return row
 
 
@@ -136,7 +153,7 @@ def _proportion(hit: np.ndarray, groups: np.ndarray, confidence: float) -> dict:
     return {"value": float(hit.mean()), "low": low, "high": high, "n": len(hit)}
 
 
-def _gap(scored: Scored, values: pd.Series, rows: list[dict], cfg: EvaluateConfig) -> dict | None:
+def _gap(scored: Scored, values: pd.Series, rows: list[dict], resampling: Resampling) -> dict | None:
     """The best minus the worst subgroup's balanced accuracy, with a bootstrap interval (None with < 2)."""
     rated = [r for r in rows if "balanced_accuracy" in r and r["level"] != UNKNOWN]
     if len(rated) < 2:
@@ -144,48 +161,17 @@ def _gap(scored: Scored, values: pd.Series, rows: list[dict], cfg: EvaluateConfi
     best = max(rated, key=lambda r: r["balanced_accuracy"]["value"])
     worst = min(rated, key=lambda r: r["balanced_accuracy"]["value"])
     parts = [_subset(scored, (values == r["level"]).to_numpy()) for r in (best, worst)]
-    rng = np.random.default_rng(cfg.seed)
+    rng = resampling.rng()
     draws = []
-    for _ in range(cfg.bootstrap):
+    for _ in range(resampling.resamples):
         scores = []
         for part in parts:
             idx = grouped_resample(part.y, part.groups, rng)
             predicted = part.probs[idx].argmax(axis=1)
             scores.append(fast_metrics(part.y[idx], predicted, len(part.classes), np.unique(part.y[idx])))
         draws.append(scores[0]["balanced_accuracy"] - scores[1]["balanced_accuracy"])
-    tail = (1 - cfg.confidence) / 2
     return {
         "best": best["level"],
         "worst": worst["level"],
         "value": best["balanced_accuracy"]["value"] - worst["balanced_accuracy"]["value"],
-        "low": float(np.quantile(draws, tail)),
-        "high": float(np.quantile(draws, 1 - tail)),
-    }
-
-
-def subgroup_table(analysis: dict, confidence: float) -> str:
-    """Markdown: one row per subgroup of every column, then each column's largest gap."""
-    label = ci_label(confidence)
-    lines = [
-        f"| subgroup | n | balanced accuracy ({label}) | malignant ROC-AUC ({label}) | sensitivity ({label}) | "
-        f"specificity ({label}) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for column, entry in analysis["columns"].items():
-        for row in entry["levels"]:
-            if row["too_small"]:
-                cells = ["too small"] + ["–"] * 3
-            else:
-                cells = [_cell(row.get(k)) for k in ("balanced_accuracy", "roc_auc", "sensitivity", "specificity")]
-            lines.append(f"| {column} = {row['level']} | {row['n']} | " + " | ".join(cells) + " |")
-    gaps = [
-        f"- {column}: {gap['best']} − {gap['worst']} = {gap['value']:.3f} "
-        f"({label} {gap['low']:.3f} to {gap['high']:.3f})"
-        for column, entry in analysis["columns"].items()
-        if (gap := entry["gap"]) is not None
-    ]
-    return "\n".join(lines + ["", "Largest gap in balanced accuracy between subgroups (best − worst):", *gaps])
-
-
-def _cell(entry: dict | None) -> str:
-    return "–" if entry is None else f"{entry['value']:.3f} ({entry['low']:.3f}–{entry['high']:.3f})"
+    } | resampling.interval(draws)

@@ -22,18 +22,34 @@ Conventions, precisely:
   (Korn & Graubard 1998 style). The intervals are conditional on the chosen threshold; they do not include
   how a different validation split would have moved it.
 
-Pure numpy/scipy: nothing here imports the rest of the package.
+Pure numpy/scipy: no files, and nothing from outside :mod:`skinlesion.stats`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
 
-SPECIFICITIES = (0.80, 0.90, 0.95)
-SENSITIVITIES = (0.90, 0.95)
+
+class Targets(NamedTuple):
+    """The operating points asked for (``evaluate.operating_points``).
+
+    Attributes:
+        specificity: Specificity targets: sensitivity is then the quantity of interest.
+        sensitivity: Sensitivity targets: specificity is then the quantity of interest.
+    """
+
+    specificity: tuple[float, ...]
+    sensitivity: tuple[float, ...]
+
+    def names(self) -> list[str]:
+        """``sensitivity_at_specificity_0.9``, ...: the names of the operating points, in order."""
+        return [f"sensitivity_at_specificity_{s:g}" for s in self.specificity] + [
+            f"specificity_at_sensitivity_{s:g}" for s in self.sensitivity
+        ]
 
 
 def _split(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +130,7 @@ def sensitivity_specificity(positive: np.ndarray, score: np.ndarray, threshold: 
 
 
 def wilson_interval(
-    successes: float, trials: float, confidence: float = 0.95, design_effect: float = 1.0
+    successes: float, trials: float, confidence: float, design_effect: float = 1.0
 ) -> tuple[float, float]:
     """Wilson score interval of a proportion, optionally with an effective sample size ``trials / deff``.
 
@@ -167,11 +183,10 @@ def fixed_operating_points(
     val_score: np.ndarray,
     test_positive: np.ndarray,
     test_score: np.ndarray,
+    targets: Targets,
     *,
-    test_groups: np.ndarray | None = None,
-    confidence: float = 0.95,
-    specificities: tuple[float, ...] = SPECIFICITIES,
-    sensitivities: tuple[float, ...] = SENSITIVITIES,
+    test_groups: np.ndarray | None,
+    confidence: float,
 ) -> dict[str, dict]:
     """Operating points chosen on validation, measured on test (the honest column).
 
@@ -180,10 +195,9 @@ def fixed_operating_points(
         val_score: Validation scores (e.g. summed malignant probability).
         test_positive: Test boolean labels.
         test_score: Test scores from the same model.
-        test_groups: Optional lesion id of each test image (widens the intervals by the design effect).
+        targets: The specificity and sensitivity targets.
+        test_groups: Lesion id of each test image (widens the intervals by the design effect), or None.
         confidence: Interval coverage.
-        specificities: Specificity targets (sensitivity is then the quantity of interest).
-        sensitivities: Sensitivity targets.
 
     Returns:
         ``{"sensitivity_at_specificity_0.9": {...}, "specificity_at_sensitivity_0.95": {...}, ...}``, each
@@ -197,13 +211,10 @@ def fixed_operating_points(
     groups = None if test_groups is None else np.asarray(test_groups)
     pos_groups = None if groups is None else groups[test_positive]
     neg_groups = None if groups is None else groups[~test_positive]
-    chosen = [
-        (f"sensitivity_at_specificity_{s:g}", s, threshold_for_specificity(val_positive, val_score, s))
-        for s in specificities
-    ] + [
-        (f"specificity_at_sensitivity_{s:g}", s, threshold_for_sensitivity(val_positive, val_score, s))
-        for s in sensitivities
+    thresholds = [threshold_for_specificity(val_positive, val_score, s) for s in targets.specificity] + [
+        threshold_for_sensitivity(val_positive, val_score, s) for s in targets.sensitivity
     ]
+    chosen = zip(targets.names(), (*targets.specificity, *targets.sensitivity), thresholds, strict=True)
     out = {}
     for name, target, threshold in chosen:
         val_sens, val_spec = sensitivity_specificity(val_positive, val_score, threshold)
@@ -222,9 +233,7 @@ def fixed_operating_points(
 def roc_operating_points(
     positive: np.ndarray,
     score: np.ndarray,
-    *,
-    specificities: tuple[float, ...] = SPECIFICITIES,
-    sensitivities: tuple[float, ...] = SENSITIVITIES,
+    targets: Targets,
 ) -> dict[str, float]:
     """The same operating points read off these images' own ROC curve (optimistic when these are test images).
 
@@ -235,19 +244,17 @@ def roc_operating_points(
     Args:
         positive: Boolean labels.
         score: Scores.
-        specificities: Specificity targets.
-        sensitivities: Sensitivity targets.
+        targets: The specificity and sensitivity targets.
 
     Returns:
         ``{"sensitivity_at_specificity_0.9": value, ..., "specificity_at_sensitivity_0.95": value}``.
     """
-    out = {}
-    for s in specificities:
-        out[f"sensitivity_at_specificity_{s:g}"] = sensitivity_specificity(
-            positive, score, threshold_for_specificity(positive, score, s)
-        )[0]
-    for s in sensitivities:
-        out[f"specificity_at_sensitivity_{s:g}"] = sensitivity_specificity(
-            positive, score, threshold_for_sensitivity(positive, score, s)
-        )[1]
-    return out
+    sensitivities = [
+        sensitivity_specificity(positive, score, threshold_for_specificity(positive, score, s))[0]
+        for s in targets.specificity
+    ]
+    specificities = [
+        sensitivity_specificity(positive, score, threshold_for_sensitivity(positive, score, s))[1]
+        for s in targets.sensitivity
+    ]
+    return dict(zip(targets.names(), sensitivities + specificities, strict=True))
