@@ -14,8 +14,11 @@ SOURCES = sorted(p for folder in ("skinlesion", "stages", "benchmarks") for p in
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 8
-# Markdown templates: their keyword arguments are the document's parts and their body is the text.
-TEMPLATES = {("skinlesion/render/documents.py", "render_report"), ("skinlesion/render/documents.py", "model_card")}
+MAX_FOLDER_MODULES = 12  # a package folder with more is several folders
+# Parameters whose value is a param of params.yaml (evaluate.*): a library default would be a second home.
+PARAM_NAMES = {"confidence", "resamples", "bootstrap", "alpha", "seed", "target_specificity", "min_size", "malignant"}
+# The layers that compute and show the evaluation: they take every such value from their caller.
+STATS_LAYERS = {("skinlesion", "stats"), ("skinlesion", "evaluation"), ("skinlesion", "render")}
 # What an output or cache path starts with; only core/layout.py may spell one in code.
 OUTPUT_ROOTS = ("runs/", "metrics/", "reports/", "plots/", "models/", "data/splits", "data/raw", ".cache/")
 
@@ -40,8 +43,6 @@ def too_big(paths, root: Path = REPO) -> list[str]:
         if lines > MAX_MODULE_LINES:
             found.append(f"{rel}: {lines} lines")
         for node in functions(path):
-            if (rel, node.name) in TEMPLATES:
-                continue
             length = node.end_lineno - node.lineno + 1
             if length > MAX_FUNCTION_LINES or parameters(node) > MAX_PARAMETERS:
                 found.append(f"{rel}:{node.lineno} {node.name}: {length} lines, {parameters(node)} parameters")
@@ -56,6 +57,36 @@ def test_the_size_check_catches_a_long_function_and_many_parameters(tmp_path: Pa
     long = "def f(a, b, c, d, e, f, g, h, i):\n" + "    x = 1\n" * 61
     (tmp_path / "m.py").write_text(long)
     assert too_big([tmp_path / "m.py"], tmp_path) == ["m.py:1 f: 62 lines, 9 parameters"]
+
+
+def test_no_package_folder_holds_more_than_12_modules():
+    folders = {p.parent for p in SOURCES if p.parts[len(REPO.parts)] == "skinlesion"}
+    counts = {f.name: len([m for m in f.glob("*.py") if m.name != "__init__.py"]) for f in folders}
+    assert {"stats", "render", "evaluation"} <= set(counts)
+    assert {f: n for f, n in counts.items() if n > MAX_FOLDER_MODULES} == {}
+
+
+def defaulted_params(paths) -> list[str]:
+    """Functions that give a params.yaml value (``confidence``, ``alpha``, ``seed``...) a default of their own."""
+    found = []
+    for path in paths:
+        for node in functions(path):
+            args = node.args
+            plain = args.posonlyargs + args.args
+            positional = plain[len(plain) - len(args.defaults) :]
+            keyword = [a for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
+            found += [f"{path.name}:{node.name}({a.arg}=)" for a in positional + keyword if a.arg in PARAM_NAMES]
+    return found
+
+
+def test_statistics_and_stage_logic_take_the_params_from_the_caller_not_from_defaults():
+    layers = [p for p in SOURCES if p.parts[len(REPO.parts) : len(REPO.parts) + 2] in STATS_LAYERS]
+    assert len(layers) > 15 and defaulted_params(layers) == []
+
+
+def test_the_default_check_sees_a_repeated_param(tmp_path: Path):
+    (tmp_path / "m.py").write_text("def f(y, *, confidence=0.95, groups=None):\n    return y\n")
+    assert defaulted_params([tmp_path / "m.py"]) == ["m.py:f(confidence=)"]
 
 
 def path_literals(path: Path) -> list[str]:

@@ -89,7 +89,7 @@ class GradCam:
         return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0), y.numpy()
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.ndarray:
     """Blend a [0, 1] heat map (any resolution) over an RGB uint8 image with the jet colour map."""
     from matplotlib import colormaps
     from PIL import Image
@@ -97,7 +97,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndar
     h, w = image.shape[:2]
     up = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR))
     coloured = colormaps["jet"](up / 255.0)[..., :3] * 255
-    return np.clip((1 - alpha) * image + alpha * coloured, 0, 255).astype(np.uint8)
+    return np.clip((1 - opacity) * image + opacity * coloured, 0, 255).astype(np.uint8)
 
 
 def gradcam_grid(images: np.ndarray, heats: np.ndarray, titles: list[str], columns: int = 6):

@@ -162,9 +162,9 @@ def _count_extreme_random(units: np.ndarray, threshold: float, resamples: int, s
 def sign_flip_test(
     contributions: np.ndarray,
     *,
+    resamples: int,
+    seed: int,
     groups: np.ndarray | None = None,
-    resamples: int = 9999,
-    seed: int = 0,
     exact_limit: int = EXACT_LIMIT,
 ) -> dict[str, float | int | str]:
     """Two-sided paired permutation test of ``sum(contributions) = 0`` by flipping signs.
@@ -180,9 +180,9 @@ def sign_flip_test(
     Args:
         contributions: Per-image contributions, ``(n,)``; e.g. ``w_i * (a_i - b_i)``, ``w`` the
             balanced-accuracy weights.
-        groups: Optional group id of each image; signs are then flipped per group.
         resamples: Random sign patterns of the Monte Carlo test.
         seed: Random seed of the Monte Carlo test.
+        groups: Optional group id of each image; signs are then flipped per group.
         exact_limit: Largest number of sign patterns enumerated exactly.
 
     Returns:

@@ -90,28 +90,28 @@ def _enumerated_p(values):
 def test_sign_flip_p_is_exact_by_enumeration_when_small():
     rng = np.random.default_rng(3)
     values = rng.normal(0.3, 1.0, 11)
-    result = sign_flip_test(values)
+    result = sign_flip_test(values, resamples=9999, seed=0)
     assert result["method"] == "exact" and result["patterns"] == 2**11
     assert result["p"] == pytest.approx(_enumerated_p(values), abs=1e-15)
     assert result["floor"] == pytest.approx(2 / 2**11)
     # Zero contributions change nothing (they are not counted as units).
-    assert sign_flip_test(np.r_[values, np.zeros(40)])["p"] == result["p"]
+    assert sign_flip_test(np.r_[values, np.zeros(40)], resamples=9999, seed=0)["p"] == result["p"]
 
 
 def test_sign_flip_with_groups_flips_whole_groups():
     rng = np.random.default_rng(4)
     values = rng.normal(0.2, 1.0, 30)
     groups = np.repeat(np.arange(10), 3)
-    result = sign_flip_test(values, groups=groups)
+    result = sign_flip_test(values, resamples=9999, seed=0, groups=groups)
     sums = values.reshape(10, 3).sum(axis=1)
     assert result["units"] == 10 and result["p"] == pytest.approx(_enumerated_p(sums), abs=1e-15)
-    assert result["p"] != pytest.approx(sign_flip_test(values)["p"])
+    assert result["p"] != pytest.approx(sign_flip_test(values, resamples=9999, seed=0)["p"])
 
 
 def test_sign_flip_monte_carlo_agrees_with_exact_and_uses_the_plus_one_convention():
     rng = np.random.default_rng(5)
     values = rng.normal(0.25, 1.0, 14)
-    exact = sign_flip_test(values)
+    exact = sign_flip_test(values, resamples=9999, seed=0)
     mc = sign_flip_test(values, resamples=20000, seed=1, exact_limit=0)
     assert mc["method"] == "monte_carlo" and mc["floor"] == pytest.approx(1 / 20001)
     assert mc["p"] == pytest.approx(exact["p"], abs=0.01)
@@ -122,7 +122,7 @@ def test_sign_flip_monte_carlo_agrees_with_exact_and_uses_the_plus_one_conventio
 
 def test_exact_sign_flip_keeps_its_level_under_the_null():
     rng = np.random.default_rng(6)
-    p = np.array([sign_flip_test(rng.normal(0, 1, 10))["p"] for _ in range(600)])
+    p = np.array([sign_flip_test(rng.normal(0, 1, 10), resamples=9999, seed=0)["p"] for _ in range(600)])
     assert np.mean(p <= 0.05) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 600)
     assert np.mean(p <= 0.5) == pytest.approx(0.5, abs=0.07)
 

@@ -102,7 +102,7 @@ def test_lesion_groups_count_lesions_not_photos_in_the_calibration_interval():
     y3, probs3 = np.repeat(y, 3), np.repeat(probs, 3, axis=0)  # three identical photos per lesion
     plain = calibration_error(y, probs, draws=2000, confidence=0.95, seed=0)
     naive = calibration_error(y3, probs3, draws=2000, confidence=0.95, seed=0)
-    grouped = calibration_error(y3, probs3, groups=np.repeat(np.arange(135), 3), draws=2000)
+    grouped = calibration_error(y3, probs3, groups=np.repeat(np.arange(135), 3), draws=2000, confidence=0.95, seed=0)
     assert grouped["lesions"] == 135 and naive["lesions"] is None
     width = {
         k: r["squared_high"] - r["squared_low"] for k, r in {"plain": plain, "naive": naive, "grouped": grouped}.items()

@@ -8,6 +8,7 @@ from skinlesion.stats.architecture import (
     balanced_accuracy,
     balanced_accuracy_weights,
     compare_architectures,
+    compare_networks,
     holm,
     paired_balanced_accuracy,
     resampled_balanced_accuracy,
@@ -16,6 +17,8 @@ from skinlesion.stats.architecture import (
 )
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.resampling import resample_counts, stratified_resample, stratum_units
+
+RESAMPLING = Resampling(resamples=1000, confidence=0.95, seed=0)
 
 # A HAM10000-like test split: 135 images over 7 classes, one class dominant.
 COUNTS = (45, 25, 20, 15, 12, 10, 8)
@@ -310,3 +313,34 @@ def test_holm_adjusts_step_down_and_keeps_the_input_order():
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     adjusted = holm([0.01, float("nan"), 0.04])
     assert adjusted[0] == pytest.approx(0.02) and np.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+
+
+def _majority_vs_minority(n_major=180, n_minor=40):
+    """A is right on every majority image, B on every minority image and half the majority ones."""
+    y = np.array([0] * n_major + [1] * n_minor)
+    a = np.r_[np.ones(n_major, bool), np.zeros(n_minor, bool)]
+    b = np.r_[np.arange(n_major) % 2 == 0, np.ones(n_minor, bool)]
+    return y, a, b
+
+
+def test_paired_difference_is_balanced_accuracy_not_accuracy():
+    y, a, b = _majority_vs_minority()
+    assert a.mean() > b.mean()  # plain accuracy favours A (0.82 vs 0.59) ...
+    result = paired_balanced_accuracy(y, a[None], b[None], RESAMPLING)
+    ba_a = skm.balanced_accuracy_score(y, np.where(a, y, 1 - y))
+    ba_b = skm.balanced_accuracy_score(y, np.where(b, y, 1 - y))
+    assert result["difference"] == pytest.approx(ba_a - ba_b) == pytest.approx(0.5 - 0.75)  # ... BA favours B
+    assert result["low"] < result["difference"] < result["high"] < 0 and result["p"] < 0.01
+
+
+def test_networks_are_compared_pairwise_with_holm_and_architectures_withhold_a_verdict_on_two_seeds():
+    y, a, b = _majority_vs_minority()
+    correct = {"vgg19": np.stack([a, a]), "mobilenet": np.stack([b, b]), "inceptionv3": np.stack([b, b])}
+    networks = {(t["a"], t["b"]): t for t in compare_networks(y, correct, RESAMPLING, alpha=0.05)}
+    assert set(networks) == {("inceptionv3", "mobilenet"), ("inceptionv3", "vgg19"), ("mobilenet", "vgg19")}
+    assert not networks[("inceptionv3", "mobilenet")]["significant"]
+    assert networks[("mobilenet", "vgg19")]["significant"] and networks[("mobilenet", "vgg19")]["difference"] > 0
+    assert all(t["p_holm"] >= t["p"] for t in networks.values())
+    # The same networks, as a question about architectures: two seeds each cannot support a verdict.
+    architectures = compare_architectures(y, correct, confidence=0.95, alpha=0.05)
+    assert all(t["verdict"] == "too few seeds" and not t["significant"] for t in architectures)
