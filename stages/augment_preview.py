@@ -10,6 +10,7 @@ from skinlesion.core.errors import cli
 from skinlesion.core.images import load_batch
 from skinlesion.core.io import save_figure
 from skinlesion.core.layout import AUGMENT_PREVIEW, read_split, sample_per_class
+from skinlesion.core.modes import Split
 from skinlesion.modeling.augment import build_augmenter, preview_figure
 
 PREVIEW_SIZE = 128  # pixels per thumbnail: large enough to see hair, dots and the border
@@ -26,7 +27,7 @@ def main() -> None:
     import keras
 
     keras.utils.set_random_seed(PREVIEW_SEED)
-    sample = sample_per_class(read_split("train"), preview.per_class, PREVIEW_SEED)
+    sample = sample_per_class(read_split(Split.TRAIN), preview.per_class, PREVIEW_SEED)
     images = load_batch(sample["path"].tolist(), PREVIEW_SIZE)
     augmenter = build_augmenter(config.augment, seed=PREVIEW_SEED)
     figure = preview_figure(images, sample["label"].tolist(), augmenter, preview.views)

@@ -14,9 +14,10 @@ from skinlesion.core.errors import cli
 from skinlesion.core.io import read_json, write_json, write_text
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import read_split
+from skinlesion.core.modes import Split
 from skinlesion.deploy.export import agreement_warning, export_headline, measure_agreement
 from skinlesion.modeling.model import load_classifier
-from skinlesion.render.documents import model_card
+from skinlesion.render.documents import render_card
 
 
 @cli
@@ -26,20 +27,17 @@ def main() -> None:
     labels = LabelMap.read(layout.HEADLINE_MODEL)
     model = load_classifier(layout.HEADLINE_MODEL / layout.MODEL_FILE)
     tflite = export_headline(model, labels, config.export.quantization)
-    agreement = measure_agreement(model, tflite, read_split("test"), labels.image_size)
+    agreement = measure_agreement(model, tflite, read_split(Split.TEST), labels.image_size)
     # Only the label agreement is a metric (a column of `dvc exp show`); the card has the rest.
     write_json(layout.EXPORT_METRICS, {"label_agreement": agreement["label_agreement"]})
-    card = model_card(
-        labels=labels,
-        summary=read_json(layout.SUMMARY_JSON),
-        data=read_json(layout.DATA_SUMMARY),
-        source=config.data.source,
-        weights=config.train.weights,
-        quantization=config.export.quantization,
-        agreement=agreement,
-        confidence=config.evaluate.confidence,
-    )
-    write_text(layout.MODEL_CARD, card)
+    card = {
+        "labels": labels,
+        "weights": config.train.weights,
+        "quantization": config.export.quantization,
+        "source": config.data.source,
+        "agreement": agreement,
+    }
+    write_text(layout.MODEL_CARD, render_card(read_json(layout.SUMMARY_JSON), read_json(layout.DATA_SUMMARY), card))
     warning = agreement_warning(agreement, config.export.quantization)
     if warning:
         print(warning)

@@ -1,52 +1,12 @@
+"""The aggregate stage's work: the headline chosen on validation, every interval at evaluate.confidence."""
+
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pytest
 
-from skinlesion.render.documents import render_report
-from skinlesion.stats.compare import summarise
+from skinlesion.render.documents import render_summary
 
 from .test_select import run_metrics
-
-DATA = {
-    "images": {"train": 10, "val": 3, "test": 3, "total": 16},
-    "classes": 4,
-    "files_seen": 18,
-    "skipped": {"corrupt": 1, "duplicate": 1, "empty": 0},
-    "skipped_total": 2,
-    "grouping": {"group_by": "lesion_id", "images_without_group": 2, "given_split": None, "warning": None},
-}
-TABLES = ("summary", "architectures", "networks", "ensembles", "operating_points", "calibration", "mcnemar")
-TABLES += ("subgroups",)
-
-
-def test_report_renders_from_fixture_metrics(tmp_path: Path):
-    per_run = {
-        "mobilenet": {0: run_metrics(0.5), 1: run_metrics(0.6)},
-        "vgg19": {0: run_metrics(0.4), 1: run_metrics(0.45)},
-    }
-    summary = summarise(per_run)
-    assert summary["mobilenet"]["balanced_accuracy"]["mean"] == pytest.approx(0.55)
-    assert summary["mobilenet"]["balanced_accuracy"]["std"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
-    headline = {"model": "mobilenet", "seed": 1, "val": {"balanced_accuracy": 0.7}, "test": per_run["mobilenet"][1]}
-    headline["ci"] = headline["test"]["ci"]
-    text = render_report(
-        data=DATA,
-        headline=headline,
-        seeds=[0, 1],
-        synthetic=True,
-        tables={name: name.upper() + "-TABLE" for name in TABLES},
-        seeds_message="SEEDS-MESSAGE",
-        confidence=0.9,
-    )
-    assert "say nothing" in text and "locked" in text
-    assert "Grouping: by `lesion_id`" in text and "2 images without a `lesion_id`" in text
-    for name in TABLES:
-        assert f"\n{name.upper()}-TABLE\n" in text
-    assert "\nSEEDS-MESSAGE\n" in text and "corrupt: 1" in text
-    assert "../plots/comparison.png" in text and "seed 1 (chosen by validation balanced accuracy 0.700" in text
-    assert "- balanced accuracy 0.600 (0.500–0.700)" in text and "90 % CIs" in text
 
 
 def _write_run(root: Path, backbone: str, seed: int, val_right: int, test_right: int) -> None:
@@ -128,7 +88,7 @@ def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagree
 def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_path: Path, monkeypatch):
     from dataclasses import replace
 
-    from skinlesion.evaluation.aggregate import aggregate_runs
+    from skinlesion.evaluation.aggregate import aggregate_runs, report_settings
     from skinlesion.evaluation.analysis import analysis_of
     from skinlesion.evaluation.runs import collect_runs
 
@@ -156,19 +116,6 @@ def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_pat
     for w, n in pairs:
         assert w["low"] <= n["low"] <= n["high"] <= w["high"] and n["high"] - n["low"] < w["high"] - w["low"], (w, n)
     for level, label in ((0.95, "95 % CI"), (0.8, "80 % CI")):  # and every table says which level it shows
-        for name in ("networks", "architectures", "ensembles"):
-            assert label in results[level].tables[name], name
-
-
-def test_grouping_sentence_states_the_leak_of_an_ungrouped_split():
-    from skinlesion.render.documents import grouping_sentence
-
-    warning = "split.group_by is empty (val and test carved out image by image): images of one lesion ..."
-    data = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": warning}}
-    assert grouping_sentence(data) == f"Grouping: none, image-level split; {warning}"
-    data["grouping"] |= {"given_split": "val+test"}
-    assert grouping_sentence(data).startswith("Grouping: the source's own split (val+test)")
-    derma_c = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": "val+test", "warning": None}}
-    assert grouping_sentence(derma_c).endswith("kept as it is, grouped by lesion at the source.")
-    synthetic = {"grouping": {"group_by": None, "images_without_group": 0, "given_split": None, "warning": None}}
-    assert grouping_sentence(synthetic) == "Grouping: none, image-level split."
+        settings = report_settings(replace(base, evaluate=replace(base.evaluate, confidence=level)))
+        text = render_summary(results[level].summary_json | {"settings": settings})
+        assert text.count(label) >= 3, text  # the networks, architectures and ensembles tables

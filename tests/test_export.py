@@ -3,11 +3,10 @@ import pytest
 
 from skinlesion.core.images import load_batch
 from skinlesion.core.labels import LabelMap
-from skinlesion.core.modes import Quantization, Source, Weights
+from skinlesion.core.modes import Quantization
 from skinlesion.deploy.export import export_tflite, tflite_predict
 from skinlesion.deploy.export import main as export_main
 from skinlesion.modeling.model import fit_feature_norm, load_classifier
-from skinlesion.render.documents import model_card
 
 from .test_predict import CLASSES, save_model
 
@@ -56,47 +55,6 @@ def test_tflite_agrees_with_keras_on_lesion_jpegs(tmp_path, lesion_jpegs, quanti
     # A folder without labels.json: one line naming it, exit status 2.
     (tmp_path / "sharpened" / "labels.json").unlink()
     assert export_main([str(tmp_path / "sharpened" / "model.keras"), str(tmp_path / "other")]) == 2
-
-
-def test_model_card_states_limits_and_uncertainty():
-    ci = {k: {"low": 0.4, "high": 0.6} for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-    headline = {
-        "val": {"balanced_accuracy": 0.52},
-        "test": {"balanced_accuracy": 0.5, "accuracy": 0.55, "macro_f1": 0.5, "ece": 0.1},
-        "ci": ci,
-        "seeds": {"balanced_accuracy": {"mean": 0.5, "std": 0.02}, "macro_f1": {"mean": 0.45, "std": 0.03}},
-    }
-    calibration = {
-        "before": {"calibration_error": 0.12, "low": 0.05, "high": 0.2},
-        "after": {"calibration_error": 0.03, "low": 0.0, "high": 0.1},
-    }
-    tables = {
-        "architectures": "ARCHITECTURES",
-        "ensembles": "ENSEMBLES",
-        "operating_points": "POINTS",
-        "subgroups": "SUBGROUPS",
-        "external": "EXTERNAL",
-    }
-    card = model_card(
-        labels=LabelMap(("a", "b"), 32, temperature=1.5, backbone="mobilenet", seed=1),
-        summary={"headline": headline, "tables": tables, "calibration": calibration, "seeds_message": "SEEDS"},
-        data={
-            "images": {"train": 8, "val": 2, "test": 2},
-            "skipped_total": 0,
-            "grouping": {"group_by": "lesion_id", "images_without_group": 0, "given_split": None, "warning": None},
-        },
-        source=Source.SYNTHETIC,
-        weights=Weights.SCRATCH,
-        quantization=Quantization.FLOAT16,
-        agreement={"images": 2, "max_abs_diff": 0.001, "label_agreement": 1.0},
-        confidence=0.8,
-    )
-    assert "Not a diagnostic device" in card and "0.400–0.600" in card and "say nothing clinical" in card
-    assert "macro-F1 0.450 ± 0.030" in card and "`mobilenet` (seed 1)" in card and "80 % CIs" in card
-    assert "trained from random initialisation, every layer" in card and "transfer learning from" not in card
-    assert "T = 1.50" in card and "0.120 (0.050–0.200) before temperature scaling, 0.030 (0.000–0.100) after" in card
-    assert "validation balanced accuracy 0.520" in card and "\nSEEDS\n" in card
-    assert "Grouping: by `lesion_id`" in card and all(f"\n{t}\n" in card for t in tables.values())
 
 
 def test_agreement_sample_covers_every_test_class():

@@ -22,7 +22,7 @@ from skinlesion.core.errors import DataError
 from skinlesion.core.evaluation_params import ExternalConfig
 from skinlesion.core.io import write_csv, write_json
 from skinlesion.core.layout import ExternalPaths, read_split
-from skinlesion.core.modes import ExternalSource
+from skinlesion.core.modes import ExternalSource, Split
 from skinlesion.data.archives import Limits, extract_archive
 from skinlesion.data.dermamnist import write_dermamnist
 from skinlesion.data.duplicates import Record, copies_in, deduplicate, skip_entry
@@ -169,7 +169,7 @@ def prepare_external(name: str, config: Config, progress: bool = True) -> Extern
         "metadata_id_column": config.data.metadata_id_column,
         "metadata": import_external(name, cfg, limits, progress),
     }
-    classes = sorted(read_split("train")["label"].unique())
+    classes = sorted(read_split(Split.TRAIN)["label"].unique())
     external = validate_external(name, cfg, config.split, classes, context)
     write_csv(paths.images, external.frame())
     write_csv(paths.skipped, external.skipped_frame())
@@ -190,7 +190,7 @@ def _groups(paths: list[str], metadata: Path | None, split: SplitConfig, context
 
 def _apart(records: list[Record], max_pixels: int, context: dict) -> tuple[list[Record], list[dict]]:
     """Leave out the images that are also in train, validation or test (same bytes or a near-duplicate)."""
-    internal = pd.concat([read_split(s).assign(split=s) for s in ("train", "val", "test")], ignore_index=True)
+    internal = pd.concat([read_split(s).assign(split=s) for s in Split], ignore_index=True)
     checked, _ = usable_records(
         list(zip(internal["path"], internal["split"], internal["label"], strict=True)),
         dict(zip(internal["path"], internal["group"], strict=True)),
@@ -204,6 +204,6 @@ def _apart(records: list[Record], max_pixels: int, context: dict) -> tuple[list[
             kept.append(record)
             continue
         how = "the same bytes as" if copy.sha256 == record.sha256 else "a near-duplicate of"
-        reason = "in_training_data" if copy.given_split in ("train", "val") else "in_test_split"
+        reason = "in_training_data" if copy.given_split in (Split.TRAIN, Split.VAL) else "in_test_split"
         skipped.append(skip_entry(record.path, reason, f"{how} {copy.path} ({copy.given_split} split)"))
     return kept, skipped

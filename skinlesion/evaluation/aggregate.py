@@ -130,7 +130,8 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
     summary = result.summary_json | {"settings": settings}
     write_json(layout.HEADLINE_METRICS, result.metrics, sort_keys=False)
     write_json(layout.BACKBONE_METRICS, backbone_metrics(result.summary))
-    write_json(layout.SUMMARY_JSON, summary)
+    # Insertion order (params.yaml's backbones, subgroup columns): the documents list them in that order.
+    write_json(layout.SUMMARY_JSON, summary, sort_keys=False)
     write_text(layout.SUMMARY_MD, render_summary(summary))
     _write_plots(runs, result.selected)
     shutil.rmtree(layout.SUBGROUP_PLOTS, ignore_errors=True)  # a removed external set leaves no stale chart

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from skinlesion.core.decoded import DecodedImages
+from skinlesion.core.modes import Split
 
 Rows = DecodedImages | np.ndarray  # what batches are read from: the disk cache, or arrays in memory
 # At most this many batches read at once (one per core), and this many kept ready ahead of the model
@@ -121,8 +122,8 @@ def load_decoded(data: TrainData, image_size: int, runtime: Any, log: Callable[[
     sets = [
         decoded_images(paths, digests, image_size, workers=runtime.workers, label=label, log=log)
         for paths, digests, label in (
-            (data.train_paths, data.train_sha256, "train"),
-            (data.val_paths, data.val_sha256, "val"),
+            (data.train_paths, data.train_sha256, Split.TRAIN),
+            (data.val_paths, data.val_sha256, Split.VAL),
         )
     ]
     if sum(s.nbytes for s in sets) <= runtime.in_memory_mb * 2**20:

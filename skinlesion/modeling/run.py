@@ -12,6 +12,7 @@ from skinlesion.core.errors import ConfigError
 from skinlesion.core.io import write_json
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, read_split, split_labels
+from skinlesion.core.modes import Split
 from skinlesion.core.typed import as_dict
 from skinlesion.modeling.feed import TrainData
 from skinlesion.modeling.history import TrainingLog
@@ -55,7 +56,7 @@ def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = prin
         config.runtime,
         run.seed,
     )
-    train, val = read_split("train"), read_split("val")
+    train, val = read_split(Split.TRAIN), read_split(Split.VAL)
     classes = sorted(train["label"].unique())
     y_train, _ = split_labels(train, classes)
     y_val, val_kept = split_labels(val, classes)

@@ -24,8 +24,10 @@ What the templates read from ``summary`` (a missing key fails, :class:`jinja2.St
   settings.subgroups the metadata lacks]}``.
 - ``external``: ``{set: {"data", "classes", "ensembles", "headline", "operating_points", "drop"}}`` (``{}`` without).
 
-Rows and columns come in the order of these dicts (backbones as in ``backbones:``): ``summary.json`` is
-written in insertion order, so that rendering it again gives the same document.
+Rows and columns come in the order of these dicts (backbones as in ``backbones:``, ensembles, views,
+subgroup columns, external sets): ``summary.json`` must keep that order (``write_json(...,
+sort_keys=False)``), or a document rendered from the file (the model card, in the export stage) would list
+them alphabetically.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from skinlesion.core import layout
 from skinlesion.stats.metrics import KEY_METRICS
 
-TEMPLATES = "templates"  # beside this module; pyproject.toml ships it as package data
+# The templates' folder, beside this module: pyproject.toml ships it as package data, and PACKAGE_DATA
+# names it to tests/test_dvc_yaml.py, so that a stage rendering a document depends on its wording.
+PACKAGE_DATA = TEMPLATES = "templates"
 DASH = "–"  # a number the data do not have (no ROC-AUC without both classes, a metric a run lacks)
 
 # The files the documents link to, by the name the templates use; each link is made relative to the
