@@ -229,11 +229,6 @@ def _add_resnet(params: dict) -> None:
     params["resnet50"] = {"image_size": 32, "unfreeze": 4, "dropout": 0.2}
 
 
-def _edit_evaluation_code(root: Path) -> None:
-    with (root / "skinlesion" / "evaluation" / "evaluate.py").open("a") as f:
-        f.write("\n# edited\n")
-
-
 NEW_SEED = {f"{stage}@{b}-1" for stage in ("train", "evaluate") for b in BACKBONES}
 RERUNS = {
     "preview": (lambda p: p["preview"].update(views=3), {"augment-preview"}),
@@ -252,20 +247,25 @@ RERUNS = {
     ),
     # README: a fourth backbone needs a params section and no edit of dvc.yaml; only its runs are new.
     "backbone": (_add_resnet, {"train@resnet50-0", "evaluate@resnet50-0", "aggregate"}),
-    "evaluation-code": (
-        None,
-        {*(f"evaluate@{backbone}-0" for backbone in BACKBONES), "aggregate", "export"},
-    ),
+    # Code: each stage depends on the files it loads. A run's scoring code reruns the evaluations only ...
+    "evaluation-code": ("skinlesion/evaluation/evaluate.py", {f"evaluate@{backbone}-0" for backbone in BACKBONES}),
+    # ... a statistic only aggregate, which computes it ...
+    "statistics-code": ("skinlesion/stats/subgroups.py", {"aggregate"}),
+    # ... and a sentence of the report's template the two stages that render documents: nothing retrains.
+    "report-template": ("skinlesion/render/templates/report.md.j2", {"aggregate", "export"}),
 }
 
 
 @pytest.mark.parametrize("change", list(RERUNS))
 def test_status_names_exactly_the_stages_a_change_reruns(reproduced: Path, change: str):
     edit, expected = RERUNS[change]
-    edited = reproduced / ("skinlesion/evaluation/evaluate.py" if edit is None else "params.yaml")
+    edited = reproduced / (edit if isinstance(edit, str) else "params.yaml")
     original = edited.read_bytes()
     try:
-        _edit_evaluation_code(reproduced) if edit is None else edit_params(reproduced, edit)
+        if isinstance(edit, str):
+            edited.write_bytes(original + (b"\n# edited\n" if edited.suffix == ".py" else b"\nOne more sentence.\n"))
+        else:
+            edit_params(reproduced, edit)
         assert changed_stages(reproduced) == expected
     finally:
         edited.write_bytes(original)
