@@ -60,6 +60,13 @@ def report(summary: dict) -> None:
             f"warning: {grouping['images_without_group']} images have no {grouping['group_by']} in the metadata "
             "and form their own groups (split.allow_missing_groups: true)"
         )
+    for name, classes in summary["missing_classes"].items():
+        if classes:
+            print(
+                f"warning: the {name} split has no image of training class(es) {', '.join(classes)}: its balanced "
+                f"accuracy averages over the {summary['classes'] - len(classes)} classes it has, and those classes "
+                f"go unmeasured; add images of them (to the source's {name} folder, or more images for split to carve)"
+            )
     print(
         f"split: {summary['images']} over {summary['classes']} classes; "
         f"skipped {summary['skipped_total']} {skipped or ''} (see {SKIPPED})"

@@ -20,7 +20,14 @@ ISIC = REPO.parent / "shared" / "data" / "isic2018-600x450"
 # longest first, so that no long module starts last while the other worker has nothing left to do: the
 # end-to-end module (one `dvc repro` that its tests share), then the modules that train or start
 # TensorFlow processes. A scheduling hint only: a module missing from this list still runs, after these.
-FIRST_MODULES = ("test_pipeline.py", "test_train.py", "test_stages.py", "test_model.py", "test_export.py")
+FIRST_MODULES = (
+    "test_pipeline.py",
+    "test_notebook.py",
+    "test_train.py",
+    "test_stages.py",
+    "test_model.py",
+    "test_export.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -60,6 +60,7 @@ def _write_run(root: Path, backbone: str, seed: int, val_right: int, test_right:
 def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagrees(tmp_path: Path, monkeypatch):
     from dataclasses import replace
 
+    from skinlesion.core.layout import RunPaths
     from skinlesion.evaluation.aggregate import aggregate_runs
     from skinlesion.evaluation.analysis import analysis_of
     from skinlesion.evaluation.runs import collect_runs
@@ -76,7 +77,7 @@ def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagree
     runs = collect_runs(config.backbones, config.seeds)
     assert runs.val_scores("mobilenet") == {0: 0.5, 1: 0.7}
     result = aggregate_runs(runs, config.model, analysis_of(config), [])
-    assert (result.selected.backbone, result.selected.seed) == ("mobilenet", 1)
+    assert result.headline.candidate.members == (RunPaths("mobilenet", 1),)
     assert result.metrics["val"]["balanced_accuracy"] == 0.7 and result.metrics["test"]["balanced_accuracy"] == 0.4
     assert result.summary_json["headline"]["seed"] == 1
     # Two seeds each: the report declines to rank the architectures, and says how to get a verdict.

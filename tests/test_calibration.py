@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from skinlesion.modeling.temperature import apply_temperature, fit_temperature, temperature_nll
 from skinlesion.stats.calibration import calibration_error
 from skinlesion.stats.metrics import expected_calibration_error
+from skinlesion.stats.temperature import apply_temperature, fit_temperature, temperature_nll
 
 
 def _model(rng, n, temperature=1.0, classes=6, scale=2.0):

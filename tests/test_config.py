@@ -15,7 +15,7 @@ def raw_params() -> dict:
 
 def test_repository_params_are_valid():
     config = load_config(REPO / "params.yaml")
-    assert config.model in config.backbones
+    assert config.model in config.model_choices()
     assert config.backbone["inceptionv3"].image_size >= 75
 
 
@@ -28,6 +28,11 @@ def test_repository_params_are_valid():
         (lambda p: p["split"].update(test_fraction=0.9), "split.test_fraction"),
         (lambda p: p["inceptionv3"].update(image_size=64), "inceptionv3.image_size"),
         (lambda p: p.update(model="resnet50"), "model"),
+        (lambda p: p.update(model="ensemble-resnet50"), "model"),
+        (lambda p: p.update(model="ensemble-all", backbones=["vgg19"]), "model"),  # one backbone: no such ensemble
+        (lambda p: p.update(model="ensemble-vgg19", seeds=[0]), "model"),  # one seed: the run itself
+        (lambda p: p["train"].update(lr_finetune="fast"), "train.lr_finetune"),
+        (lambda p: p["train"].update(lr_finetune=2.0), "train.lr_finetune"),
         (lambda p: p.update(backbones=["mobilenet", "alexnet"]), "backbones"),
         (lambda p: p["data"].update(source="ftp"), "data.source"),
         (lambda p: p["train"].update(precision="float16"), "train.precision"),
@@ -144,3 +149,29 @@ def test_an_external_set_needs_only_its_source_and_path():
     params["external"] = {"site-2": {"source": "folder", "path": "elsewhere"}}
     with pytest.raises(ConfigError, match="site-2"):
         parse_config(params)
+
+
+@pytest.mark.parametrize(
+    ("weights", "rate"),
+    [("imagenet", "lr_finetune_pretrained"), ("none", "lr_finetune_random"), ("scratch", "lr_finetune_random")],
+)
+def test_lr_finetune_auto_follows_the_weights(weights: str, rate: str):
+    params = raw_params()
+    assert params["train"]["lr_finetune"] == "auto"  # the default follows the weights
+    params["train"]["weights"] = weights
+    resolved = parse_config(params).train
+    assert resolved.lr_finetune == params["train"][rate]
+    assert params["train"]["lr_finetune_pretrained"] > params["train"]["lr_finetune_random"]
+
+
+def test_a_pinned_lr_finetune_is_kept_whatever_the_weights():
+    params = raw_params()
+    params["train"].update(weights="imagenet", lr_finetune=0.0002)
+    assert parse_config(params).train.lr_finetune == 0.0002
+
+
+def test_model_may_name_auto_a_backbone_or_an_ensemble():
+    params = raw_params()
+    for model in ("auto", "vgg19", "ensemble-vgg19", "ensemble-all"):
+        params["model"] = model
+        assert parse_config(params).model == model

@@ -58,10 +58,13 @@ def test_the_committed_model_card_renders_from_summary_json():
     summary, data = committed_summary(), json.loads(committed(layout.DATA_SUMMARY))
     config = default_config()
     headline = summary["headline"]
+    # The headline's label map as aggregate writes it: a run's input size and temperature (built into its
+    # model), or an ensemble's largest member size and its own temperature.
+    sizes = [config.backbone[run.rsplit("-", 1)[0]].image_size for run in headline["members"]]
     labels = LabelMap(
         classes=tuple(sorted(data["per_class"]["test"])),
-        image_size=config.backbone[headline["model"]].image_size,
-        temperature=summary["calibration"]["temperature"],  # the headline run's, built into its model
+        image_size=max(sizes),
+        temperature=summary["calibration"]["temperature"],
         backbone=headline["model"],
         seed=headline["seed"],
     )
@@ -119,10 +122,26 @@ def small_summary() -> dict:
         "headline": {
             "model": "mobilenet",
             "seed": 1,
+            "kind": "single run",
+            "members": ["mobilenet-1"],
+            "temperature": 1.0,
             "val": {"balanced_accuracy": 0.52},
             "test": metrics | {"calibration_error": None},
             "ci": {m: ci for m in metrics},
             "seeds": {m: spread[m] for m in ("balanced_accuracy", "macro_f1")},
+        },
+        "selection": {
+            "rule": "auto",
+            "candidates": [
+                {"name": "mobilenet", "kind": "single run", "runs": ["mobilenet-1"], "val_balanced_accuracy": 0.52},
+                {"name": "vgg19", "kind": "single run", "runs": ["vgg19-0"], "val_balanced_accuracy": 0.47},
+                {
+                    "name": "ensemble-all",
+                    "kind": "all-backbone ensemble",
+                    "runs": ["mobilenet-1", "vgg19-0"],
+                    "val_balanced_accuracy": 0.5,
+                },
+            ],
         },
         "backbones": {"mobilenet": spread, "vgg19": spread},
         "backbones_val": {"mobilenet": spread, "vgg19": spread},
@@ -248,7 +267,7 @@ def test_the_grouping_sentence_states_the_leak_of_an_ungrouped_split(grouping: d
 def test_the_model_card_says_how_the_model_was_trained_and_exported(weights, quantization, training, files):
     card = render_card(small_summary(), DATA, CARD | {"weights": weights, "quantization": quantization})
     assert f"- Backbone: mobilenet; {training}" in card and f"`export/model.tflite` ({files})" in card
-    assert card.startswith("# Model card: skinlesion `mobilenet` (seed 1)\n\n**Not a diagnostic device.**")
+    assert card.startswith("# Model card: skinlesion `mobilenet`, seed 1\n\n**Not a diagnostic device.**")
     assert "T = 1.50" in card and "- Classes (2): `bcc`, `mel`." in card
     assert "max |Δp| 0.0010, top-1 agreement 50.0%." in card and "say nothing clinical" in card
     assert "macro-F1 0.480 (0.400–0.600) (90 % CIs: this network on this test set)." in card
@@ -416,3 +435,36 @@ def test_a_wheel_carries_every_template():
     templates = sorted(p.relative_to(REPO / "skinlesion").as_posix() for p in folder.iterdir())
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["skinlesion"]
     assert len(templates) == 4 and all(any(fnmatch(t, p) for p in patterns) for t in templates)
+
+
+def test_the_report_says_what_a_class_missing_from_test_does_to_balanced_accuracy():
+    data = DATA | {"missing_classes": {"val": [], "test": ["df"]}}
+    text = render_report(small_summary(), data)
+    assert "**The test split has no image of df**" in text and "other 3 classes only" in text
+    assert "chance level there is 1/3" in text and "The val split" not in text
+    assert "has no image of" not in render_report(small_summary(), DATA | {"missing_classes": {"val": [], "test": []}})
+
+
+def test_every_candidate_is_listed_with_its_validation_score_and_the_rule_that_chose():
+    summary = small_summary()
+    report, card = render_report(summary, DATA), render_card(summary, DATA, CARD)
+    for text in (report, card):
+        assert "| `mobilenet` (headline) | single run | 1 | 0.520 |" in lines(text)
+        assert "| `ensemble-all` | all-backbone ensemble | 2 | 0.500 |" in lines(text)
+    assert "`model: auto`: the candidate with the best validation balanced accuracy (ties: the simpler)" in report
+
+
+def test_an_ensemble_headline_is_named_with_its_runs_and_its_recalibration():
+    summary = small_summary()
+    summary["headline"] |= {"model": "ensemble-all", "seed": None, "kind": "all-backbone ensemble"}
+    summary["headline"] |= {"members": ["mobilenet-1", "vgg19-0"], "temperature": 0.8}
+    summary["selection"]["rule"] = "ensemble-all"
+    report = render_report(summary, DATA)
+    assert "`ensemble-all` (all-backbone ensemble of 2 runs) (chosen by validation balanced accuracy 0.520" in report
+    assert "plain mean 0.120 (0.050–0.200), recalibrated by the ensemble's temperature (T = 0.80" in report
+    assert "| `ensemble-all` (headline) | all-backbone ensemble | 2 | 0.500 |" in lines(report)
+    labels = LabelMap(("bcc", "mel"), 40, temperature=0.8, backbone="ensemble-all", seed=None)
+    card = render_card(summary, DATA, CARD | {"labels": labels})
+    assert card.startswith("# Model card: skinlesion `ensemble-all` (all-backbone ensemble of 2 runs)\n")
+    assert "the all-backbone ensemble of 2 runs (`mobilenet-1`, `vgg19-0`)" in card
+    assert "each member resizes to its own input size inside the model" in card

@@ -1,10 +1,14 @@
+import sys
+
 import pytest
 
 from skinlesion.core.errors import DataError, cli
 from skinlesion.core.layout import run_arguments
 
 
-def test_cli_turns_user_errors_into_one_line_and_exit_2(capsys):
+def test_cli_turns_user_errors_into_one_line_and_exit_2(capsys, monkeypatch):
+    monkeypatch.delenv("DVC_STAGE", raising=False)  # outside dvc repro: no restore hint
+
     @cli
     def fails() -> None:
         raise DataError("data/raw: no files; run the fetch stage first")
@@ -12,6 +16,36 @@ def test_cli_turns_user_errors_into_one_line_and_exit_2(capsys):
     assert fails() == 2
     err = capsys.readouterr().err
     assert err == "error: data/raw: no files; run the fetch stage first\n"
+
+
+def test_an_error_during_a_progress_bar_is_a_line_of_its_own(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+
+    @cli
+    def fails_mid_loop() -> None:
+        bar = tqdm(total=10, desc="predict", file=sys.stderr)  # left open: the loop is stopped by the error
+        bar.update(5)
+        raise DataError("out.csv: No space left on device")
+
+    assert fails_mid_loop() == 2
+    lines = capsys.readouterr().err.split("\n")
+    assert "error: out.csv: No space left on device" in lines  # not inside the bar's line
+    assert lines[-2].startswith("error:") and "predict" in "".join(lines[:-2])
+
+
+def test_a_stage_failing_under_dvc_says_how_to_restore_its_previous_outputs(capsys, monkeypatch):
+    monkeypatch.setenv("DVC_STAGE", "train@vgg19-0")  # as dvc repro sets it for the stage it runs
+
+    @cli
+    def fails() -> None:
+        raise DataError("train.weights=x.h5: not found")
+
+    assert fails() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: train.weights=x.h5: not found (DVC removed")
+    assert "`dvc checkout train@vgg19-0` restores them" in err
 
 
 def test_cli_exit_codes_for_success_interrupt_and_bugs():

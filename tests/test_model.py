@@ -186,7 +186,7 @@ def test_raw_photo_predict_agrees_with_evaluate_on_full_size_jpegs(isic_dir: Pat
 def test_temperature_built_into_the_classifier_equals_temperature_scaling_of_its_probabilities(tmp_path):
     from skinlesion.core.io import save_keras_model
     from skinlesion.modeling.model import inference_copy, load_classifier, set_temperature
-    from skinlesion.modeling.temperature import apply_temperature
+    from skinlesion.stats.temperature import apply_temperature
 
     clf = classifier("mobilenet")
     dense = clf.model.get_layer("classifier")

@@ -21,12 +21,13 @@ SIZES = {"mobilenet": 32, "vgg19": 32, "inceptionv3": 75}
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
 
-def save_model(folder: Path, name: str = "mobilenet") -> Path:
+def save_model(folder: Path, name: str = "mobilenet", size: int | None = None) -> Path:
+    size = size or SIZES[name]
     spec = get_backbone(name)
-    base = build_backbone(spec, SIZES[name], "none")
-    clf = build_classifier(spec, base, SIZES[name], len(CLASSES), 0.2, build_augmenter(augment_on(), seed=0))
+    base = build_backbone(spec, size, "none")
+    clf = build_classifier(spec, base, size, len(CLASSES), 0.2, build_augmenter(augment_on(), seed=0))
     folder.mkdir(parents=True, exist_ok=True)
-    LabelMap(tuple(CLASSES), SIZES[name]).save_model(clf.model, folder)  # as train saves it: classes inside
+    LabelMap(tuple(CLASSES), size).save_model(clf.model, folder)  # as train saves it: classes inside
     return folder / "model.keras"
 
 

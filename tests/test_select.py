@@ -37,7 +37,7 @@ def test_headline_metrics_lead_with_validation_then_test_and_keep_the_table_smal
     }
     summary = summarise(per_run)
     run = {"val": run_metrics(0.7), "test": per_run["mobilenet"][1]}
-    head = headline_metrics("mobilenet", run, summary)
+    head = headline_metrics(run, summary["mobilenet"])
     assert list(head) == ["val", "test", "ci", "seeds"]  # the backbone is the `model` params column
     assert next(iter(head["val"])) == "balanced_accuracy" and head["val"]["balanced_accuracy"] == 0.7
     assert head["test"]["balanced_accuracy"] == 0.6 and head["test"]["calibration_error"] == 0.05

@@ -53,6 +53,7 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
     (b / "cross_dup.jpg").write_bytes(jpeg)  # same bytes as a/good.jpg under another label
     (a / "same_dup.png").write_bytes((a / "img_0000.png").read_bytes())
     write_image(b / "huge.png", 503, size=120)  # 14,400 pixels: over the limit set below
+    write_image(b / "tiny.png", 505, size=4)  # 4 x 4 pixels: under split.min_side (8)
     write_image(Path(os.fsdecode(bytes(b) + b"/caf\xe9.png")), 504)  # a Latin-1 name: not UTF-8
 
     result = run_split(raw, max_pixels=10_000)
@@ -64,6 +65,7 @@ def test_planted_bad_files_are_counted_by_reason(tmp_path: Path):
         "corrupt": 1,
         "unreadable": 0,
         "too_large": 1,
+        "too_small": 1,
         "bad_file_name": 1,
         "duplicate": 1,
         "near_duplicate": 0,  # random-noise images of different seeds are far apart

@@ -8,20 +8,24 @@ and out-of-range values, before any work starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from skinlesion.core.backbones import BACKBONES
-from skinlesion.core.data_params import DataConfig, SplitConfig
+from skinlesion.core.data_params import NUMPY_MAX_SEED, DataConfig, SplitConfig
 from skinlesion.core.errors import ConfigError
 from skinlesion.core.evaluation_params import EvaluateConfig, ExportConfig, ExternalConfig
 from skinlesion.core.modes import (
+    ENSEMBLE_PREFIX,
+    Auto,
     ClassWeight,
     Distribute,
     JitCompile,
+    Pick,
     Precision,
+    Split,
     Weights,
 )
 from skinlesion.core.typed import UniqueKeyLoader, check, coerce
@@ -94,7 +98,9 @@ class TrainConfig:
     epochs_head: int
     epochs_finetune: int
     lr_head: float
-    lr_finetune: float
+    lr_finetune: float | Auto
+    lr_finetune_random: float
+    lr_finetune_pretrained: float
     patience: int
     lr_patience: int
     lr_factor: float
@@ -112,13 +118,26 @@ class TrainConfig:
         check(self.epochs_head >= 1, f"{key}.epochs_head", "must be >= 1", self.epochs_head)
         check(self.epochs_finetune >= 0, f"{key}.epochs_finetune", "must be >= 0", self.epochs_finetune)
         check(self.epochs_scratch >= 1, f"{key}.epochs_scratch", "must be >= 1", self.epochs_scratch)
-        for name in ("lr_head", "lr_finetune", "lr_scratch"):
+        for name in ("lr_head", "lr_finetune", "lr_finetune_random", "lr_finetune_pretrained", "lr_scratch"):
             value = getattr(self, name)
-            check(0.0 < value < 1.0, f"{key}.{name}", "must be in (0, 1)", value)
+            if value != Auto.AUTO:
+                check(0.0 < value < 1.0, f"{key}.{name}", "must be in (0, 1) or auto", value)
         check(self.patience >= 1, f"{key}.patience", "must be >= 1", self.patience)
         check(self.lr_patience >= 1, f"{key}.lr_patience", "must be >= 1", self.lr_patience)
         check(0.0 < self.lr_factor < 1.0, f"{key}.lr_factor", "must be in (0, 1)", self.lr_factor)
         check(0.0 <= self.label_smoothing < 0.5, f"{key}.label_smoothing", "must be in [0, 0.5)", self.label_smoothing)
+
+    def resolved(self) -> TrainConfig:
+        """The section with ``lr_finetune: auto`` resolved from ``weights`` (random init or pretrained).
+
+        A step of Adam moves every unfrozen weight by about the learning rate, whatever the gradient: a rate
+        tuned for a random backbone's nearly constant features is far too timid for pretrained ones, and the
+        pretrained rate wrecks a random backbone (params.yaml gives both reasons).
+        """
+        if self.lr_finetune != Auto.AUTO:
+            return self
+        random = self.weights_mode in (Weights.NONE, Weights.SCRATCH)
+        return replace(self, lr_finetune=self.lr_finetune_random if random else self.lr_finetune_pretrained)
 
     @property
     def weights_mode(self) -> Weights | None:
@@ -194,14 +213,17 @@ class Config:
     export: ExportConfig
     backbone: dict[str, BackboneConfig]
 
+    def model_choices(self) -> list[str]:
+        """What ``model`` may be: auto, a backbone, its seed ensemble (2+ seeds), ``ensemble-all`` (2+ backbones)."""
+        ensembles = [ENSEMBLE_PREFIX + b for b in self.backbones] if len(self.seeds) > 1 else []
+        return [Pick.AUTO, *self.backbones, *ensembles, *([Pick.ALL_BACKBONES] if len(self.backbones) > 1 else [])]
+
     def validate(self) -> None:
         """Check every section and the cross-section constraints; raise ConfigError naming the key."""
         for key, hint in SECTIONS.items():
             if hasattr(hint, "validate"):
                 getattr(self, key).validate(key)
-        for name, external in self.external.items():
-            check(name.isidentifier(), "external", f"names a set {name!r}: use letters, digits and _", name)
-            external.validate(f"external.{name}")
+        self._validate_external()
         check(bool(self.backbones), "backbones", "must list at least one backbone", self.backbones)
         for name in self.backbones:
             check(
@@ -213,11 +235,27 @@ class Config:
             check(name in self.backbone, name, f"section missing: add `{name}: {{image_size: ...}}`", None)
             self.backbone[name].validate(name)
         check(len(set(self.backbones)) == len(self.backbones), "backbones", "has duplicates", self.backbones)
-        check(self.model in self.backbones, "model", f"must be one of backbones {self.backbones}", self.model)
+        check(self.model in self.model_choices(), "model", f"must be one of {self.model_choices()}", self.model)
         check(bool(self.seeds), "seeds", "must list at least one seed", self.seeds)
         check(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", self.seeds)
         check(min(self.seeds) >= 0, "seeds", "must be >= 0 (they seed NumPy and TensorFlow generators)", self.seeds)
+        rule = (
+            f"must be <= {NUMPY_MAX_SEED}: each seeds NumPy's legacy generator (keras.utils.set_random_seed), "
+            "which takes at most 2**32 - 1"
+        )
+        check(max(self.seeds) <= NUMPY_MAX_SEED, "seeds", rule, self.seeds)
         self.train.validate_weights("train", self.backbones)
+
+    def _validate_external(self) -> None:
+        """Each external set's entry, and its name: one the project's own sets do not use."""
+        for name, external in self.external.items():
+            check(name.isidentifier(), "external", f"names a set {name!r}: use letters, digits and _", name)
+            rule = (
+                f"names a set {name!r}, a name of the project's own sets ({', '.join(Split)}): its results "
+                "(subgroup chart, report rows) would overwrite theirs; rename the entry"
+            )
+            check(name.lower() not in tuple(Split), f"external.{name}", rule, name)
+            external.validate(f"external.{name}")
 
 
 def parse_config(raw: dict) -> Config:
@@ -251,6 +289,8 @@ def parse_config(raw: dict) -> Config:
         sections[key] = coerce(value, BackboneConfig, key)
     config = Config(backbone=sections, **values)
     config.validate()
+    # Every stage sees the resolved rate, and a run's config.json records it.
+    config = replace(config, train=config.train.resolved())
     return config
 
 

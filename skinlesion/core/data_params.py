@@ -9,12 +9,16 @@ from skinlesion.core.modes import Source
 from skinlesion.core.typed import check
 
 DERMAMNIST_SIZES = (28, 64, 128, 224)
-DERMAMNIST_C_SIZES = (28, 224)  # the resolutions DermaMNIST-C is published at
+DERMAMNIST_C_SIZES = (28, 224)  # the resolutions DermaMNIST-C (corrected, Abhishek et al.) is published at
 # Sources that are a tree of files, where a metadata CSV can travel with the images (data.metadata).
 METADATA_SOURCES = (Source.FOLDER, Source.ZIP, Source.KAGGLE)
 # Pillow's decompression-bomb warning limit as shipped: what train, evaluate and predict decode with,
 # so split.max_pixels may not exceed it (an image split accepts must load everywhere).
 PILLOW_MAX_PIXELS = 89_478_485
+# The largest seed NumPy's legacy generator takes (``RandomState``: 0 to 2**32 - 1), which seeds scikit-learn's
+# splitters (split.seed, and split.seed + 1 for validation) and, through ``keras.utils.set_random_seed``, every
+# training run (``seeds``; TensorFlow's own seeds take 64 bits: NumPy's limit is the one that bites).
+NUMPY_MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,16 @@ class SplitConfig:
     allow_missing_groups: bool
     drop_label_conflicts: bool
     max_pixels: int
+    min_side: int
 
     def validate(self, key: str) -> None:  # noqa: D102
         check(self.seed >= 0, f"{key}.seed", "must be >= 0 (it seeds scikit-learn's splitters)", self.seed)
+        rule = (
+            f"must be <= {NUMPY_MAX_SEED - 1}: it and seed + 1 (for validation) seed scikit-learn's splitters "
+            "through NumPy's RandomState, which takes at most 2**32 - 1"
+        )
+        check(self.seed < NUMPY_MAX_SEED, f"{key}.seed", rule, self.seed)
+        check(self.min_side >= 1, f"{key}.min_side", "must be >= 1 (pixels)", self.min_side)
         rule = f"must be in [1, {PILLOW_MAX_PIXELS}] (Pillow's own limit, with which the later stages decode)"
         check(1 <= self.max_pixels <= PILLOW_MAX_PIXELS, f"{key}.max_pixels", rule, self.max_pixels)
         for name in ("val_fraction", "test_fraction"):

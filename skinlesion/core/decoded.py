@@ -206,7 +206,9 @@ def _build_with_progress(
     from tqdm import tqdm
 
     start = time.perf_counter()
-    with tqdm(total=len(paths), desc=f"decode {label} {image_size}px", unit="img", mininterval=2.0) as bar:
+    # disable=None: a bar on a terminal, none in a log file (its redraws would fill the log); the line below stays.
+    bar = tqdm(total=len(paths), desc=f"decode {label} {image_size}px", unit="img", mininterval=2.0, disable=None)
+    with bar:
         _build(paths, image_size, target, workers, bar.update)
     seconds = time.perf_counter() - start
     log(

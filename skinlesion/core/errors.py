@@ -6,10 +6,13 @@ code imports it (:data:`PINNED_ENVIRONMENT`), so results do not depend on which 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 # Set before TensorFlow is imported (library code imports it lazily, inside functions). oneDNN's
 # custom operations, which TensorFlow switches on by itself on some CPUs and not on others, change
@@ -54,10 +57,51 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs) or 0
         except SkinLesionError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            say(f"error: {exc}{restore_hint()}")
             return 2
         except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
+            say(f"error: interrupted{restore_hint()}")
             return 130
 
     return wrapper
+
+
+def say(line: str) -> None:
+    """Print one line on standard error below any progress bar still drawn, on a terminal and in a log file.
+
+    A bar left open (its loop stopped by the error) would take the line into its own; closed first, it ends
+    with its newline. ``tqdm._instances`` is tqdm's registry of open bars (the one its own ``write`` uses).
+    Bars are drawn on terminals only (``disable=None`` wherever the package makes one): a log file gets the
+    stages' own lines, not a bar redrawn a hundred times.
+    """
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
+
+
+def restore_hint() -> str:
+    """Under ``dvc repro``: how to bring back the outputs DVC removed before running the failed stage."""
+    stage = os.environ.get("DVC_STAGE")  # DVC names the stage it runs (dvc/stage/run.py)
+    if not stage:
+        return ""
+    return f" (DVC removed the previous outputs of {stage} before running it: `dvc checkout {stage}` restores them)"
+
+
+@contextlib.contextmanager
+def workers_ignore_interrupt() -> Iterator[None]:
+    """Start worker processes inside this block: they ignore Ctrl-C, and only the stage's own process stops.
+
+    Ctrl-C sends SIGINT to every process of the terminal's foreground group: each worker would print its
+    own traceback above the stage's one line. A process started while SIGINT is ignored keeps ignoring
+    it (a forked one inherits the setting, and Python leaves an ignored SIGINT ignored at start-up), so the
+    workers go quietly when the stage, interrupted, ends its pool.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

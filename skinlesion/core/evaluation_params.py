@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from skinlesion.core.modes import ExternalSource, Quantization
@@ -49,7 +50,11 @@ class EvaluateConfig:
         rule = "must be in (0.5, 1) (the specificity the operating threshold is fixed for on validation)"
         check(0.5 < self.target_specificity < 1.0, f"{key}.target_specificity", rule, self.target_specificity)
         check(all(self.subgroups), f"{key}.subgroups", "must not hold empty column names", self.subgroups)
+        rule = "names a column twice: keep one"
+        check(len(set(self.subgroups)) == len(self.subgroups), f"{key}.subgroups", rule, self.subgroups)
         edges = self.subgroup_bins
+        rule = "must be finite numbers (.nan and .inf make no age band)"
+        check(all(math.isfinite(e) for e in edges), f"{key}.subgroup_bins", rule, edges)
         check(edges == sorted(set(edges)), f"{key}.subgroup_bins", "must be increasing bin edges", edges)
         check(self.min_subgroup >= 1, f"{key}.min_subgroup", "must be >= 1", self.min_subgroup)
 

@@ -84,18 +84,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(path: str | Path, min_side: int = 1) -> Image.Image:
     """Decode a file fully to RGB.
 
     Args:
         path: Image file.
+        min_side: The shortest side accepted, in pixels (``split.min_side``; 1: any image).
 
     Returns:
         The RGB image.
 
     Raises:
-        ImageLoadError: With reason ``empty``, ``not_an_image``, ``too_large``, ``unreadable``, ``truncated``
-            or ``corrupt``.
+        ImageLoadError: With reason ``empty``, ``not_an_image``, ``too_large``, ``too_small``, ``unreadable``,
+            ``truncated`` or ``corrupt``.
 
     """
     path = Path(path)
@@ -104,6 +105,7 @@ def load_rgb(path: str | Path) -> Image.Image:
             raise ImageLoadError(path, "empty", "zero-byte file")
         with Image.open(path) as image:
             _check_pixels(path, image.size)  # from the header: nothing is decoded yet
+            _check_side(path, image.size, min_side)
             image.load()
             return to_rgb(image)
     except ImageLoadError:
@@ -130,6 +132,27 @@ def _check_pixels(path: Path, size: tuple[int, int]) -> None:
         raise ImageLoadError(
             path, "too_large", f"{size[0]} x {size[1]} = {size[0] * size[1]:,} pixels, over the limit of {limit:,}"
         )
+
+
+def _check_side(path: Path, size: tuple[int, int], min_side: int) -> None:
+    if min(size) < min_side:
+        raise ImageLoadError(path, "too_small", f"{size[0]} x {size[1]} pixels, a side under {min_side} px")
+
+
+def check_side(path: str | Path, min_side: int) -> None:
+    """Refuse an image with a side under ``min_side`` pixels, from its header (as :func:`load_rgb` does).
+
+    A file that cannot be opened as an image passes: the loader reports it, with the reason.
+
+    Raises:
+        ImageLoadError: With reason ``too_small``.
+    """
+    try:
+        with Image.open(path) as image:
+            size = image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return
+    _check_side(Path(path), size, min_side)
 
 
 def load_array(path: str | Path, image_size: int) -> np.ndarray:
@@ -185,11 +208,12 @@ class FileCheck:
         return not self.reason
 
 
-def check_file(path: str) -> FileCheck:
+def check_file(path: str, min_side: int = 1) -> FileCheck:
     """Hash a file and decode it fully, keeping no pixels (the unit of parallel validation).
 
     Args:
         path: The file.
+        min_side: The shortest side accepted, in pixels (``split.min_side``).
 
     Returns:
         A :class:`FileCheck` with the content and perceptual hashes; ``reason`` is empty for a usable image.
@@ -205,7 +229,7 @@ def check_file(path: str) -> FileCheck:
     if Path(path).name in IGNORED_NAMES:
         return FileCheck(path, digest, reason="not_an_image", detail="operating-system metadata file")
     try:
-        image = load_rgb(path)
+        image = load_rgb(path, min_side)
     except ImageLoadError as exc:
         return FileCheck(path, digest, reason=exc.reason, detail=exc.detail)
     return FileCheck(

@@ -1,4 +1,10 @@
-"""The label map of a model folder: ``labels.json`` beside ``model.keras``, and the copy the model file carries."""
+"""The label map of a model folder: ``labels.json`` beside ``model.keras``, and the copy the model file carries.
+
+``labels.json`` is the minimal file (classes, input size, temperature, source run) that older readers,
+``skinlesion-predict`` and the TFLite export use; it is kept as it is for them. What a model folder says
+about itself (versions, hashes, data and licence, input and output contract, evaluation) lives in its
+``metadata.json`` (:mod:`skinlesion.deploy.description`): new facts go there, not here.
+"""
 
 from __future__ import annotations
 

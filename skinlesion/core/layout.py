@@ -4,14 +4,15 @@ This module is the only place that spells a path or a file-name contract: stages
 and tests take them from here (dvc.yaml repeats them, and ``tests/test_dvc_yaml.py`` checks the two
 agree). Each training run owns one folder, ``runs/<backbone>/seed<k>/``::
 
-    model/          model.keras + labels.json     (train; DVC-cached, what evaluate depends on)
+    model/          model.keras + labels.json + metadata.json   (train; DVC-cached, what evaluate depends on)
     config.json     the resolved config the run was trained with (train)
     train/          dvclive log: per-epoch curves over every phase, best-epoch summary (train)
     eval/           dvclive summary of test metrics, predictions, per-class report, ROC, calibration (evaluate)
 
 so ``aggregate`` depends on ``runs/`` as a whole, and adding a backbone or a seed needs no edit of
 dvc.yaml. A *model folder* (a run's ``model/``, or the headline ``models/headline/``) always holds
-``model.keras`` with its :class:`LabelMap` in ``labels.json`` beside it.
+``model.keras`` with its :class:`LabelMap` in ``labels.json`` and its description in ``metadata.json``
+(:mod:`skinlesion.deploy.description`) beside it.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ EXTERNAL = Path("external")
 # The subgroup and external-set bar charts: one CSV per set (the internal test split is `test`).
 SUBGROUP_PLOTS = PLOTS / "subgroups"
 
+# DVC's record of every stage's deps and outs: the headline's metadata.json quotes its training stages' deps.
+DVC_LOCK = Path("dvc.lock")
 # What a `dvc repro` writes into git-tracked or DVC-tracked folders (a clean copy of the sources leaves them out).
-GENERATED = (Path("dvc.lock"), HEADLINE_METRICS.parent, PLOTS, REPORT.parent, HEADLINE_MODEL.parent, RUNS, EXTERNAL)
+GENERATED = (DVC_LOCK, HEADLINE_METRICS.parent, PLOTS, REPORT.parent, HEADLINE_MODEL.parent, RUNS, EXTERNAL)
 # Source files kept in git inside those folders: what an output folder is for, and what git ignores in it.
 SOURCES_IN_GENERATED = ("README.md", ".gitignore")
 
@@ -89,6 +92,8 @@ def is_generated(rel: str | Path, generated: tuple[Path, ...] = GENERATED) -> bo
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
+# A model folder's description (skinlesion.deploy.description), not the archive's own metadata.json inside model.keras.
+METADATA_FILE = "metadata.json"
 # predictions.csv holds one probability column per class: the prefix plus the class name.
 PROBABILITY_PREFIX = "p_"
 
@@ -147,7 +152,7 @@ class RunPaths:
 
     @property
     def model_dir(self) -> Path:
-        """The run's model folder (model.keras + labels.json)."""
+        """The run's model folder (model.keras + labels.json + metadata.json)."""
         return self.root / "model"
 
     @property

@@ -17,7 +17,7 @@ class Source(StrEnum):
     ZIP = "zip"  # a .zip or .tar.* archive of such a tree
     KAGGLE = "kaggle"  # a Kaggle data set through kagglehub
     DERMAMNIST = "dermamnist"  # MedMNIST's official (image-level) split
-    DERMAMNIST_C = "dermamnist_c"  # DermaMNIST-C: the same images re-split by lesion
+    DERMAMNIST_C = "dermamnist_c"  # DermaMNIST-C (corrected, Abhishek et al.): the same images re-split by lesion
 
 
 class ExternalSource(StrEnum):
@@ -26,6 +26,12 @@ class ExternalSource(StrEnum):
     FOLDER = "folder"  # a class-per-folder tree (split folders, if any, are merged)
     ZIP = "zip"  # a .zip or .tar.* archive of such a tree
     NPZ = "npz"  # a MedMNIST-format .npz (DermaMNIST's classes); every split in it is used
+
+
+class Auto(StrEnum):
+    """A param whose value follows another (``train.lr_finetune: auto`` follows ``train.weights``)."""
+
+    AUTO = "auto"
 
 
 class Weights(StrEnum):
@@ -85,6 +91,17 @@ class Split(StrEnum):
     TRAIN = "train"
     VAL = "val"  # the headline run, temperature and thresholds are chosen here
     TEST = "test"  # locked: it only reports
+
+
+class Pick(StrEnum):
+    """``model``'s rules besides a backbone's name (its best run) and ``ensemble-<backbone>`` (its seeds averaged)."""
+
+    AUTO = "auto"  # the candidate with the best validation balanced accuracy
+    ALL_BACKBONES = "ensemble-all"  # every run of every backbone averaged
+
+
+# ``ensemble-<backbone>``: the ``model`` value of a backbone's seed ensemble.
+ENSEMBLE_PREFIX = "ensemble-"
 
 
 class Phase(IntEnum):

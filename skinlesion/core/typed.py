@@ -6,6 +6,7 @@ The machinery behind :mod:`skinlesion.core.config`: it knows nothing about the p
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import MISSING
 from enum import Enum
@@ -52,6 +53,14 @@ def _shown(value: Any) -> Any:
 def coerce(value: Any, hint: Any, key: str) -> Any:
     """Convert a YAML value to the annotated type, or raise ConfigError naming the key."""
     origin = typing.get_origin(hint)
+    if origin is types.UnionType:  # `float | Auto`: the first type that takes the value
+        for option in typing.get_args(hint):
+            try:
+                return coerce(value, option, key)
+            except ConfigError:
+                continue
+        names = " or ".join(_describe(option) for option in typing.get_args(hint))
+        raise ConfigError(f"params.yaml: {key} must be {names} (got {value!r})")
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"params.yaml: {key} must be a mapping (got {value!r})")
@@ -92,6 +101,13 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"params.yaml: {key} must be a string (got {value!r})")
         return str(value)
     raise TypeError(f"unsupported config type {hint} for {key}")  # a bug in the caller, not user input
+
+
+def _describe(hint: Any) -> str:
+    """How an error names a type: ``a number``, ``auto``."""
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return " or ".join(str(m.value) for m in hint)
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
 def build(cls: type, raw: dict, key: str) -> Any:

@@ -28,7 +28,7 @@ from skinlesion.data.dermamnist import write_dermamnist
 from skinlesion.data.duplicates import Record, copies_in, deduplicate, skip_entry
 from skinlesion.data.fetch import import_tree, source_metadata
 from skinlesion.data.grouping import load_metadata
-from skinlesion.data.split import scan_raw, usable_records
+from skinlesion.data.split import named_files, scan_raw, usable_records
 
 
 @dataclass
@@ -72,7 +72,7 @@ class ExternalSet:
         return pd.DataFrame(rows, columns=["path", "label", "sha256", "group"])
 
 
-def import_external(name: str, cfg: ExternalConfig, limits: Limits, progress: bool = True) -> bool:
+def import_external(name: str, cfg: ExternalConfig, limits: Limits, progress: bool = True) -> tuple[bool, list[dict]]:
     """Bring external set ``name`` into ``external/<name>/raw`` (emptied first), its metadata beside it.
 
     Args:
@@ -82,10 +82,12 @@ def import_external(name: str, cfg: ExternalConfig, limits: Limits, progress: bo
         progress: Show progress bars.
 
     Returns:
-        Whether a metadata CSV came with it.
+        Whether a metadata CSV came with it, and one skip entry per file left out (links, files outside
+        class folders, unreadable files), as fetch counts them.
 
     Raises:
-        DataError: One line naming ``external.<name>.path`` when the source is missing or unusable.
+        DataError: One line naming ``external.<name>.path`` when the source is missing or unusable, or
+            ``external.<name>.metadata`` when its metadata CSV is not in it.
     """
     paths = ExternalPaths(name)
     source = Path(cfg.path)
@@ -94,22 +96,42 @@ def import_external(name: str, cfg: ExternalConfig, limits: Limits, progress: bo
         raise DataError(f"{key} is not a folder; point it at a class-per-folder image tree")
     if cfg.source != ExternalSource.FOLDER and not source.is_file():
         raise DataError(f"{key} is not a file; point it at the {cfg.source} of the external set")
+    _check_apart(key, source, paths.root)
+    metadata_key = f"external.{name}.metadata"
+    if cfg.source == ExternalSource.FOLDER:  # checked before the previous outputs are removed
+        source_metadata(source, cfg.metadata, metadata_key)
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.raw.mkdir(parents=True)
     if cfg.source == ExternalSource.NPZ:
-        write_dermamnist(source, paths.raw, progress)
-        return False
+        try:
+            write_dermamnist(source, paths.raw, progress)
+        except DataError as exc:
+            raise DataError(f"external.{name}.path: {exc}") from None
+        return False, []
     if cfg.source == ExternalSource.ZIP:
         staging = paths.root / ".extract"
         extract_archive(source, staging, limits)
         source = staging
-    metadata = source_metadata(source, cfg.metadata)
-    import_tree(source, paths.raw, progress, exclude=metadata)
+    metadata = source_metadata(source, cfg.metadata, metadata_key)
+    left_out: list[dict] = []
+    import_tree(source, paths.raw, progress, exclude=metadata, left_out=left_out)
     if metadata is not None:
         shutil.copyfile(metadata, paths.metadata)
     shutil.rmtree(paths.root / ".extract", ignore_errors=True)
-    return metadata is not None
+    return metadata is not None, left_out
+
+
+def _check_apart(key: str, source: Path, output: Path) -> None:
+    """Refuse a source inside the set's output folder (emptied before import), or one that holds it."""
+    source, output = source.resolve(), output.resolve()
+    if source == output or output in source.parents:
+        raise DataError(
+            f"{key} lies inside {output}, the folder this stage empties and fills: move the set out of it "
+            "(e.g. into data/) and point the path there"
+        )
+    if source in output.parents:
+        raise DataError(f"{key} holds {output}, the folder this stage writes: point it at the set's own folder")
 
 
 def validate_external(
@@ -120,18 +142,22 @@ def validate_external(
     Args:
         name: The set's key in ``external:``.
         cfg: Its params (the label mapping).
-        split: ``split:`` params (``max_pixels``, ``group_by`` for lesion groups from the set's metadata).
+        split: ``split:`` params (``max_pixels``, ``min_side``, ``group_by`` for lesion groups from the set's
+            metadata).
         classes: The training classes (the model's).
-        context: ``workers``, ``progress``, ``metadata_id_column`` and ``metadata`` (whether a CSV came
-            with the set).
+        context: ``workers``, ``progress``, ``metadata_id_column``, ``metadata`` (whether a CSV came with the
+            set) and ``left_out`` (the files import left out, as skip entries).
 
     Returns:
         The :class:`ExternalSet`.
     """
     paths = ExternalPaths(name)
-    files = [(path, given, cfg.classes.get(label, label)) for path, given, label in scan_raw(paths.raw)]
-    groups = _groups([f[0] for f in files], paths.metadata if context["metadata"] else None, split, context)
-    records, skipped = usable_records(files, groups, split.max_pixels, context["workers"], context["progress"])
+    scanned = scan_raw(paths.raw)
+    files, skipped = named_files([(path, given, cfg.classes.get(label, label)) for path, given, label in scanned])
+    skipped += context["left_out"]
+    groups = _groups(name, [f[0] for f in files], paths.metadata if context["metadata"] else None, split, context)
+    records, unusable = usable_records(files, groups, split, context["workers"], context["progress"])
+    skipped += unusable
     unknown = Counter(r.label for r in records if r.label not in classes)
     hint = f"map it in external.{name}.classes if it is one of them under another name"
     skipped += [
@@ -141,15 +167,11 @@ def validate_external(
     ]
     records, duplicates = deduplicate([r for r in records if r.label in classes])
     skipped += duplicates
-    records, overlaps = _apart(records, split.max_pixels, context)
+    records, overlaps = _apart(records, split, context)
     skipped += overlaps
-    if not records:
-        raise DataError(
-            f"external.{name}: no image left to score ({len(skipped)} files skipped; see {paths.skipped}): "
-            f"check external.{name}.path and external.{name}.classes"
-        )
+    files_seen = len(scanned) + len(context["left_out"])
     return ExternalSet(
-        records, sorted(skipped, key=lambda s: s["path"]), len(files), dict(unknown), context["metadata"]
+        records, sorted(skipped, key=lambda s: s["path"]), files_seen, dict(unknown), context["metadata"]
     )
 
 
@@ -160,41 +182,62 @@ def prepare_external(name: str, config: Config, progress: bool = True) -> Extern
         name: The set's key in ``external:``.
         config: The params (the set's entry, ``split``, ``data``'s limits and id column, ``runtime.workers``).
         progress: Show progress bars.
+
+    Raises:
+        DataError: When ``classes`` maps a label onto a class the model does not have (before any work), the
+            set cannot be imported, or no image is left to score (``skipped.csv`` says why).
     """
     cfg, paths = config.external[name], ExternalPaths(name)
+    classes = sorted(read_split(Split.TRAIN)["label"].unique())
+    for label, target in cfg.classes.items():  # a typo would leave every image of the label out
+        if target not in classes:
+            raise DataError(
+                f"external.{name}.classes maps {label!r} to {target!r}, not a class of the model "
+                f"({', '.join(classes)}); map it to one of them, or remove the entry"
+            )
     limits = Limits(config.data.max_archive_mb, config.data.max_compression_ratio)
+    metadata, left_out = import_external(name, cfg, limits, progress)
     context = {
         "workers": config.runtime.workers,
         "progress": progress,
         "metadata_id_column": config.data.metadata_id_column,
-        "metadata": import_external(name, cfg, limits, progress),
+        "metadata": metadata,
+        "left_out": left_out,
     }
-    classes = sorted(read_split(Split.TRAIN)["label"].unique())
     external = validate_external(name, cfg, config.split, classes, context)
-    write_csv(paths.images, external.frame())
     write_csv(paths.skipped, external.skipped_frame())
+    if not external.records:
+        raise DataError(
+            f"external.{name}: no image left to score ({len(external.skipped)} files skipped; see {paths.skipped}): "
+            f"check external.{name}.path and external.{name}.classes"
+        )
+    write_csv(paths.images, external.frame())
     write_json(paths.summary, external.summary())
     return external
 
 
-def _groups(paths: list[str], metadata: Path | None, split: SplitConfig, context: dict) -> dict[str, str]:
-    """Each image's lesion group: its ``split.group_by`` value in the set's metadata, else the image itself."""
-    if metadata is None or not split.group_by:
+def _groups(name: str, paths: list[str], metadata: Path | None, split: SplitConfig, context: dict) -> dict[str, str]:
+    """Each image's lesion group: its ``split.group_by`` value in the set's metadata, else the image itself.
+
+    The metadata is read (and checked) whenever the set has one: aggregate reads it for subgroups.
+    """
+    if metadata is None:
         return {p: Path(p).stem for p in paths}
-    meta = load_metadata(str(metadata), context["metadata_id_column"], split.group_by)
-    if split.group_by not in meta.columns:
+    key = f"external.{name}.metadata"
+    meta = load_metadata(str(metadata), context["metadata_id_column"], split.group_by, key)
+    if not split.group_by or split.group_by not in meta.columns:
         return {p: Path(p).stem for p in paths}
     values = meta[split.group_by]
     return {p: (str(values.get(Path(p).stem, "")) or Path(p).stem) for p in paths}
 
 
-def _apart(records: list[Record], max_pixels: int, context: dict) -> tuple[list[Record], list[dict]]:
+def _apart(records: list[Record], split: SplitConfig, context: dict) -> tuple[list[Record], list[dict]]:
     """Leave out the images that are also in train, validation or test (same bytes or a near-duplicate)."""
     internal = pd.concat([read_split(s).assign(split=s) for s in Split], ignore_index=True)
     checked, _ = usable_records(
         list(zip(internal["path"], internal["split"], internal["label"], strict=True)),
         dict(zip(internal["path"], internal["group"], strict=True)),
-        max_pixels,
+        split,
         context["workers"],
         context["progress"],
     )

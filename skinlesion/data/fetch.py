@@ -17,7 +17,7 @@ from pathlib import Path
 
 from skinlesion.core.config import DataConfig
 from skinlesion.core.errors import DataError
-from skinlesion.core.io import write_json
+from skinlesion.core.io import printable, write_json
 from skinlesion.core.layout import RAW_METADATA, SOURCE_FILE, previous_dir, staging_dir
 from skinlesion.core.modes import Source, Split
 from skinlesion.data import dermamnist, synthetic
@@ -97,7 +97,9 @@ def layout(root: Path) -> dict[str, Path]:
     return out
 
 
-def import_tree(src: Path, out: Path, progress: bool = True, exclude: Path | None = None) -> dict:
+def import_tree(
+    src: Path, out: Path, progress: bool = True, exclude: Path | None = None, left_out: list | None = None
+) -> dict:
     """Copy a class-per-folder tree (with or without split folders) into the canonical raw layout.
 
     Files inside class folders are copied byte for byte, whatever their type: the split stage decides
@@ -110,6 +112,7 @@ def import_tree(src: Path, out: Path, progress: bool = True, exclude: Path | Non
         out: Destination (the raw folder).
         progress: Show a progress bar.
         exclude: A file that is not an image (the metadata CSV): neither copied nor counted here.
+        left_out: When given, one ``path,reason,detail`` entry is appended to it per file left out.
 
     Returns:
         Counts: ``files`` copied, ``unlabelled`` files left out, ``skipped`` by reason (``link``,
@@ -119,35 +122,54 @@ def import_tree(src: Path, out: Path, progress: bool = True, exclude: Path | Non
     from tqdm import tqdm
 
     root = find_dataset_root(src)
-    jobs, unlabelled, skipped = [], 0, Counter()
+    jobs, entries = [], []
     for split, split_dir in layout(root).items():
         for entry in sorted(split_dir.iterdir()):
             if entry == exclude or not _visible(entry):
                 continue
             if entry.is_symlink():
-                skipped["link"] += 1
+                entries.append(_left_out(entry, "link"))
             elif entry.is_dir():
-                jobs += _class_files(entry, out / split / entry.name, exclude, skipped)
+                jobs += _class_files(entry, out / split / entry.name, exclude, entries)
             elif entry.is_file():
-                unlabelled += 1
-    for source, dest in tqdm(jobs, desc="copy", unit="file", disable=not progress):
+                entries.append(_left_out(entry, "unlabelled"))
+    for source, dest in tqdm(jobs, desc="copy", unit="file", disable=None if progress else True):
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             shutil.copyfile(source, dest)
         except PermissionError:
-            skipped["unreadable"] += 1
+            entries.append(_left_out(source, "unreadable"))
         except OSError as exc:
             raise DataError(f"cannot copy {source} to {dest} ({exc.strerror or exc}); check the disk") from None
-    files = len(jobs) - skipped["unreadable"]
-    return {"files": files, "unlabelled": unlabelled, "skipped": dict(sorted(skipped.items()))}
+    if left_out is not None:
+        left_out += entries
+    reasons = Counter(e["reason"] for e in entries)
+    unlabelled = reasons.pop("unlabelled", 0)
+    return {
+        "files": len(jobs) - reasons["unreadable"],
+        "unlabelled": unlabelled,
+        "skipped": dict(sorted(reasons.items())),
+    }
 
 
-def _class_files(folder: Path, dest: Path, exclude: Path | None, skipped: Counter) -> list[tuple[Path, Path]]:
-    """The (source, destination) pairs of one class folder's files; links are counted in ``skipped``."""
+# Why import_tree leaves a file out, as a skip entry says it.
+LEFT_OUT = {
+    "link": "a symbolic link, which may point anywhere (outside the data too); copy the file itself in",
+    "unlabelled": "not inside a class folder, so it has no label; move it into one",
+    "unreadable": "permission denied",
+}
+
+
+def _left_out(path: Path, reason: str) -> dict:
+    return {"path": printable(str(path)), "reason": reason, "detail": LEFT_OUT[reason]}
+
+
+def _class_files(folder: Path, dest: Path, exclude: Path | None, entries: list[dict]) -> list[tuple[Path, Path]]:
+    """The (source, destination) pairs of one class folder's files; links are left out (``entries``)."""
     jobs = []
     for f in sorted(folder.rglob("*")):  # rglob does not descend into linked folders: they are counted here
         if f.is_symlink():
-            skipped["link"] += 1
+            entries.append(_left_out(f, "link"))
         elif f.is_file() and f != exclude:
             jobs.append((f, dest / f.relative_to(folder)))
     return jobs
@@ -159,8 +181,13 @@ def files_per_split(raw: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def source_metadata(src: Path, name: str) -> Path | None:
-    """The metadata CSV ``data.metadata`` names inside a data source (None when it names none).
+def source_metadata(src: Path, name: str, key: str) -> Path | None:
+    """The metadata CSV ``name`` inside a data source (None when it names none).
+
+    Args:
+        src: The source folder (or extracted archive).
+        name: The CSV's path inside it (``data.metadata``, or an external set's ``metadata``).
+        key: The params key that gives ``name``, for messages.
 
     Raises:
         DataError: If there is no such file in the source.
@@ -169,10 +196,10 @@ def source_metadata(src: Path, name: str) -> Path | None:
         return None
     path = src.joinpath(*Path(name.replace("\\", "/")).parts)
     if path.is_dir():
-        raise DataError(f"data.metadata={name} is a folder in the data source ({src}), not a CSV")
+        raise DataError(f"{key}={name} is a folder in the data source ({src}), not a CSV")
     if not path.is_file():
         raise DataError(
-            f"data.metadata={name}: no such file in the data source ({src}); give the CSV's path inside it "
+            f"{key}={name}: no such file in the data source ({src}); give the CSV's path inside it "
             "(e.g. HAM10000_metadata.csv), or '' for none"
         )
     return path
@@ -180,7 +207,7 @@ def source_metadata(src: Path, name: str) -> Path | None:
 
 def import_source(src: Path, data: DataConfig, out: Path, progress: bool) -> dict:
     """Import a class-per-folder tree with its metadata CSV (copied to ``<out>/metadata.csv``)."""
-    metadata = source_metadata(src, data.metadata)  # checked before anything is copied
+    metadata = source_metadata(src, data.metadata, "data.metadata")  # checked before anything is copied
     counts = import_tree(src, out, progress, exclude=metadata)
     if metadata is not None:
         shutil.copyfile(metadata, out / RAW_METADATA)

@@ -10,6 +10,7 @@ recorded in ``reports/data.json``, the report and the model card.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 from collections import Counter
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from skinlesion.core.config import SplitConfig
-from skinlesion.core.errors import DataError
+from skinlesion.core.errors import DataError, workers_ignore_interrupt
 from skinlesion.core.images import FileCheck, check_file, pixel_limit, set_max_pixels
 from skinlesion.core.io import is_printable, printable, read_json
 from skinlesion.core.layout import SKIPPED, SOURCE_FILE
@@ -36,6 +37,7 @@ SKIP_REASONS = (
     "corrupt",
     "unreadable",  # no permission to read it, or an I/O error
     "too_large",  # over split.max_pixels, by its header
+    "too_small",  # a side under split.min_side, by its header
     "bad_file_name",  # not valid UTF-8, or control characters: no CSV or report can name it
     "duplicate",
     "near_duplicate",
@@ -101,15 +103,17 @@ def scan_raw(raw: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def check_files(paths: list[str], max_pixels: int, workers: int = 0, progress: bool = True) -> list[FileCheck]:
+def check_files(paths: list[str], split: SplitConfig, workers: int = 0, progress: bool = True) -> list[FileCheck]:
     """Hash and fully decode files in parallel processes, streaming results back in order.
 
     Only small :class:`FileCheck` records come back, never pixels, so memory stays flat however many
-    images there are; an image over ``max_pixels`` is refused from its header, before decoding.
+    images there are; an image over ``split.max_pixels``, or with a side under ``split.min_side``, is
+    refused from its header, before decoding. The processes ignore Ctrl-C: this one stops them.
 
     Args:
         paths: Files to check.
-        max_pixels: ``split.max_pixels``, set in this process and in every validation process.
+        split: ``split:`` params: ``max_pixels`` (set in this process and in every validation process) and
+            ``min_side``.
         workers: Processes; 0 means one per core.
         progress: Show a progress bar.
 
@@ -121,12 +125,15 @@ def check_files(paths: list[str], max_pixels: int, workers: int = 0, progress: b
 
     workers = workers or os.cpu_count() or 1
     serial = workers == 1 or len(paths) < 64  # starting a pool costs more than checking a few files
+    check = functools.partial(check_file, min_side=split.min_side)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(pixel_limit(max_pixels))
+        stack.enter_context(pixel_limit(split.max_pixels))
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: Pillow's limit is set again
-        pool = None if serial else stack.enter_context(context.Pool(workers, set_max_pixels, (max_pixels,)))
-        results = pool.imap(check_file, paths, chunksize=32) if pool else map(check_file, paths)
-        return list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=not progress))
+        if not serial:
+            with workers_ignore_interrupt():
+                pool = stack.enter_context(context.Pool(workers, set_max_pixels, (split.max_pixels,)))
+        results = map(check, paths) if serial else pool.imap(check, paths, chunksize=32)
+        return list(tqdm(results, total=len(paths), desc="validate", unit="img", disable=None if progress else True))
 
 
 def carve(records: list[Record], fraction: float, seed: int, grouped: bool, name: str) -> tuple[list, list]:
@@ -203,10 +210,9 @@ def split_dataset(
     files = scan_raw(raw)
     if not files:
         raise DataError(f"{raw}: no files; run the fetch stage first")
-    named = [f for f in files if is_printable(f[0])]
-    skipped = [skip_entry(printable(f[0]), "bad_file_name", BAD_NAME) for f in files if not is_printable(f[0])]
+    named, skipped = named_files(files)
     groups, missing = image_groups([f[0] for f in named], meta, group_by, split.allow_missing_groups, metadata)
-    records, unusable = usable_records(named, groups, split.max_pixels, workers, progress)
+    records, unusable = usable_records(named, groups, split, workers, progress)
     records, dup_skips = deduplicate(records, split.drop_label_conflicts)
     skipped += unusable + dup_skips
     if not records:
@@ -218,6 +224,22 @@ def split_dataset(
 
 
 BAD_NAME = "its name is not valid UTF-8 or holds control characters, so no CSV or report can name it; rename it"
+
+
+def named_files(files: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], list[dict]]:
+    """The files whose names a CSV or report can hold, and a ``bad_file_name`` skip entry for each other one."""
+    named = [f for f in files if is_printable(f[0])]
+    return named, [skip_entry(printable(f[0]), "bad_file_name", BAD_NAME) for f in files if not is_printable(f[0])]
+
+
+def missing_classes(splits: dict[str, list[Record]]) -> dict[str, list[str]]:
+    """The training classes each of validation and test has no image of (``reports/data.json``'s ``missing_classes``).
+
+    Balanced accuracy there averages the recall of the classes present only, so it is measured over fewer
+    classes than the model predicts, and a class-stratified interval cannot see the missing ones.
+    """
+    trained = {r.label for r in splits[Split.TRAIN]}
+    return {s: sorted(trained - {r.label for r in splits[s]}) for s in (Split.VAL, Split.TEST)}
 
 
 def require_classes(records: list[Record], what: str, raw: Path) -> None:
@@ -235,10 +257,10 @@ def require_classes(records: list[Record], what: str, raw: Path) -> None:
 
 
 def usable_records(
-    files: list[tuple[str, str, str]], groups: dict[str, str], max_pixels: int, workers: int, progress: bool
+    files: list[tuple[str, str, str]], groups: dict[str, str], split: SplitConfig, workers: int, progress: bool
 ) -> tuple[list[Record], list[dict]]:
     """Check every file (:func:`check_files`): the usable images as records, the others as skip entries."""
-    checks = check_files([f[0] for f in files], max_pixels, workers, progress)
+    checks = check_files([f[0] for f in files], split, workers, progress)
     skipped, records = [], []
     for (path, given, label), check in zip(files, checks, strict=True):
         if not check.ok:
@@ -300,6 +322,7 @@ def data_summary(result: SplitResult, source: str) -> dict:
         "per_class": {s: dict(sorted(Counter(r.label for r in recs).items())) for s, recs in result.splits.items()},
         "skipped": {reason: reasons.get(reason, 0) for reason in SKIP_REASONS},
         "skipped_total": len(result.skipped),
+        "missing_classes": missing_classes(result.splits),
         "grouping": {
             "group_by": result.group_by or None,
             "images_without_group": result.images_without_group,

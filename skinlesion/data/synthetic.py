@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from skinlesion.core.errors import workers_ignore_interrupt
 from skinlesion.core.io import atomic_path
 
 
@@ -214,15 +215,13 @@ def generate(
         for _ in range(count):
             jobs.append((seed, index, class_index, image_size, str(out_dir / cls.name / f"syn_{index:05d}.png")))
             index += 1
-    workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(
-            tqdm(
-                pool.map(_render_to_file, jobs, chunksize=32),
-                total=len(jobs),
-                desc="synthetic",
-                disable=not progress,
-                unit="img",
-            )
-        )
+    pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    try:
+        with workers_ignore_interrupt():  # Ctrl-C: this process stops, the workers go quietly
+            results = pool.map(_render_to_file, jobs, chunksize=32)
+        list(tqdm(results, total=len(jobs), desc="synthetic", disable=None if progress else True, unit="img"))
+    except BaseException:  # the workers finish the images they hold, then the caller cleans up
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
     return counts

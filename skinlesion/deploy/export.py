@@ -25,7 +25,7 @@ from skinlesion.core.layout import EXPORT_TFLITE, sample_per_class
 from skinlesion.core.modes import Quantization
 
 
-def export_saved_model(model: Any, image_size: int, out_dir: Path) -> Path:
+def export_saved_model(model: Any, image_size: int, out_dir: Path, temperature: float) -> Path:
     """Export the inference graph (no augmentation) as a SavedModel with a ``serve`` endpoint.
 
     The signature takes ``(batch, image_size, image_size, 3)`` float pixels in 0–255, the same input as
@@ -35,19 +35,20 @@ def export_saved_model(model: Any, image_size: int, out_dir: Path) -> Path:
         model: The saved classifier.
         image_size: Its input side length.
         out_dir: The SavedModel folder to (re)create.
+        temperature: ``labels.json``'s (an ensemble's graph applies it; a run has its own built in).
 
     Returns:
         ``out_dir``.
     """
     import tensorflow as tf
 
-    from skinlesion.modeling.model import inference_model
+    from skinlesion.modeling.ensemble import export_graph
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
-        inference = inference_model(model, image_size)
+        inference = export_graph(model, image_size, temperature)
         inference.export(staging / "m", format="tf_saved_model", input_signature=[spec], verbose=False)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -96,7 +97,7 @@ def export_headline(model: Any, labels: LabelMap, quantization: Quantization) ->
     The SavedModel the converter reads is a temporary folder: TensorFlow never writes it twice the same.
     """
     with tempfile.TemporaryDirectory(prefix="savedmodel.") as tmp:
-        saved = export_saved_model(model, labels.image_size, Path(tmp) / "saved_model")
+        saved = export_saved_model(model, labels.image_size, Path(tmp) / "saved_model", labels.temperature)
         tflite = export_tflite(saved, EXPORT_TFLITE, quantization)
     labels.write(EXPORT_TFLITE.parent)
     return tflite
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", type=Path, help="the SavedModel folder to (re)create")
     args = parser.parse_args(argv)
     labels = LabelMap.read(args.model.parent)
-    export_saved_model(load_classifier(args.model), labels.image_size, args.out_dir)
+    export_saved_model(load_classifier(args.model), labels.image_size, args.out_dir, labels.temperature)
     print(f"SavedModel of {args.model} ({labels.image_size} px, {len(labels.classes)} classes) -> {args.out_dir}")
 
 

@@ -3,14 +3,18 @@
 Usage::
 
     skinlesion-predict models/headline/model.keras IMAGE_OR_FOLDER [...] [-o predictions.csv]
-        [--format csv|json] [--top-k 3] [--batch-size 32] [--explain DIR]
+        [--format csv|json] [--top-k 3] [--batch-size 32] [--explain DIR] [--min-side 8] [--trust-labels]
 
 Class names and the input size come from ``labels.json`` beside the model, which must be the one the
-model was saved with (the model carries its own class list). Arguments are checked before any work:
+model was saved with (the model carries its own class list). A ``metadata.json`` beside it must describe
+this model file (its SHA-256); its name and versions are reported on standard error. A folder without
+one (written before models described themselves) predicts as before. Arguments are checked before any work:
 ``-o`` may not name an input, nor a folder. Files that cannot be read are reported one line each with
 the reason; the others are still predicted, and CSV rows are written as they are produced, so a late
-failure keeps every row before it. Exit status: 0 when every file was predicted, 1 when some failed,
-2 when nothing could be done (bad model, bad arguments, no input) or the run stopped part-way.
+failure keeps every whole row before it (how ``-o`` is written safely: :mod:`skinlesion.deploy.outputs`).
+A model without its class list is refused unless ``--trust-labels``. Exit status: 0 when every file was
+predicted, 1 when some failed, 2 when nothing could be done (bad model, bad arguments, no input) or the run
+stopped part-way.
 """
 
 from __future__ import annotations
@@ -22,69 +26,52 @@ from pathlib import Path
 import numpy as np
 
 from skinlesion.core.errors import DataError, SkinLesionError, cli
-from skinlesion.core.images import ImageLoadError, load_array
-from skinlesion.core.io import is_printable, printable
+from skinlesion.core.images import ImageLoadError, check_side, load_array
+from skinlesion.core.io import printable
 from skinlesion.core.labels import LabelMap
-from skinlesion.core.layout import LABELS_FILE, probability_column
-from skinlesion.deploy.outputs import check_output, open_rows
+from skinlesion.core.layout import LABELS_FILE, METADATA_FILE, probability_column
+from skinlesion.deploy.description import check_description
+from skinlesion.deploy.inputs import Inputs, expand_inputs
+from skinlesion.deploy.outputs import check_output, open_output, open_rows
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
-    """Files given directly, plus every file under the folders given (sorted); the rest as error entries.
-
-    Missing paths, broken or looping symbolic links and names no output can hold (not UTF-8, control
-    characters) are reported, one entry each, instead of being dropped without a word.
-    """
-    files, errors = [], []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if not found.name.startswith("."):
-                    _classify(found, files, errors)
-        elif path.is_file() or path.is_symlink():
-            _classify(path, files, errors)
-        else:
-            errors.append({"path": printable(raw), "error": "missing: no such file or folder"})
-    return files, errors
-
-
-def _classify(path: Path, files: list[Path], errors: list[dict]) -> None:
-    if not is_printable(str(path)):
-        errors.append({"path": printable(str(path)), "error": "bad_file_name: not valid UTF-8 or control characters"})
-        return
-    if path.is_symlink():
-        try:
-            path.stat()
-        except FileNotFoundError:
-            errors.append({"path": str(path), "error": "broken_link: the symbolic link's target does not exist"})
-            return
-        except OSError as exc:  # ELOOP
-            errors.append({"path": str(path), "error": f"broken_link: {exc.strerror}"})
-            return
-    if path.is_file():
-        files.append(path)
-
-
-def load_model_and_labels(model_path: str | Path) -> tuple[object, list[str], int]:
+def load_model_and_labels(model_path: str | Path, trust_labels: bool = False) -> tuple[object, list[str], int]:
     """Load a classifier and the label map (``labels.json``) saved beside it, checked against each other.
 
+    Args:
+        model_path: The ``.keras`` file.
+        trust_labels: Take labels.json as it is when the model carries no class list to check it against
+            (``--trust-labels``); a warning line says so.
+
     Raises:
-        SkinLesionError: One line naming the file when either cannot be read, or when labels.json is
-            not the one the model was saved with (other classes or size, or another number of classes).
+        SkinLesionError: One line naming the file when either cannot be read, when labels.json is not the one
+            the model was saved with (other classes or size, or another number of classes), or when the model
+            carries no class list and ``trust_labels`` is false.
     """
     from skinlesion.modeling.model import load_classifier
 
     model_path = Path(model_path)
-    LabelMap.of_model(model_path)  # missing, or not a Keras model file: said before loading TensorFlow
+    carried = LabelMap.of_model(model_path)  # missing, or not a Keras model file: said before loading TensorFlow
     labels = LabelMap.read(model_path.parent)
     labels.check_model(model_path)
     model = load_classifier(model_path)
     outputs = int(model.outputs[0].shape[-1])
+    labels_path = model_path.parent / LABELS_FILE
     if outputs != len(labels.classes):  # a model saved before models carried their class list
         raise DataError(
-            f"{model_path.parent / LABELS_FILE} lists {len(labels.classes)} classes but {model_path} has {outputs} "
+            f"{labels_path} lists {len(labels.classes)} classes but {model_path} has {outputs} "
             "outputs: it belongs to another model; put the model's own labels.json beside it"
+        )
+    if carried is None and not trust_labels:
+        raise DataError(
+            f"{model_path} carries no class list (saved before models carried one, or re-saved by plain Keras), "
+            f"so {labels_path} cannot be checked against it, and one of another model with as many classes would "
+            "name every prediction wrongly: re-save the model with its class list (README, Predict and explain), "
+            "or pass --trust-labels if this labels.json is the one it was trained with"
+        )
+    if carried is None:
+        print(
+            f"warning: {model_path} carries no class list: class names from {labels_path}, unchecked", file=sys.stderr
         )
     return model, list(labels.classes), labels.image_size
 
@@ -125,7 +112,7 @@ def predict_batches(
         from skinlesion.modeling.explain import GradCam
 
         cam = GradCam(model)
-    with tqdm(total=len(files), desc="predict", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=len(files), desc="predict", unit="img", disable=None if progress else True, file=sys.stderr) as bar:
         for start in range(0, len(files), batch_size):
             batch, arrays, errors = [], [], []
             for path in files[start : start + batch_size]:
@@ -190,6 +177,16 @@ def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir:
             Image.fromarray(overlay(original, heat)).save(tmp, format="PNG")
 
 
+def version_line(description: dict) -> str:
+    """Which model predicts, from its folder's ``metadata.json``: name, versions, the model file's hash."""
+    model, version = description["model"], description["version"]
+    name = f"{model['name']} seed {model['seed']}" if "seed" in model else model["name"]
+    return (
+        f"{name} (skinlesion {version['skinlesion']}, TensorFlow {version['tensorflow']}, Keras {version['keras']}; "
+        f"model.keras sha256 {version['model_sha256'][:12]})"
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are the command's one ``error:`` line (exit status 2), like every other error."""
 
@@ -214,10 +211,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output", help="output file (default: standard output)")
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
-    parser.add_argument("--top-k", type=_positive, default=3)
+    parser.add_argument("--top-k", type=_positive, help=f"classes listed per image (default {TOP_K}, at most all)")
     parser.add_argument("--batch-size", type=_positive, default=32)
     parser.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
+    parser.add_argument(
+        "--min-side",
+        type=_positive,
+        default=MIN_SIDE,
+        help=f"refuse images with a side under this many pixels (default {MIN_SIDE}, as split.min_side)",
+    )
+    parser.add_argument(
+        "--trust-labels",
+        action="store_true",
+        help="take labels.json unchecked for a model that carries no class list (saved before models did)",
+    )
     return parser.parse_args(argv)
+
+
+# Classes listed per image when --top-k is not given (fewer when the model has fewer).
+TOP_K = 3
+# --min-side's default: the value of params.yaml's split.min_side (a test checks that they agree). The command
+# runs without the project (an installed wheel, a copied model folder), and a model folder does not record
+# the minimum its training data had, so the flag carries it; images split skipped, predict refuses.
+MIN_SIDE = 8
+
+
+def _gather(args: argparse.Namespace) -> Inputs:
+    """The files to predict, each once; every one left out is reported on a line of its own.
+
+    Raises:
+        DataError: When no file is left to predict.
+    """
+    found = expand_inputs(args.inputs)
+    for path in list(found.files):
+        try:
+            check_side(path, args.min_side)
+        except ImageLoadError as exc:
+            found.files.remove(path)
+            found.error(path, f"{exc.reason}: {exc.detail} (--min-side {args.min_side})")
+    for error in found.errors:
+        print(f"error: {error['path']}: {error['error']}", file=sys.stderr)
+    for repeat in found.repeats:
+        print(f"warning: {repeat['path']}: the file {repeat['first']} again; predicted once", file=sys.stderr)
+    if not found.files:
+        raise DataError(f"no image files to predict in {', '.join(map(printable, args.inputs))}")
+    return found
+
+
+def _top_k(asked: int | None, classes: list[str]) -> int:
+    """``--top-k``, refused when it asks for more classes than the model has."""
+    if asked is not None and asked > len(classes):
+        raise DataError(f"--top-k {asked}: the model has {len(classes)} classes; give at most {len(classes)}")
+    return asked or min(TOP_K, len(classes))
 
 
 def _explain_dir(explain: str | None) -> Path | None:
@@ -237,27 +282,27 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     args = parse_args(argv)
-    files, errors = expand_inputs(args.inputs)
-    for error in errors:
-        print(f"error: {error['path']}: {error['error']}", file=sys.stderr)
-    if not files:
-        raise DataError(f"no image files to predict in {', '.join(map(printable, args.inputs))}")
+    found = _gather(args)
+    files, errors = found.files, found.errors
     if args.output:
         model = Path(args.model)
-        check_output(Path(args.output), [*files, model, model.parent / LABELS_FILE])
+        check_output(Path(args.output), [*files, model, model.parent / LABELS_FILE, model.parent / METADATA_FILE])
     explain_dir = _explain_dir(args.explain)
-    model, classes, image_size = load_model_and_labels(args.model)
-    writer = open_rows(args.output, args.format, classes, errors)
+    out = open_output(args.output)  # created now: an output that cannot be written is refused before any work
     try:
-        batches = predict_batches(
-            model,
-            classes,
-            image_size,
-            files,
-            batch_size=args.batch_size,
-            top_k=min(args.top_k, len(classes)),
-            explain_dir=explain_dir,
-        )
+        model, classes, image_size = load_model_and_labels(args.model, args.trust_labels)
+        description = check_description(args.model)
+        if description is not None:  # a folder from before metadata.json has labels.json alone: nothing to say
+            print(f"model: {version_line(description)}", file=sys.stderr)
+        top_k = _top_k(args.top_k, classes)
+        writer = open_rows(out, args.format, classes, errors)
+    except BaseException:
+        out.close(keep=False)  # -o as it was
+        raise
+    batches = predict_batches(
+        model, classes, image_size, files, batch_size=args.batch_size, top_k=top_k, explain_dir=explain_dir
+    )
+    try:
         for rows, batch_errors in batches:
             writer.add(rows, batch_errors)
             for error in batch_errors:  # on a line of its own, not after the progress bar
@@ -265,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     except SkinLesionError as exc:
         raise DataError(f"{exc}; the {writer.count} predictions before it are in {writer.where}") from None
     finally:
+        batches.close()  # the progress bar ends its line before any error line
         writer.close()
-    print(f"predicted {writer.count} image(s); {len(writer.errors)} failed", file=sys.stderr)
+    repeats = f"; {len(found.repeats)} given twice, predicted once" if found.repeats else ""
+    print(f"predicted {writer.count} image(s); {len(writer.errors)} failed{repeats}", file=sys.stderr)
     return 1 if writer.errors else 0
 
 

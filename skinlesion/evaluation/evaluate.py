@@ -15,16 +15,15 @@ from skinlesion.core.io import write_csv, write_json, write_text
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, probability_column, read_split
 from skinlesion.core.modes import Split
-from skinlesion.modeling.temperature import apply_temperature
-from skinlesion.stats.calibration import calibration_error
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import (
-    bootstrap_ci,
     calibration_bins,
     classification_metrics,
     per_class_report,
     roc_curves,
 )
+from skinlesion.stats.scoring import calibration_summary, interval_metrics
+from skinlesion.stats.temperature import apply_temperature
 
 
 def tta_views(images: np.ndarray, n_views: int) -> list[np.ndarray]:
@@ -144,16 +143,16 @@ def score_split(
     result = classification_metrics(y_true, probs) | {"images": len(frame)}
     if resampling is None:
         return SplitScores(frame, classes, y_true, probs, raw, result)
-    result |= _with_intervals(y_true, probs, groups, resampling)
+    result |= interval_metrics(y_true, probs, groups, resampling)
     result["calibration"] = {
         "temperature": labels.temperature,
-        "before": _calibration(y_true, raw, groups, resampling),
-        "after": _calibration(y_true, probs, groups, resampling),
+        "before": calibration_summary(y_true, raw, groups, resampling),
+        "after": calibration_summary(y_true, probs, groups, resampling),
     }
     if tta:
         views = predict(tta)
         result["tta"] = {"views": tta + 1} | classification_metrics(y_true, views)
-        result["tta"] |= _with_intervals(y_true, views, groups, resampling)
+        result["tta"] |= interval_metrics(y_true, views, groups, resampling)
     return SplitScores(frame, classes, y_true, probs, raw, result)
 
 
@@ -185,28 +184,6 @@ def score_run(run: RunPaths, tta: int, resampling: Resampling, workers: int) -> 
             model, images, frame, labels, tta=tta if on_test else 0, resampling=resampling if on_test else None
         )
     return scores[Split.VAL], scores[Split.TEST]
-
-
-def _with_intervals(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
-    """The debiased calibration error, and every key metric's interval (``ci``)."""
-    error = calibration_error(y_true, probs, groups=groups, confidence=resampling.confidence, seed=resampling.seed)
-    ci = bootstrap_ci(y_true, probs, resampling, groups) | {
-        "calibration_error": {"low": error["low"], "high": error["high"]}
-    }
-    return {"calibration_error": error["rms"], "ci": ci}
-
-
-def _calibration(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
-    """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error with interval."""
-    error = calibration_error(y_true, probs, groups=groups, confidence=resampling.confidence, seed=resampling.seed)
-    metrics = classification_metrics(y_true, probs)
-    return {
-        "log_loss": metrics["log_loss"],
-        "ece": metrics["ece"],
-        "calibration_error": error["rms"],
-        "low": error["low"],
-        "high": error["high"],
-    }
 
 
 def write_scores(run: RunPaths, test: SplitScores, val: SplitScores) -> None:

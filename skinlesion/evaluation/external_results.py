@@ -13,6 +13,7 @@ import pandas as pd
 from skinlesion.core.io import read_csv, read_json
 from skinlesion.core.layout import ExternalPaths, RunPaths
 from skinlesion.evaluation.analysis import Analysis
+from skinlesion.evaluation.headline import Headline
 from skinlesion.evaluation.runs import Predictions, prediction_arrays
 from skinlesion.stats.clinical import Scored, clinical_views
 from skinlesion.stats.compare import ensemble_results, ensembles
@@ -37,7 +38,7 @@ def read_external(name: str, runs: dict[str, list[int]]) -> Predictions:
 
 
 def external_results(
-    name: str, external: Predictions, internal: Predictions, val: Predictions, selected: RunPaths, analysis: Analysis
+    name: str, external: Predictions, internal: Predictions, val: Predictions, chosen: Headline, analysis: Analysis
 ) -> dict:
     """One external set scored like the internal test: runs, ensembles, the headline, operating points, drop.
 
@@ -46,7 +47,7 @@ def external_results(
         external: Every run's predictions on it.
         internal: Every run's predictions on the internal test split.
         val: Every run's predictions on validation (where the operating thresholds are fixed).
-        selected: The headline run.
+        chosen: The headline model.
         analysis: The params the statistics use.
 
     Returns:
@@ -60,22 +61,19 @@ def external_results(
         for b, r in external.probs.items()
         for s, p in r.items()
     }
-    scored = _scored(external, selected)
-    views = clinical_views(_scored(val, selected), scored, analysis.malignant, analysis.targets, resampling)
+    scored = chosen.scored(external)
+    views = clinical_views(chosen.scored(val), scored, analysis.malignant, analysis.targets, resampling)
+    single = not chosen.candidate.ensemble
+    head = runs[chosen.candidate.members[0].name] if single else _scored_metrics(*scored[1:], resampling)
     return {
         "data": read_json(ExternalPaths(name).summary),
         "classes": [external.classes[c] for c in np.unique(external.y)],
         "runs": runs,
         "ensembles": ensemble_results(external.y, external.probs, resampling, external.groups),
-        "headline": runs[selected.name],
+        "headline": head,
         "operating_points": views,
-        "drop": balanced_accuracy_drop(_scored(internal, selected), scored, resampling),
+        "drop": balanced_accuracy_drop(chosen.scored(internal), scored, resampling),
     }
-
-
-def _scored(predictions: Predictions, run: RunPaths) -> Scored:
-    probs = predictions.probs[run.backbone][run.seed]
-    return Scored(predictions.classes, predictions.y, probs, predictions.groups)
 
 
 def _scored_metrics(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:

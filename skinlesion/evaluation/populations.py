@@ -10,27 +10,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from skinlesion.core.layout import RAW, RAW_METADATA, ExternalPaths, RunPaths
+from skinlesion.core.layout import RAW, RAW_METADATA, ExternalPaths
 from skinlesion.core.modes import Split
 from skinlesion.data.grouping import load_metadata
 from skinlesion.evaluation.analysis import Analysis, MetadataColumns
 from skinlesion.evaluation.external_results import ensemble_scored, external_results, plot_rows, read_external
+from skinlesion.evaluation.headline import Headline
 from skinlesion.evaluation.runs import Predictions
-from skinlesion.stats.clinical import Scored
 from skinlesion.stats.subgroups import SubgroupRule, subgroup_analysis, subgroup_levels
 
 INTERNAL = Split.TEST  # the internal test split's name among the sets of the bar charts
 
 
 def populations(
-    test: Predictions, val: Predictions, run: RunPaths, headline: dict, sets: list[str], analysis: Analysis
+    test: Predictions, val: Predictions, chosen: Headline, headline: dict, sets: list[str], analysis: Analysis
 ) -> dict:
     """Subgroups of the internal test split and every external set, scored like the internal test.
 
     Args:
         test: Every run's predictions on the internal test split.
         val: Every run's predictions on validation (where thresholds are fixed).
-        run: The headline run.
+        chosen: The headline model.
         headline: Its test metrics (evaluate's: balanced accuracy, its interval, the image count).
         sets: The external sets' names (``external``).
         analysis: The params the statistics use.
@@ -42,16 +42,16 @@ def populations(
     """
     columns = analysis.metadata
     levels = _levels(test.paths, RAW / RAW_METADATA, columns)
-    subgroups = _breakdown(test, val, levels, run, analysis.subgroup)
+    subgroups = _breakdown(test, val, levels, chosen, analysis.subgroup)
     subgroups["missing"] = [c for c in columns.subgroups if c not in levels] if levels else []
     bar = {"value": headline["balanced_accuracy"]} | headline["ci"]["balanced_accuracy"]
     plots = {INTERNAL: plot_rows(INTERNAL, {"n": headline["images"], "balanced_accuracy": bar}, subgroups)}
     external = {}
     for name in sets:
         scored = read_external(name, {b: list(seeds) for b, seeds in test.probs.items()})
-        external[name] = external_results(name, scored, test, val, run, analysis)
+        external[name] = external_results(name, scored, test, val, chosen, analysis)
         set_levels = _levels(scored.paths, ExternalPaths(name).metadata, columns)
-        breakdown = _breakdown(scored, val, set_levels, run, analysis.subgroup) if set_levels else None
+        breakdown = _breakdown(scored, val, set_levels, chosen, analysis.subgroup) if set_levels else None
         external[name]["subgroups"] = breakdown
         headline = external[name]["headline"]
         bar = {"value": headline["balanced_accuracy"]} | headline["ci"]["balanced_accuracy"]
@@ -68,12 +68,11 @@ def _levels(paths: pd.Series, metadata: Path, columns: MetadataColumns) -> dict[
     return {c: subgroup_levels(paths, meta, c, columns.bins) for c in columns.subgroups if c in meta.columns}
 
 
-def _breakdown(test: Predictions, val: Predictions, levels: dict, run: RunPaths, rule: SubgroupRule) -> dict:
+def _breakdown(test: Predictions, val: Predictions, levels: dict, chosen: Headline, rule: SubgroupRule) -> dict:
     """The headline's and every ensemble's subgroup analysis on one set."""
     if not levels:
         return {"headline": None, "ensembles": {}}
-    head = Scored(test.classes, test.y, test.probs[run.backbone][run.seed], test.groups)
-    head_val = Scored(val.classes, val.y, val.probs[run.backbone][run.seed], val.groups)
+    head, head_val = chosen.scored(test), chosen.scored(val)
     val_ensembles = ensemble_scored(val)
     return {
         "headline": subgroup_analysis(head, head_val, levels, rule),

@@ -1,4 +1,4 @@
-"""Which run is the headline, and the small metrics files that describe it and every backbone."""
+"""A backbone's best run, and the small metrics files that describe the headline and every backbone."""
 
 from __future__ import annotations
 
@@ -13,25 +13,26 @@ def select_run(val_scores: dict[int, float]) -> int:
     return min(val_scores, key=lambda seed: (-val_scores[seed], seed))
 
 
-def headline_metrics(model: str, run: dict, summary: dict) -> dict:
-    """``metrics/metrics.json``: the selected run's validation metrics, then its test metrics, CIs, seed spread.
+def headline_metrics(run: dict, spread: dict) -> dict:
+    """``metrics/metrics.json``: the headline's validation metrics, then its test metrics, CIs, seed spread.
 
     Insertion order is the column order of ``dvc exp show``: validation leads, because every choice (a
     sweep's winner included) is made on it; the test split only reports. The spread over seeds covers the
-    two class-balanced test metrics only (the rest, and which seed was selected, are in
-    ``reports/summary.json``): every number here is a column of the experiment table.
+    two class-balanced test metrics only (the rest, and which model was selected, are in
+    ``reports/summary.json``): every number here is a column of the experiment table. The keys are the same
+    whatever the headline is (a run or an ensemble), so ``dvc metrics diff`` compares any two.
 
     Args:
-        model: The headline backbone.
-        run: The selected run's evaluation summary (``{"val": ..., "test": ...}``).
-        summary: :func:`~skinlesion.stats.compare.summarise` of every run's test metrics.
+        run: The headline's evaluation summary (``{"val": ..., "test": ...}``, evaluate's for a run).
+        spread: :func:`~skinlesion.stats.compare.summarise` of the test metrics of the runs it comes from
+            (its backbone's, or every run's for the all-backbone ensemble).
     """
     test = run[Split.TEST]
     return {
         Split.VAL: {m: run[Split.VAL].get(m) for m in BOOTSTRAPPED},
         Split.TEST: {m: test.get(m) for m in KEY_METRICS},
         "ci": {m: test["ci"][m] for m in KEY_METRICS if m in test.get("ci", {})},
-        "seeds": {m: {k: summary[model][m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
+        "seeds": {m: {k: spread[m][k] for k in ("mean", "std")} for m in SPREAD_METRICS},
     }
 
 

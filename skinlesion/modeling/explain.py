@@ -42,15 +42,24 @@ def find_backbone(model: Any) -> tuple[Any, str]:
 class GradCam:
     """Grad-CAM for a classifier built by :func:`skinlesion.modeling.model.build_classifier`.
 
+    An ensemble is explained by its first member, the one with the best validation balanced accuracy: the
+    maps show where that member looked, and :attr:`explained` names it.
+
     Args:
-        model: The loaded classifier.
+        model: The loaded classifier or ensemble.
     """
 
     def __init__(self, model: Any):
         import keras
 
+        from skinlesion.modeling.ensemble import is_ensemble, members_of
         from skinlesion.modeling.model import inference_model
 
+        member = is_ensemble(model)
+        if member:
+            model = members_of(model)[0]
+        # Whose maps these are, as the figures say it.
+        self.explained = f"{model.name}, the ensemble's best member on validation" if member else model.name
         self.base, self.backbone = find_backbone(model)
         conv = self.base.get_layer(BACKBONES[self.backbone].last_conv_layer).output
         self.inner = keras.Model(self.base.inputs, [conv, self.base.output])
@@ -100,8 +109,8 @@ def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.nd
     return np.clip((1 - opacity) * image + opacity * coloured, 0, 255).astype(np.uint8)
 
 
-def gradcam_grid(images: np.ndarray, heats: np.ndarray, titles: list[str], columns: int = 6):
-    """A figure of heat-map overlays with one title per image."""
+def gradcam_grid(images: np.ndarray, heats: np.ndarray, titles: list[str], explained: str, columns: int = 6):
+    """A figure of heat-map overlays with one title per image; ``explained`` says whose maps they are."""
     from skinlesion.core.io import pyplot
 
     plt = pyplot()
@@ -113,7 +122,7 @@ def gradcam_grid(images: np.ndarray, heats: np.ndarray, titles: list[str], colum
     for ax, image, heat, title in zip(axes.flat, images, heats, titles, strict=False):
         ax.imshow(overlay(image, heat))
         ax.set_title(title, fontsize=7, wrap=True)
-    fig.suptitle("Grad-CAM on the backbone's last convolutional block (predicted class)", fontsize=9)
+    fig.suptitle(f"Grad-CAM of {explained}: its backbone's last convolutional block (predicted class)", fontsize=9)
     return fig
 
 
@@ -123,6 +132,7 @@ def headline_gradcam(model_path: Path, labels: LabelMap, test: pd.DataFrame) -> 
 
     sample = sample_per_class(test, GRADCAM_PER_CLASS, seed=0)
     paths = sample["path"].tolist()
-    heats, probs = GradCam(load_classifier(model_path))(load_batch(paths, labels.image_size))
+    cam = GradCam(load_classifier(model_path))
+    heats, probs = cam(load_batch(paths, labels.image_size))
     titles = [f"{a}\n→ {labels.classes[p]}" for a, p in zip(sample["label"], probs.argmax(1), strict=True)]
-    return gradcam_grid(load_batch(paths, GRADCAM_DISPLAY), heats, titles)
+    return gradcam_grid(load_batch(paths, GRADCAM_DISPLAY), heats, titles, cam.explained)

@@ -29,8 +29,8 @@ def classifier_name(backbone: str) -> str:
 
 
 def backbone_of(model: Any) -> str:
-    """The registry name of the backbone a classifier was built on (from its model name)."""
-    return model.name.removesuffix(CLASSIFIER_SUFFIX)
+    """The registry name of the backbone a classifier was built on (from its model name, an ensemble member's too)."""
+    return model.name.partition(CLASSIFIER_SUFFIX)[0]
 
 
 def resolve_weights(weights: str, backbone: str) -> str | None:
@@ -324,7 +324,7 @@ def set_temperature(model: Any, temperature: float) -> None:
 
     The classifier's last layer is ``softmax(W x + b)``; dividing ``W`` and ``b`` by ``T`` divides the
     logits by ``T``. Nothing is added to the graph, so a saved model, its TFLite export and every consumer
-    give the calibrated probabilities with plain Keras (:mod:`skinlesion.modeling.temperature`).
+    give the calibrated probabilities with plain Keras (:mod:`skinlesion.stats.temperature`).
 
     Args:
         model: A classifier from :func:`build_classifier` (or an :func:`inference_copy` of one).

@@ -14,12 +14,13 @@ from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, read_split, split_labels
 from skinlesion.core.modes import Split
 from skinlesion.core.typed import as_dict
+from skinlesion.deploy.description import class_counts, data_source, describe_run, write_description
 from skinlesion.modeling.feed import TrainData
 from skinlesion.modeling.history import TrainingLog
 from skinlesion.modeling.model import inference_copy, set_temperature
 from skinlesion.modeling.resume import clear_state, resume_key
-from skinlesion.modeling.temperature import fit_temperature
 from skinlesion.modeling.train import RunSettings, TrainResult, training_summary
+from skinlesion.stats.temperature import fit_temperature
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,15 @@ class RunInputs:
         data: Its training and validation images and labels.
         resolved: The resolved config, saved beside the model (``config.json``) and part of the resume key.
         state_dir: Its checkpoint folder under the resume key.
+        provenance: Where the images came from and how many of each class it trains and validates on
+            (``metadata.json``'s ``data``).
     """
 
     settings: RunSettings
     data: TrainData
     resolved: dict
     state_dir: Path
+    provenance: dict
 
 
 def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = print) -> RunInputs:
@@ -80,7 +84,8 @@ def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = prin
         "augment": as_dict(settings.augment),
     }
     state_dir = run.state_dir(resume_key(resolved, data.train_sha256, data.val_sha256))
-    return RunInputs(settings, data, resolved, state_dir)
+    provenance = data_source(config.data) | {"class_counts": class_counts(classes, y_train, y_val)}
+    return RunInputs(settings, data, resolved, state_dir, provenance)
 
 
 def save_run(run: RunPaths, result: TrainResult, inputs: RunInputs, log: TrainingLog) -> dict:
@@ -95,6 +100,7 @@ def save_run(run: RunPaths, result: TrainResult, inputs: RunInputs, log: Trainin
     # The model file carries its classes and input size too, so predict can refuse another model's labels.json.
     labels = LabelMap(tuple(inputs.data.classes), inputs.settings.backbone.image_size, temperature)
     labels.save_model(model, run.model_dir)
+    write_description(run.model_dir, describe_run(labels, backbone=run.backbone, seed=run.seed, data=inputs.provenance))
     write_json(run.config, inputs.resolved)
     summary = training_summary(result, inputs.data.y_val) | {"temperature": temperature}
     log.close(summary)

@@ -1,4 +1,4 @@
-"""Calibration errors that mean something at n ~ 135 (the temperature itself: :mod:`skinlesion.modeling.temperature`).
+"""Calibration errors that mean something at n ~ 135 (the temperature itself: :mod:`skinlesion.stats.temperature`).
 
 Why not the plain binned ECE alone: with 135 test images and 10 equal-width bins, a bin holds a handful of
 images and its accuracy is a noisy proportion. The plain ECE averages ``|accuracy - confidence|`` over the

@@ -6,9 +6,12 @@ them) and ``skinlesion-predict``'s ``main``. A test passes when the run fails wi
 starting ``error:`` (the library's own log lines are never read) and no traceback, or succeeds with the
 file counted under its reason in the stage's output; nothing produced before may be lost.
 
-helpers.py holds those two checks (``fails_once``, ``skipped_once``), the project folder and the predict
-command; conftest.py their fixtures. The modules, by entry point or concern: test_split_input.py,
-test_fetch_input.py (archives and source folders), test_metadata_input.py, test_params_input.py,
-test_predict_model_input.py (the model and its labels.json), test_predict_input.py (images, options,
-output path) and test_recovery.py (interrupted or crashed runs: nothing produced before is lost).
+helpers.py holds those checks (``fails_once``, ``skipped_once``, ``counted_once`` for an external set), the
+project folder, the external set and the predict command; conftest.py their fixtures. The modules, by entry
+point or concern: test_split_input.py, test_fetch_input.py (archives and source folders),
+test_metadata_input.py, test_params_input.py, test_external_input.py (external sets: their files, source,
+metadata and labels), test_predict_model_input.py (the model and its labels.json), test_predict_input.py
+(images, options, output path), test_predict_output.py (how -o is written: full disk, links, FIFOs,
+concurrent runs), test_interrupt.py (Ctrl-C) and test_recovery.py (interrupted or crashed runs: nothing
+produced before is lost).
 """

@@ -8,7 +8,7 @@ import pytest
 
 from skinlesion.core.labels import LabelMap
 
-from .helpers import Predict, Project
+from .helpers import External, Predict, Project
 
 
 @pytest.fixture
@@ -36,3 +36,9 @@ def tiny_model(tmp_path_factory) -> Path:
 def predict(tmp_path: Path, tiny_model: Path, capsys) -> Predict:
     """The predict command in ``tmp_path``, with its own copy of :func:`tiny_model` and 5 images."""
     return Predict(tmp_path, tiny_model, capsys)
+
+
+@pytest.fixture
+def external(project: Project, tiny_model: Path) -> External:
+    """A split project with one run (the tiny model) and an external set folder ``site/`` of 12 new images."""
+    return External(project, tiny_model)

@@ -63,9 +63,9 @@ class Project:
         self.params["data"].update(data)
         (self.root / "params.yaml").write_text(yaml.safe_dump(self.params, sort_keys=False))
 
-    def run(self, script: str) -> tuple[int, str, str]:
+    def run(self, script: str, *argv: str) -> tuple[int, str, str]:
         self.capsys.readouterr()
-        rc = stage_main(script)()
+        rc = stage_main(script)(list(argv)) if argv else stage_main(script)()
         out, err = self.capsys.readouterr()
         return rc, out, err
 
@@ -134,3 +134,45 @@ def cells(path: Path) -> list[str]:
     """Every cell of a CSV file, row after row."""
     with open(path, newline="", encoding="utf-8") as handle:
         return [cell for row in csv.reader(handle) for cell in row]
+
+
+class External:
+    """A project trained on the tiny model's classes: fetched, split, one run (``mobilenet`` seed 0, the tiny
+    model), and an external set ``site`` (``external.site``) in the folder ``site/``: 4 new images per class.
+    """
+
+    CLASSES = ("akiec", "bcc", "mel")  # the tiny model's (conftest.py)
+
+    def __init__(self, project: Project, model: Path):
+        self.project, self.root = project, project.root
+        project.params.update(backbones=["mobilenet"], seeds=[0], model="mobilenet")
+        project.fetched({c: 8 for c in self.CLASSES})
+        assert project.run("split")[0] == 0
+        run = self.root / "runs" / "mobilenet" / "seed0" / "model"
+        run.mkdir(parents=True)
+        shutil.copy(model, run / "model.keras")
+        shutil.copy(model.parent / "labels.json", run / "labels.json")
+        self.folder = make_class_tree(self.root / "site", {c: 4 for c in self.CLASSES}, start=500)
+        self.set(source="folder", path=str(self.folder))
+
+    def set(self, name: str = "site", **entry) -> None:
+        """Make ``external.<name>`` the params' one external set."""
+        self.project.params["external"] = {name: entry}
+        self.project.write_params()
+
+    def run(self, name: str = "site") -> tuple[int, str, str]:
+        return self.project.run("external", "--name", name)
+
+    def summary(self) -> dict:
+        return json.loads((self.root / "external" / "site" / "data.json").read_text())
+
+    def skipped(self) -> pd.DataFrame:
+        return pd.read_csv(self.root / "external" / "site" / "skipped.csv", dtype=str, keep_default_na=False)
+
+
+def counted_once(external: External, reason: str, count: int = 1) -> None:
+    """Assert that the external stage succeeded and counted ``count`` files under ``reason`` (data.json, skipped)."""
+    rc, _, err = external.run()
+    assert rc == 0 and not error_lines(err) and "Traceback" not in err, err
+    assert external.summary()["skipped"][reason] == count
+    assert (external.skipped()["reason"] == reason).sum() == count

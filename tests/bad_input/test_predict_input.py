@@ -172,3 +172,71 @@ def test_predict_refuses_an_output_in_a_folder_without_write_permission(predict:
     fails_once(
         *predict(str(predict.images), "-o", str(predict.root / "p.csv"))[::2], "cannot write it", "Permission denied"
     )
+
+
+# --- Images too small, files given twice, things that are not files ----------------------------------
+
+
+def test_predict_refuses_a_1x1_image_among_good_ones(predict: Predict):
+    write_image(predict.images / "x" / "pixel.png", 11, size=1)
+    rc, out, err = predict(str(predict.images))
+    assert rc == 1 and error_lines(err) == [
+        f"error: {predict.images}/x/pixel.png: too_small: 1 x 1 pixels, a side under 8 px (--min-side 8)"
+    ]
+    assert len(out.splitlines()) == 1 + 5
+    rc, out, err = predict(str(predict.images), "--min-side", "1")  # asked for: predicted
+    assert rc == 0 and len(out.splitlines()) == 1 + 6
+
+
+def test_predict_min_side_default_is_split_min_side():
+    import yaml
+
+    from skinlesion.deploy.predict import MIN_SIDE, parse_args
+
+    assert (
+        parse_args(["m.keras", "x.png"]).min_side
+        == MIN_SIDE
+        == yaml.safe_load((REPO / "params.yaml").read_text())["split"]["min_side"]
+    )
+
+
+def test_predict_predicts_a_file_given_twice_once_and_says_so(predict: Predict):
+    image = predict.images / "x" / "img_0000.png"
+    rc, out, err = predict(str(predict.images), str(image), str(predict.images / "x" / ".." / "x" / image.name))
+    assert rc == 0 and not error_lines(err)
+    assert len(out.splitlines()) == 1 + 5
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("predicted once" in line for line in warnings)
+
+
+def test_predict_reports_a_fifo_given_or_found_in_a_folder(predict: Predict):
+    os.mkfifo(predict.images / "x" / "pipe.png")
+    os.mkfifo(predict.root / "given.png")
+    rc, out, err = predict(str(predict.images), str(predict.root / "given.png"))
+    assert rc == 1 and len(out.splitlines()) == 1 + 5
+    assert sorted(error_lines(err)) == [
+        f"error: {predict.root}/given.png: not_a_file: a FIFO, socket or device, not an image file",
+        f"error: {predict.images}/x/pipe.png: not_a_file: a FIFO, socket or device, not an image file",
+    ]
+
+
+def test_predict_reports_a_link_to_a_folder_inside_a_folder(predict: Predict):
+    (predict.images / "x" / "elsewhere").symlink_to(predict.root / "model", target_is_directory=True)
+    rc, out, err = predict(str(predict.images))
+    assert rc == 1 and len(out.splitlines()) == 1 + 5
+    assert error_lines(err) == [
+        f"error: {predict.images}/x/elsewhere: link_to_folder: a symbolic link to a folder is not followed; "
+        "give the folder itself"
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, words",
+    [
+        pytest.param(("--top-k", "4"), ("--top-k 4", "the model has 3 classes", "at most 3"), id="top-k-over-classes"),
+        pytest.param(("--tta", "9"), ("unrecognized arguments: --tta 9",), id="tta"),
+        pytest.param(("--min-side", "0"), ("--min-side", "must be an integer >= 1"), id="min-side-0"),
+    ],
+)
+def test_predict_refuses_an_option_the_model_cannot_honour(predict: Predict, option, words: tuple[str, ...]):
+    fails_once(*predict(str(predict.images), *option)[::2], *words)

@@ -68,3 +68,37 @@ def test_predict_refuses_a_model_path_that_is_a_folder(predict: Predict):
     (predict.model_dir / "model.keras").unlink()
     (predict.model_dir / "model.keras").mkdir()
     fails_once(*predict(str(predict.images))[::2], "model.keras not found (or not a file)")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(["mel", "bcc", "akiec"], id="another-order"),
+        pytest.param(["nv", "df", "vasc"], id="other-names"),
+    ],
+)
+def test_predict_refuses_to_trust_labels_json_for_a_model_without_its_class_list(predict: Predict, labels: list):
+    import keras
+
+    model = keras.saving.load_model(predict.model_dir / "model.keras")
+    model.save(predict.model_dir / "model.keras")  # plain Keras: no class list to check labels.json against
+    predict.labels({"classes": labels, "image_size": 8})
+    fails_once(*predict(str(predict.images))[::2], "carries no class list", "cannot be checked", "--trust-labels")
+    rc, out, err = predict(str(predict.images), "--trust-labels")  # the user vouches for it
+    assert rc == 0 and len(out.splitlines()) == 1 + 5
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == [
+        f"warning: {predict.model_dir / 'model.keras'} carries no class list: class names from "
+        f"{predict.model_dir / 'labels.json'}, unchecked"
+    ]
+
+
+def test_a_model_re_saved_with_its_class_list_predicts_without_trust_labels(predict: Predict):
+    import keras
+
+    from skinlesion.core.labels import LabelMap
+
+    model = keras.saving.load_model(predict.model_dir / "model.keras")
+    model.save(predict.model_dir / "model.keras")
+    LabelMap.read(predict.model_dir).save_model(model, predict.model_dir)  # README: re-save an older model
+    rc, out, err = predict(str(predict.images))
+    assert rc == 0 and len(out.splitlines()) == 1 + 5 and "warning:" not in err

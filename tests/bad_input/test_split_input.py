@@ -11,7 +11,7 @@ from skinlesion.core.io import ESCAPE
 from skinlesion.core.layout import read_split
 
 from ..conftest import make_class_tree, write_image
-from .helpers import Project, cells, fails_once, skipped_once
+from .helpers import Project, cells, error_lines, fails_once, skipped_once
 
 # --- Non-UTF-8 and other unprintable file names ------------------------------------------------------
 
@@ -100,3 +100,29 @@ def test_split_escapes_class_and_file_names_that_start_a_spreadsheet_formula(pro
     assert {"'=HYPERLINK(1)", "'-ve", "'@SUM(A1)"} <= set(written)
     train = read_split("train", splits)  # the project reads back the names it wrote
     assert set(train["label"]) == {"=HYPERLINK(1)", "-ve"} and ESCAPE not in "".join(train["label"])
+
+
+# --- Images too small to show a lesion (split.min_side) ----------------------------------------------
+
+
+def test_split_counts_images_under_min_side_and_keeps_dermamnist_sized_ones(project: Project):
+    for side in (1, 7, 8, 28):  # 28 px: DermaMNIST's smallest images must pass
+        write_image(project.src / "a" / f"side{side}.png", 300 + side, size=side)
+    project.fetched()
+    skipped_once(project, "too_small", 2)
+    assert sorted(project.skipped()["path"].str.rsplit("/", n=1).str[-1]) == ["side1.png", "side7.png"]
+    assert "a side under 8 px" in project.skipped()["detail"].iloc[0]  # split.min_side, the stated limit
+
+
+# --- A training class that validation or test lacks --------------------------------------------------
+
+
+def test_split_warns_of_a_training_class_the_test_split_lacks(project: Project):
+    make_class_tree(project.src / "train", {"a": 8, "b": 8, "c": 8})
+    make_class_tree(project.src / "test", {"a": 3, "b": 3}, start=50)
+    assert project.run("fetch")[0] == 0
+    rc, out, err = project.run("split")
+    assert rc == 0 and not error_lines(err)
+    warnings = [line for line in out.splitlines() if line.startswith("warning:") and "test split" in line]
+    assert len(warnings) == 1 and "training class(es) c" in warnings[0] and "balanced accuracy" in warnings[0]
+    assert project.summary()["missing_classes"] == {"val": [], "test": ["c"]}
