@@ -460,11 +460,13 @@ def test_an_ensemble_headline_is_named_with_its_runs_and_its_recalibration():
     summary["headline"] |= {"members": ["mobilenet-1", "vgg19-0"], "temperature": 0.8}
     summary["selection"]["rule"] = "ensemble-all"
     report = render_report(summary, DATA)
-    assert "`ensemble-all` (all-backbone ensemble of 2 runs) (chosen by validation balanced accuracy 0.520" in report
+    assert "`ensemble-all` (all-backbone ensemble of 2 runs) (pinned by `model`; its validation balanced" in report
     assert "plain mean 0.120 (0.050–0.200), recalibrated by the ensemble's temperature (T = 0.80" in report
     assert "| `ensemble-all` (headline) | all-backbone ensemble | 2 | 0.500 |" in lines(report)
     labels = LabelMap(("bcc", "mel"), 40, temperature=0.8, backbone="ensemble-all", seed=None)
     card = render_card(summary, DATA, CARD | {"labels": labels})
     assert card.startswith("# Model card: skinlesion `ensemble-all` (all-backbone ensemble of 2 runs)\n")
     assert "the all-backbone ensemble of 2 runs (`mobilenet-1`, `vgg19-0`)" in card
+    assert "for the members' plain mean (each member calibrated)" in card and "member runs one by one" in card
+    assert "its validation balanced accuracy 0.520, never by test" in report
     assert "each member resizes to its own input size inside the model" in card
