@@ -17,7 +17,7 @@ import numpy as np
 from skinlesion.core.layout import RunPaths
 from skinlesion.core.modes import ENSEMBLE_PREFIX, Pick, Split
 from skinlesion.evaluation.runs import Predictions
-from skinlesion.evaluation.select import select_run
+from skinlesion.evaluation.select import rank_runs
 from skinlesion.stats.clinical import Scored
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import classification_metrics, fast_metrics
@@ -57,8 +57,8 @@ def candidates(val: Predictions, val_scores: dict[str, dict[int, float]]) -> lis
         val: Every run's validation predictions.
         val_scores: ``{backbone: {seed: validation balanced accuracy}}`` (evaluate's, of each run).
     """
-    ranked = {b: sorted(s, key=lambda seed, b=b: (-s[seed], seed)) for b, s in val_scores.items()}
-    best = {b: RunPaths(b, select_run(s)) for b, s in val_scores.items()}
+    ranked = {b: rank_runs(s) for b, s in val_scores.items()}
+    best = {b: RunPaths(b, seeds[0]) for b, seeds in ranked.items()}
     out = [Candidate(b, SINGLE_RUN, (run,), val_scores[b][run.seed]) for b, run in best.items()]
     for backbone, seeds in ranked.items():
         if len(seeds) > 1:

@@ -8,9 +8,14 @@ from skinlesion.stats.metrics import BOOTSTRAPPED, KEY_METRICS
 SPREAD_METRICS = ("balanced_accuracy", "macro_f1")  # mean ± std over seeds in the headline metrics
 
 
+def rank_runs(val_scores: dict[int, float]) -> list[int]:
+    """A backbone's seeds, best validation balanced accuracy first (ties: the lower seed). Never uses test."""
+    return sorted(val_scores, key=lambda seed: (-val_scores[seed], seed))
+
+
 def select_run(val_scores: dict[int, float]) -> int:
-    """The seed with the best validation balanced accuracy (ties: the lowest seed). Never uses test."""
-    return min(val_scores, key=lambda seed: (-val_scores[seed], seed))
+    """The seed with the best validation balanced accuracy (:func:`rank_runs`' first)."""
+    return rank_runs(val_scores)[0]
 
 
 def headline_metrics(run: dict, spread: dict) -> dict:
