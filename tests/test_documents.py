@@ -213,7 +213,7 @@ def test_the_report_states_its_numbers_with_intervals_at_evaluate_confidence():
     )
     assert "| all backbones | 4 | 0.500 (0.400–0.600) | – | 0.550 | 0.480 | – |" in lines(text)
     assert "|  | sensitivity ≥ 95% | 0.300 | 0.800 (0.700–0.900) | 0.900 (0.800–0.950) | specificity 0.600 |" in text
-    assert "| vgg19 seed 0 | 1.23 | 0.120 (0.050–0.200) | 0.030 (0.000–0.100) | 0.100 → 0.050 | 1.200 → 1.100 |" in text
+    assert "| vgg19 seed 0 | 1.23 | 0.120 (0.050–0.200) | 0.030 (up to 0.100) | 0.100 → 0.050 | 1.200 → 1.100 |" in text
     assert "| mobilenet vs vgg19 | seed 0: 0.0123, seed 1: 1.19e-06 | the vgg19 runs score higher (p < 0.05 on" in text
     assert "α = 0.05)" in text and "\n\nSEEDS\n\n" in text and "## External validation" not in text
     assert "no metadata with any of the columns sex, age, localization, dx_type (`data.metadata`" in text
@@ -275,7 +275,7 @@ def test_the_model_card_says_how_the_model_was_trained_and_exported(weights, qua
     assert "T = 1.50" in card and "- Classes (2): `bcc`, `mel`." in card
     assert "max |Δp| 0.0010, top-1 agreement 50.0%." in card and "say nothing clinical" in card
     assert "macro-F1 0.480 (0.400–0.600) (90 % CIs: this network on this test set)." in card
-    assert "0.120 (0.050–0.200) before temperature scaling, 0.030 (0.000–0.100) after." in card
+    assert "0.120 (0.050–0.200) before temperature scaling, 0.030 (up to 0.100) after." in card
     assert "Across seeds: balanced accuracy 0.500 ± 0.010, macro-F1 0.480 ± 0.010." in card
     assert "\n\nSEEDS\n\n## Intended use" in card and card.endswith("carry over.\n")
     other = render_card(small_summary(), DATA, CARD | {"source": "kaggle"})
@@ -286,7 +286,7 @@ def test_the_model_card_says_how_the_model_was_trained_and_exported(weights, qua
 
 
 def analysis(offset: float) -> dict:
-    """A subgroup analysis as stats.subgroups.subgroup_analysis returns it: sex with a gap, site without."""
+    """A subgroup analysis as stats.subgroups.subgroup_analysis returns it: sex tested, site (one level) not."""
     female = {"level": "female", "n": 40, "too_small": False, "balanced_accuracy": entry(0.7 + offset, 0.6, 0.8)}
     female |= {
         "roc_auc": entry(0.9, 0.85, 0.95),
@@ -296,13 +296,17 @@ def analysis(offset: float) -> dict:
     male = {"level": "male", "n": 30, "too_small": False, "balanced_accuracy": entry(0.55 + offset, 0.45, 0.65)}
     other = {"level": "other", "n": 6, "too_small": True}
     back = {"level": "back", "n": 76, "too_small": False, "balanced_accuracy": entry(0.6, 0.5, 0.7)}
-    gap = {"best": "female", "worst": "male", "value": 0.15, "low": 0.02, "high": 0.28}
+    female["contrast"] = {"difference": 0.05, "low": -0.08, "high": 0.18, "lacks": []}
+    male["contrast"] = {"difference": -0.06, "low": -0.2, "high": 0.09, "lacks": ["bkl"]}
+    other["contrast"] = {"difference": None, "low": None, "high": None, "lacks": ["mel", "bkl"]}
+    test = {"levels": 3, "p_text": "0.214", "p_adjusted_text": "0.214", "differs": False, "primary": False}
     return {
         "threshold": 0.3,
         "target_specificity": 0.9,
+        "primary": "",
         "columns": {
-            "sex": {"levels": [female, male, other], "gap": gap},
-            "localization": {"levels": [back], "gap": None},
+            "sex": {"levels": [female, male, other], "heterogeneity": test},
+            "localization": {"levels": [back], "heterogeneity": None},
         },
     }
 
@@ -323,8 +327,25 @@ SUBGROUPS = f"""\
 | sex = other | 6 | too small | – | – | – |
 | localization = back | 76 | 0.600 (0.500–0.700) | – | – | – |
 
-Largest gap in balanced accuracy between subgroups (best − worst):
-- sex: female − male = 0.150 (90 % CI 0.020 to 0.280)
+**Exploratory**: no subgroup column is named primary (`evaluate.primary_subgroup`), so these comparisons are for generating hypotheses; each column's p is Holm-adjusted over the 1 column tested.
+
+| column | subgroups compared | p (permutation) | p (adjusted) | reading |
+|---|---|---|---|---|
+| sex | 3 | 0.214 | 0.214 | no difference between its subgroups detected: no gap is claimed |
+
+Each subgroup minus the rest of the test images, class by class, weighted by the overall class mix (a
+standardised difference in accuracy: a subgroup of nevi only is compared on nevi); 90 % CIs hold jointly
+over a column's subgroups:
+
+| subgroup | n | difference from the rest (90 % CI, simultaneous) | classes it lacks |
+|---|---|---|---|
+| sex = female | 40 | +0.050 (-0.080 to +0.180) | none |
+| sex = male | 30 | -0.060 (-0.200 to +0.090) | bkl |
+| sex = other | 6 | not estimable (no class shared with the rest) | mel, bkl |
+
+The test shuffles the subgroup labels among the images (whole lesions) of each class, so it compares
+like with like whatever each subgroup's case mix, and it asks one question per column, across all its
+subgroups (`unknown` left out); the balanced accuracies above average only the classes each subgroup has.
 
 | subgroup | mobilenet (90 % CI) | all backbones (90 % CI) |
 |---|---|---|
@@ -335,16 +356,22 @@ Largest gap in balanced accuracy between subgroups (best − worst):
 """
 
 
-def test_subgroups_render_the_headline_table_its_gaps_and_each_ensemble():
+def test_subgroups_render_the_headline_table_its_tests_and_each_ensemble():
     summary = with_subgroups(small_summary(), missing=["age", "dx_type"])
     report, card = render_report(summary, DATA), render_card(summary, DATA, CARD)
     block = SUBGROUPS + "\nColumns not in the metadata: age, dx_type.\n\n"
     assert f"## Subgroups (test split)\n\n{block}Per subgroup of each" in report
     assert f"### Subgroups (test split)\n\n{block}### Ensembles" in card
-    # Every column there: no note; no gap at all: the heading alone, then the ensembles' table.
+    # Every column there: no note. A test that does not reject claims no gap; one that does says so.
     assert f"\n\n{SUBGROUPS}\nPer subgroup" in render_report(with_subgroups(small_summary(), missing=[]), DATA)
-    summary["subgroups"]["headline"]["columns"]["sex"]["gap"] = None
-    assert "(best − worst):\n\n| subgroup | mobilenet (90 % CI)" in render_report(summary, DATA)
+    test = summary["subgroups"]["headline"]["columns"]["sex"]["heterogeneity"]
+    test |= {"differs": True, "primary": True, "p_adjusted_text": "< 0.001"}
+    summary["subgroups"]["headline"]["primary"] = "sex"
+    text = render_report(summary, DATA)
+    assert "| sex (primary) | 3 | 0.214 | < 0.001 | **the subgroups differ** (p < 0.05) |" in text
+    assert "no gap is claimed" not in text and "`sex` is the primary subgroup column" in text
+    summary["subgroups"]["headline"]["columns"]["sex"]["heterogeneity"] = None
+    assert "No column has two subgroups with known values" in render_report(summary, DATA)
 
 
 def test_a_subgroup_analysis_from_the_statistics_renders():
@@ -359,13 +386,13 @@ def test_a_subgroup_analysis_from_the_statistics_renders():
     probs[np.arange(n), y] += rng.random(n)
     scored = Scored(classes, y, probs / probs.sum(1, keepdims=True), np.array([f"g{i}" for i in range(n)]))
     levels = {"sex": pd.Series(["female"] * 60 + ["male"] * 54 + ["other"] * 6)}
-    rule = SubgroupRule(["mel"], 0.9, 10, Resampling(50, 0.9, 0))
+    rule = SubgroupRule(["mel"], 0.9, 10, Resampling(50, 0.9, 0), 0.05, "")
     found = subgroup_analysis(scored, scored, levels, rule)
     summary = small_summary()
     summary["subgroups"] = {"headline": found, "ensembles": {"mobilenet": found}, "missing": []}
     text = render_report(summary, DATA)
     assert "| sex = other | 6 | too small | – | – | – |" in lines(text)
-    assert "- sex: " in text and "| sex = male | " in text and "| subgroup | mobilenet (90 % CI) |" in text
+    assert "| sex (primary) |" not in text and "| sex | 3 | " in text and "| sex = male | " in text and "| subgroup | mobilenet (90 % CI) |" in text
 
 
 def external_set(views: dict, skipped: dict, ensembles: dict) -> dict:
@@ -438,7 +465,7 @@ def test_a_wheel_carries_every_template():
     folder = Path(documents.__file__).parent / documents.TEMPLATES
     templates = sorted(p.relative_to(REPO / "skinlesion").as_posix() for p in folder.iterdir())
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["skinlesion"]
-    assert len(templates) == 4 and all(any(fnmatch(t, p) for p in patterns) for t in templates)
+    assert len(templates) == 5 and all(any(fnmatch(t, p) for p in patterns) for t in templates)
 
 
 def test_the_report_says_what_a_class_missing_from_test_does_to_balanced_accuracy():
@@ -474,3 +501,18 @@ def test_an_ensemble_headline_is_named_with_its_runs_and_its_recalibration():
     assert "for the members' plain mean (each member calibrated)" in card and "member runs one by one" in card
     assert "its validation balanced accuracy 0.520, never by test" in report
     assert "each member resizes to its own input size inside the model" in card
+
+
+def test_a_calibration_error_is_never_printed_as_a_clipped_zero():
+    # A signed estimate at or below 0 prints as the interval's upper bound; one whose interval reaches 0, "up to".
+    assert documents.calibration(-0.007, {"low": 0.0, "high": 0.145}) == "≤ 0.145 (estimate -0.007)"
+    assert documents.calibration(0.0002, {"low": 0.0, "high": 0.1}) == "≤ 0.100 (estimate +0.000)"
+    assert documents.calibration(0.048, {"low": 0.0, "high": 0.16}) == "0.048 (up to 0.160)"
+    assert documents.calibration(0.275, {"low": 0.212, "high": 0.342}) == "0.275 (0.212–0.342)"
+    summary = small_summary()
+    run = summary["calibration_runs"]["vgg19"]["0"]  # the same dict as the other runs': copied, then changed
+    summary["calibration_runs"]["vgg19"]["0"] = run | {"after": run["after"] | {"calibration_error": -0.01, "log_loss": 1.3}}
+    text = render_report(summary, DATA)
+    assert "| vgg19 seed 0 | 1.23 | 0.120 (0.050–0.200) | ≤ 0.100 (estimate -0.010) |" in text
+    assert "**raised the test log loss** of vgg19 seed 0\n(1 of 3 runs)" in text
+    assert "(0.000–" not in text

@@ -47,7 +47,7 @@ def _scored(rng, n, classes, accuracy):
     return Scored(classes, y, probs, np.array([f"g{i}" for i in range(n)]))
 
 
-def test_subgroup_analysis_reports_each_level_flags_small_ones_and_states_the_largest_gap():
+def test_subgroup_analysis_reports_each_level_flags_small_ones_and_tests_the_column():
     from skinlesion.stats.clinical import Scored
     from skinlesion.stats.intervals import Resampling
     from skinlesion.stats.subgroups import SubgroupRule, subgroup_analysis
@@ -57,13 +57,17 @@ def test_subgroup_analysis_reports_each_level_flags_small_ones_and_states_the_la
     good, bad = _scored(rng, 150, classes, 0.9), _scored(rng, 150, classes, 0.4)
     test = Scored(classes, np.r_[good.y, bad.y], np.r_[good.probs, bad.probs], np.r_[good.groups, bad.groups + "b"])
     levels = pd.Series(["female"] * 150 + ["male"] * 144 + ["other"] * 6)
-    rule = SubgroupRule(["mel"], target_specificity=0.9, min_size=10, resampling=Resampling(1000, 0.9, 0))
+    rule = SubgroupRule(["mel"], 0.9, min_size=10, resampling=Resampling(1000, 0.9, 0), alpha=0.05, primary="")
     analysis = subgroup_analysis(test, _scored(rng, 200, classes, 0.7), {"sex": levels}, rule)
     rows = {r["level"]: r for r in analysis["columns"]["sex"]["levels"]}
     assert rows["other"]["too_small"] and "balanced_accuracy" not in rows["other"] and rows["other"]["n"] == 6
     female = rows["female"]["balanced_accuracy"]
     assert female["low"] < female["value"] < female["high"] and female["value"] > 0.8
     assert {"roc_auc", "sensitivity", "specificity"} <= set(rows["male"])
-    gap = analysis["columns"]["sex"]["gap"]
-    assert (gap["best"], gap["worst"]) == ("female", "male") and 0 < gap["low"] < gap["value"] < gap["high"]
+    test_ = analysis["columns"]["sex"]["heterogeneity"]
+    assert test_["differs"] and test_["p"] < 0.01 and test_["levels"] == 3 and not test_["primary"]
+    assert test_["p_adjusted_text"].startswith(("<", "≤"))  # a p at the shuffles' floor prints as a bound
+    female_minus_rest = rows["female"]["contrast"]
+    assert 0 < female_minus_rest["low"] < female_minus_rest["difference"] < female_minus_rest["high"]
+    assert rows["male"]["contrast"]["high"] < 0 and rows["female"]["contrast"]["lacks"] == []
     assert analysis["threshold"] is not None  # fixed on the validation scores

@@ -38,6 +38,7 @@ class EvaluateConfig:
     subgroups: list[str]
     subgroup_bins: list[float]
     min_subgroup: int
+    primary_subgroup: str
 
     def validate(self, key: str) -> None:  # noqa: D102
         check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
@@ -57,6 +58,9 @@ class EvaluateConfig:
         check(all(math.isfinite(e) for e in edges), f"{key}.subgroup_bins", rule, edges)
         check(edges == sorted(set(edges)), f"{key}.subgroup_bins", "must be increasing bin edges", edges)
         check(self.min_subgroup >= 1, f"{key}.min_subgroup", "must be >= 1", self.min_subgroup)
+        rule = f"must be '' or one of {key}.subgroups ({', '.join(self.subgroups) or 'none'})"
+        primary = self.primary_subgroup
+        check(not primary or primary in self.subgroups, f"{key}.primary_subgroup", rule, primary)
 
 
 @dataclass(frozen=True)

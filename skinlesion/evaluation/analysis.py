@@ -58,7 +58,9 @@ def analysis_of(config: Config) -> Analysis:
         alpha=cfg.alpha,
         malignant=cfg.malignant,
         targets=Targets(tuple(points.specificity), tuple(points.sensitivity)),
-        subgroup=SubgroupRule(cfg.malignant, cfg.target_specificity, cfg.min_subgroup, resampling),
+        subgroup=SubgroupRule(
+            cfg.malignant, cfg.target_specificity, cfg.min_subgroup, resampling, cfg.alpha, cfg.primary_subgroup
+        ),
         metadata=MetadataColumns(
             config.data.metadata_id_column, config.split.group_by, cfg.subgroups, cfg.subgroup_bins
         ),

@@ -75,6 +75,19 @@ def signed(value: float, ci: dict) -> str:
     return f"{value:+.3f} ({ci['low']:+.3f} to {ci['high']:+.3f})"
 
 
+def calibration(value: float, ci: dict) -> str:
+    """A debiased calibration error: ``0.048 (0.021–0.080)``; never a clipped ``0.000``.
+
+    An estimate at or below 0 (below what the test set can resolve) prints as the interval's upper bound,
+    ``≤ 0.145 (estimate -0.007)``; an interval reaching 0 prints as ``0.048 (up to 0.145)``.
+    """
+    if value < 0.0005:  # prints as 0.000 or below: the error is too small to measure here
+        return f"≤ {ci['high']:.3f} (estimate {value:+.3f})"
+    if ci["low"] < 0.0005:
+        return f"{value:.3f} (up to {ci['high']:.3f})"
+    return interval(value, ci)
+
+
 def estimate(entry: dict | None) -> str:
     """An ``{"value", "low", "high"}`` entry as :func:`interval`, or ``–`` where there is none."""
     return DASH if entry is None else interval(entry["value"], entry)
@@ -118,6 +131,7 @@ def _environment() -> Environment:
     env.filters |= {
         "fmt": fmt,
         "interval": interval,
+        "calibration": calibration,
         "signed": signed,
         "estimate": estimate,
         "spread": spread,

@@ -16,7 +16,10 @@ its own interval. The report keeps the plain equal-width ECE
 ``T_b = (acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)`` removes the expected squared noise of the
 bin's accuracy; ``squared = sum_b (n_b/n) T_b`` is unbiased for the binned squared calibration error and
 can be negative by chance. It is reported as ``rms = sqrt(max(squared, 0))``, on the scale of accuracy
-(0.05 = five points off on average).
+(0.05 = five points off on average), and as ``signed = sign(squared) sqrt(|squared|)``, which the documents
+print: clipping at 0 printed "0.000" for a third of the samples of a model whose true error is 0.07, as
+though it were perfectly calibrated. A signed estimate at or below 0 says only that the error is below what
+the test set can resolve; the documents then print the interval's upper bound ("≤ 0.145").
 
 **The interval.** The estimator's variance is ``sum_b w_b^2 (4 g_b^2 V_b + Var(noise_b^2))``: a *noise*
 part, present even for a perfectly calibrated model and strongly skewed, and a *signal* part growing with
@@ -162,7 +165,7 @@ def calibration_error(
         draws: Simulated perfectly calibrated label sets for the noise part.
 
     Returns:
-        ``rms``, ``low``, ``high`` (RMS scale); ``squared``, ``squared_low``, ``squared_high``; ``plugin_rms``
+        ``rms``, ``low``, ``high`` (RMS scale); ``signed`` (the estimate unclipped, with its sign); ``squared``, ``squared_low``, ``squared_high``; ``plugin_rms``
         (the biased plug-in ``sqrt(sum w_b gap_b^2)``); ``n_bins``; ``lesions`` (``None`` without groups);
         ``method``.
     """
@@ -186,6 +189,7 @@ def calibration_error(
 
     return {
         "rms": _rms(estimate),
+        "signed": math.copysign(math.sqrt(abs(estimate)), estimate),
         "low": _rms(low),
         "high": _rms(high),
         "squared": estimate,

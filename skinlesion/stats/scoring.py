@@ -18,17 +18,18 @@ def interval_metrics(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, 
     ci = bootstrap_ci(y_true, probs, resampling, groups) | {
         "calibration_error": {"low": error["low"], "high": error["high"]}
     }
-    return {"calibration_error": error["rms"], "ci": ci}
+    # Signed, never clipped at 0: the documents print an estimate at or below 0 as the interval's upper bound.
+    return {"calibration_error": error["signed"], "ci": ci}
 
 
 def calibration_summary(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
-    """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error with interval."""
+    """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error (signed) with interval."""
     error = calibration_error(y_true, probs, groups=groups, confidence=resampling.confidence, seed=resampling.seed)
     metrics = classification_metrics(y_true, probs)
     return {
         "log_loss": metrics["log_loss"],
         "ece": metrics["ece"],
-        "calibration_error": error["rms"],
+        "calibration_error": error["signed"],
         "low": error["low"],
         "high": error["high"],
     }

@@ -4,9 +4,12 @@ Subgroups come from metadata columns (``evaluate.subgroups``: sex, age, body sit
 made); a numeric column is binned at ``evaluate.subgroup_bins``. Every subgroup gets its image count and
 intervals (lesion-grouped bootstrap; Wilson for sensitivity and specificity at the operating threshold,
 which is fixed on validation); one smaller than ``evaluate.min_subgroup`` is listed as too small, without
-metrics. The largest gap in balanced accuracy between the subgroups of a column is given with an interval
-(the two subgroups resampled independently); it is the gap between the best and the worst subgroup as
-observed, so it leans high: read it as "at most this much, at least its lower bound".
+metrics. Whether the subgroups of a column differ at all is one test across all its levels, and each
+subgroup's difference from the rest (per class, standardised to the overall class mix, with the classes it
+lacks named) gets an interval that holds jointly over the column's levels
+(:mod:`skinlesion.stats.heterogeneity`). The columns' p-values are Holm-adjusted together, except the
+column named primary (``evaluate.primary_subgroup``), which is tested alone at ``alpha``; the others are
+exploratory.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinlesion.stats.architecture import holm
 from skinlesion.stats.clinical import Scored, binary, roc_auc_interval, view_classes
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import bootstrap_ci, fast_metrics
-from skinlesion.stats.resampling import grouped_resample
+from skinlesion.stats.heterogeneity import heterogeneity
+from skinlesion.stats.resampling import format_p
 from skinlesion.stats.thresholds import proportion_design_effect, threshold_for_specificity, wilson_interval
 
 UNKNOWN = "unknown"  # the level of an image the metadata says nothing about
@@ -82,18 +87,22 @@ class SubgroupRule:
         target_specificity: The validation specificity the operating threshold is fixed for.
         min_size: Fewer images than this: listed as too small, without metrics (``evaluate.min_subgroup``).
         resampling: How the intervals are drawn.
+        alpha: Level of the heterogeneity tests (``evaluate.alpha``), family-wise over the exploratory columns.
+        primary: The column named primary (``evaluate.primary_subgroup``), tested alone; '' for none.
     """
 
     malignant: list[str]
     target_specificity: float
     min_size: int
     resampling: Resampling
+    alpha: float
+    primary: str
 
 
 def subgroup_analysis(
     scored: Scored, val: Scored, levels: dict[str, pd.Series], rule: SubgroupRule
 ) -> dict[str, object]:
-    """Every subgroup of every column: n and the metrics with intervals, and each column's largest gap.
+    """Every subgroup of every column: n and the metrics with intervals, and whether the column's subgroups differ.
 
     Args:
         scored: The model on the images broken down (test split, or an external set).
@@ -102,14 +111,21 @@ def subgroup_analysis(
         rule: Malignant classes, target specificity, minimum size, resampling.
 
     Returns:
-        ``{"threshold": t, "columns": {column: {"levels": [...], "gap": {...} or None}}}``.
+        ``{"threshold": t, "target_specificity", "primary", "columns": {column: {"levels": [...] (each with
+        its ``contrast``), "heterogeneity": {...} or None}}}`` (None with fewer than two known subgroups).
     """
     threshold = operating_threshold(val, rule.malignant, rule.target_specificity)
     columns = {}
     for column, values in levels.items():
         rows = [_level(scored, (values == level).to_numpy(), level, threshold, rule) for level in _order(values)]
-        columns[column] = {"levels": rows, "gap": _gap(scored, values, rows, rule.resampling)}
-    return {"threshold": threshold, "target_specificity": rule.target_specificity, "columns": columns}
+        columns[column] = {"levels": rows, "heterogeneity": _heterogeneity(scored, values, rows, rule.resampling)}
+    _adjust(columns, rule)
+    return {
+        "threshold": threshold,
+        "target_specificity": rule.target_specificity,
+        "primary": rule.primary if rule.primary in columns else "",
+        "columns": columns,
+    }
 
 
 def _order(values: pd.Series) -> list[str]:
@@ -153,25 +169,30 @@ def _proportion(hit: np.ndarray, groups: np.ndarray, confidence: float) -> dict:
     return {"value": float(hit.mean()), "low": low, "high": high, "n": len(hit)}
 
 
-def _gap(scored: Scored, values: pd.Series, rows: list[dict], resampling: Resampling) -> dict | None:
-    """The best minus the worst subgroup's balanced accuracy, with a bootstrap interval (None with < 2)."""
-    rated = [r for r in rows if "balanced_accuracy" in r and r["level"] != UNKNOWN]
-    if len(rated) < 2:
+def _heterogeneity(scored: Scored, values: pd.Series, rows: list[dict], resampling: Resampling) -> dict | None:
+    """The column's test across its known levels; each row gets its standardised contrast (None with < 2)."""
+    known = (values != UNKNOWN).to_numpy()
+    names = [r["level"] for r in rows if r["level"] != UNKNOWN]
+    if len(names) < 2:
         return None
-    best = max(rated, key=lambda r: r["balanced_accuracy"]["value"])
-    worst = min(rated, key=lambda r: r["balanced_accuracy"]["value"])
-    parts = [_subset(scored, (values == r["level"]).to_numpy()) for r in (best, worst)]
-    rng = resampling.rng()
-    draws = []
-    for _ in range(resampling.resamples):
-        scores = []
-        for part in parts:
-            idx = grouped_resample(part.y, part.groups, rng)
-            predicted = part.probs[idx].argmax(axis=1)
-            scores.append(fast_metrics(part.y[idx], predicted, len(part.classes), np.unique(part.y[idx])))
-        draws.append(scores[0]["balanced_accuracy"] - scores[1]["balanced_accuracy"])
-    return {
-        "best": best["level"],
-        "worst": worst["level"],
-        "value": best["balanced_accuracy"]["value"] - worst["balanced_accuracy"]["value"],
-    } | resampling.interval(draws)
+    code = pd.Categorical(values[known], categories=names).codes
+    part = _subset(scored, known)
+    correct = part.probs.argmax(axis=1) == part.y
+    result = heterogeneity(part.y, correct, np.asarray(code), resampling, part.groups)
+    for name, contrast in zip(names, result.pop("contrasts"), strict=True):
+        row = next(r for r in rows if r["level"] == name)
+        row["contrast"] = contrast | {"lacks": [scored.classes[c] for c in contrast["lacks"]]}
+    return result | {"p_text": format_p(result["p"], result["floor"])}
+
+
+def _adjust(columns: dict, rule: SubgroupRule) -> None:
+    """Holm over the exploratory columns' p-values; the primary column alone at ``alpha``. Sets ``differs``."""
+    tested = {c: e["heterogeneity"] for c, e in columns.items() if e["heterogeneity"] is not None}
+    exploratory = [c for c in tested if c != rule.primary]
+    adjusted = dict(zip(exploratory, holm([tested[c]["p"] for c in exploratory]), strict=True))
+    for column, test in tested.items():
+        p = adjusted.get(column, test["p"])
+        # A p at the shuffles' floor is a bound, and so is its Holm multiple.
+        bound = test["p"] <= test["floor"] * (1 + 1e-9)
+        text = format_p(p, p if bound else None)
+        test |= {"primary": column == rule.primary, "p_adjusted": p, "p_adjusted_text": text, "differs": p < rule.alpha}
