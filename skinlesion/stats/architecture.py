@@ -362,6 +362,8 @@ def compare_networks(
         for a, b in combinations(sorted(correct), 2)
     ]
     for entry, adjusted in zip(out, holm([e["p"] for e in out]), strict=True):
-        floor = entry["p_floor"] if entry["p_method"] == "monte_carlo" else None
-        entry |= {"p_holm": adjusted, "p_holm_text": format_p(adjusted, floor), "significant": adjusted < alpha}
+        # A Monte Carlo p at its floor is a bound, and so is its Holm multiple: "< 0.003", not "0.00300".
+        bound = entry["p_method"] == "monte_carlo" and entry["p"] <= entry["p_floor"] * (1 + 1e-9)
+        text = format_p(adjusted, adjusted if bound else None)
+        entry |= {"p_holm": adjusted, "p_holm_text": text, "significant": adjusted < alpha}
     return out

@@ -1,4 +1,7 @@
-"""Summaries that need every run: the spread over seeds, McNemar per seed, seed and all-backbone ensembles.
+"""Summaries that need every run: seed spread, McNemar, ensembles and their gains, the architectures' power.
+
+Each ensemble's gain is measured over its best single run (by validation score); the power is that of the
+across-runs comparison of architectures.
 
 The two comparisons of backbones on balanced accuracy (these trained networks; the architectures across
 training runs) are in :mod:`skinlesion.stats.architecture`.
@@ -6,13 +9,17 @@ training runs) are in :mod:`skinlesion.stats.architecture`.
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, stats
 
+from skinlesion.stats.architecture import holm, paired_balanced_accuracy
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import REPORTED, bootstrap_ci, classification_metrics
+from skinlesion.stats.resampling import format_p
 
 
 def summarise(per_run: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -129,3 +136,106 @@ def ensemble_results(
         out[name] = {"runs": sizes[name]} | classification_metrics(y_true, mean)
         out[name]["ci"] = bootstrap_ci(y_true, mean, resampling, groups)
     return out
+
+
+def ensemble_gains(
+    y_true: np.ndarray,
+    probs: dict[str, dict[int, np.ndarray]],
+    val_scores: dict[str, dict[int, float]],
+    resampling: Resampling,
+    *,
+    alpha: float,
+    groups: np.ndarray | None = None,
+) -> dict[str, dict]:
+    """Each ensemble minus its member run with the best validation score: a paired interval and test.
+
+    The ensemble and that run answer the same test images, so the difference in balanced accuracy gets
+    the paired, class-stratified (lesion-grouped) bootstrap interval and sign-flip test of
+    :func:`~skinlesion.stats.architecture.paired_balanced_accuracy`, whose level and coverage
+    tests/test_architecture.py simulates; the ensembles' p-values are Holm-adjusted together.
+
+    Args:
+        y_true: Integer labels.
+        probs: ``{backbone: {seed: (n, classes) probabilities}}``.
+        val_scores: ``{backbone: {seed: validation balanced accuracy}}`` (test never picks the run).
+        resampling: How the interval and the test are drawn.
+        alpha: Family-wise level over the ensembles.
+        groups: Optional lesion id of each image.
+
+    Returns:
+        ``{ensemble name: {"best_run": "<backbone> seed <s>", every key of paired_balanced_accuracy,
+        "p_holm", "p_holm_text", "significant"}}``.
+    """
+    members = {b: [(b, s) for s in runs] for b, runs in probs.items()}
+    if len(members) > 1:
+        members["all backbones"] = [m for runs in members.values() for m in runs]
+    out = {}
+    for name, mean in ensembles(probs).items():
+        b, s = min(members[name], key=lambda m: (-val_scores[m[0]][m[1]], m[0], m[1]))
+        entry = paired_balanced_accuracy(
+            y_true, mean.argmax(axis=1) == y_true, probs[b][s].argmax(axis=1) == y_true, resampling, groups=groups
+        )
+        out[name] = {"best_run": f"{b} seed {s}"} | entry
+    for entry, adjusted in zip(out.values(), holm([e["p"] for e in out.values()]), strict=True):
+        bound = entry["p_method"] == "monte_carlo" and entry["p"] <= entry["p_floor"] * (1 + 1e-9)
+        entry |= {
+            "p_holm": adjusted,
+            "p_holm_text": format_p(adjusted, adjusted if bound else None),
+            "significant": adjusted < alpha,
+        }
+    return out
+
+
+def power_at(difference: float, se: float, df: float, alpha: float) -> float:
+    """Power of the two-sided t test at level ``alpha`` for a true ``difference`` (noncentral t)."""
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    shift = difference / se
+    value = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    return value if math.isfinite(value) else 1.0  # scipy's noncentral t gives NaN far out in the tail
+
+
+def _se_df(sd_a: float, sd_b: float, test_sd: float, k: int) -> tuple[float, float]:
+    """Standard error and Welch-Satterthwaite df of the across-runs test with ``k`` seeds a side."""
+    var_a, var_b = sd_a**2 / k, sd_b**2 / k
+    total = var_a + var_b + test_sd**2
+    seed_df = (var_a**2 + var_b**2) / (k - 1)
+    return math.sqrt(total), (total**2 / seed_df if seed_df > 0 else math.inf)
+
+
+def architecture_power(entry: dict, *, alpha: float, power: float, targets: tuple[float, ...]) -> dict:
+    """What the seeds of an architecture comparison can detect, and how many would detect ``targets``.
+
+    From the comparison's own standard error and degrees of freedom (:func:`~skinlesion.stats.architecture.
+    architecture_difference`): the smallest true difference found with probability ``power`` at level
+    ``alpha`` (two-sided t, noncentral), and, plugging in the observed seed spreads and test-set term, the
+    seeds a side at which each target difference reaches that power (the test set's own term does not
+    shrink with seeds: ``None`` when 100 seeds a side do not suffice). The seed spreads come from the runs
+    themselves, so with few seeds these are rough. Below 2 degrees of freedom power cannot be estimated.
+
+    Args:
+        entry: One comparison (``se``, ``df``, ``seed_sd_a``, ``seed_sd_b``, ``test_set_sd``).
+        alpha: The level each comparison is tested at (Bonferroni's share of the family-wise level is the
+            conservative reading of Holm's first step).
+        power: E.g. 0.8.
+        targets: Differences in balanced accuracy to size the seeds for, e.g. ``(0.05, 0.10)``.
+
+    Returns:
+        ``{"estimable": False}``, or ``estimable``, ``power``, ``alpha``, ``detectable`` and ``seeds``
+        (``{str(target): seeds a side or None}``).
+    """
+    se, df = entry.get("se", math.nan), entry.get("df", math.nan)
+    if not (math.isfinite(se) and se > 0 and df >= 2):
+        return {"estimable": False}
+    detectable = optimize.brentq(lambda d: power_at(d, se, df, alpha) - power, 1e-9, 50 * se)
+    seeds = {}
+    for target in targets:
+        seeds[str(target)] = next(
+            (
+                k
+                for k in range(2, 101)
+                if power_at(target, *_se_df(entry["seed_sd_a"], entry["seed_sd_b"], entry["test_set_sd"], k), alpha)
+                >= power
+            ),
+            None,
+        )
+    return {"estimable": True, "power": power, "alpha": alpha, "detectable": float(detectable), "seeds": seeds}
