@@ -118,6 +118,7 @@ def small_summary() -> dict:
         "after": {"calibration_error": 0.03, "low": 0.0, "high": 0.1, "ece": 0.05, "log_loss": 1.1},
     }
     point = {"threshold": 0.3, "test": {"sensitivity": entry(0.8, 0.7, 0.9), "specificity": entry(0.9, 0.8, 0.95)}}
+    point["test"] |= {"ppv": entry(0.6, 0.5, 0.7), "npv": entry(0.95, 0.9, 0.98), "prevalence": 0.2}
     pair = {"a": "mobilenet", "b": "vgg19", "difference": -0.05, "low": -0.1, "high": 0.01}
     few_seeds = {"seeds_a": 1, "seeds_b": 2, "seed_sd_a": 0.01, "seed_sd_b": 0.02, "significant": False}
     few_seeds |= {"p_text": "0.300", "p_holm_text": "0.300", "verdict": "too few seeds"}
@@ -164,7 +165,10 @@ def small_summary() -> dict:
             "malignant_vs_benign": {
                 "classes": ["bcc", "mel"],
                 "roc_auc": entry(0.85, 0.8, 0.9),
-                "fixed": {"sensitivity_at_specificity_0.9": point, "specificity_at_sensitivity_0.95": point},
+                "fixed": {
+                    "sensitivity_at_specificity_0.9": point | {"missed": True},
+                    "specificity_at_sensitivity_0.95": point | {"missed": False},
+                },
                 "test_roc": {"sensitivity_at_specificity_0.9": 0.7, "specificity_at_sensitivity_0.95": 0.6},
             }
         },
@@ -211,12 +215,16 @@ def test_the_report_states_its_numbers_with_intervals_at_evaluate_confidence():
     assert "- balanced accuracy 0.500 (0.400–0.600)" in text and "- calibration error" not in text
     assert "- chance level (balanced accuracy): 0.250" in lines(text)
     assert "## Backbones (mean ± std over seeds 0, 1)" in lines(text)
-    assert "| mobilenet vs vgg19 | 1, 2 | -0.050 | 0.010, 0.020 | – | – | too few seeds |" in lines(text)
+    few = "-0.050 (interval not estimable: fewer than 2 seeds a side) | 1, 2 | 0.010, 0.020 | can't be estimated"
+    assert f"| mobilenet vs vgg19 | {few} | can't be estimated | – | – | too few seeds |" in lines(text)
     assert (
         "| mobilenet vs vgg19 | -0.050 (-0.100 to +0.010) | < 0.001 | 0.00300 | the vgg19 runs score higher |" in text
     )
     assert "| all backbones | 4 | 0.500 (0.400–0.600) | – | 0.550 | 0.480 | – |" in lines(text)
-    assert "|  | sensitivity ≥ 95% | 0.300 | 0.800 (0.700–0.900) | 0.900 (0.800–0.950) | specificity 0.600 |" in text
+    measured = "0.300 | 0.800 (0.700–0.900) | 0.900 (0.800–0.950) | 0.600 (0.500–0.700) | 0.950 (0.900–0.980)"
+    assert f"|  | sensitivity ≥ 95% | {measured} | specificity 0.600 |" in text
+    assert f"| specificity ≥ 90% (**missed on test**) | {measured} | sensitivity 0.700 |" in text
+    assert "PPV and NPV at this set's prevalence (20.0% positive" in text
     assert "| vgg19 seed 0 | 1.23 | 0.120 (0.050–0.200) | 0.030 (up to 0.100) | 0.100 → 0.050 | 1.200 → 1.100 |" in text
     assert "| mobilenet vs vgg19 | seed 0: 0.0123, seed 1: 1.19e-06 | the vgg19 runs score higher (p < 0.05 on" in text
     assert "α = 0.05)" in text and "\n\nSEEDS\n\n" in text and "## External validation" not in text
@@ -331,7 +339,8 @@ SUBGROUPS = f"""\
 | sex = other | 6 | too small | – | – | – |
 | localization = back | 76 | 0.600 (0.500–0.700) | – | – | – |
 
-**Exploratory**: no subgroup column is named primary (`evaluate.primary_subgroup`), so these comparisons are for generating hypotheses; each column's p is Holm-adjusted over the 1 column tested.
+**Exploratory**: no subgroup column is named primary (`evaluate.primary_subgroup`), so these comparisons \
+are for generating hypotheses; each column's p is Holm-adjusted over the 1 column tested.
 
 | column | subgroups compared | p (permutation) | p (adjusted) | reading |
 |---|---|---|---|---|
@@ -396,7 +405,8 @@ def test_a_subgroup_analysis_from_the_statistics_renders():
     summary["subgroups"] = {"headline": found, "ensembles": {"mobilenet": found}, "missing": []}
     text = render_report(summary, DATA)
     assert "| sex = other | 6 | too small | – | – | – |" in lines(text)
-    assert "| sex (primary) |" not in text and "| sex | 3 | " in text and "| sex = male | " in text and "| subgroup | mobilenet (90 % CI) |" in text
+    assert "| sex (primary) |" not in text and "| sex | 3 | " in text and "| sex = male | " in text
+    assert "| subgroup | mobilenet (90 % CI) |" in text
 
 
 def external_set(views: dict, skipped: dict, ensembles: dict) -> dict:
@@ -425,8 +435,10 @@ def test_external_sets_render_their_table_and_operating_points():
     assert row in lines(report) and row in lines(card)
     assert f"| derm7 | 50 (50) | none {scored} mobilenet 0.500 |" in lines(report)
     assert "balanced accuracy on the set, with a 90 % CI from resampling both sets independently." in report
-    internal = render_summary(summary).splitlines()[-4:]  # the internal operating points, the same views
-    points = "\n".join(["Operating points on `site2` (thresholds fixed on validation):", "", *internal, ""])
+    internal = render_summary(summary)  # ends with the internal operating points (the same views) and their note
+    points = (
+        "Operating points on `site2` (thresholds fixed on validation):\n\n" + internal[internal.rindex("| view |") :]
+    )
     assert points in report
     none = "Operating points on `derm7` (thresholds fixed on validation):\n\nNo malignant class (`evaluate.malignant`)"
     assert none in report and report.index("## External validation") < report.index("## Secondary check")
@@ -515,7 +527,8 @@ def test_a_calibration_error_is_never_printed_as_a_clipped_zero():
     assert documents.calibration(0.275, {"low": 0.212, "high": 0.342}) == "0.275 (0.212–0.342)"
     summary = small_summary()
     run = summary["calibration_runs"]["vgg19"]["0"]  # the same dict as the other runs': copied, then changed
-    summary["calibration_runs"]["vgg19"]["0"] = run | {"after": run["after"] | {"calibration_error": -0.01, "log_loss": 1.3}}
+    after = run["after"] | {"calibration_error": -0.01, "log_loss": 1.3}
+    summary["calibration_runs"]["vgg19"]["0"] = run | {"after": after}
     text = render_report(summary, DATA)
     assert "| vgg19 seed 0 | 1.23 | 0.120 (0.050–0.200) | ≤ 0.100 (estimate -0.010) |" in text
     assert "**raised the test log loss** of vgg19 seed 0\n(1 of 3 runs)" in text

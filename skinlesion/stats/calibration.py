@@ -165,7 +165,8 @@ def calibration_error(
         draws: Simulated perfectly calibrated label sets for the noise part.
 
     Returns:
-        ``rms``, ``low``, ``high`` (RMS scale); ``signed`` (the estimate unclipped, with its sign); ``squared``, ``squared_low``, ``squared_high``; ``plugin_rms``
+        ``rms``, ``low``, ``high`` (RMS scale); ``signed`` (the estimate unclipped, with its sign); ``squared``,
+        ``squared_low``, ``squared_high``; ``plugin_rms``
         (the biased plug-in ``sqrt(sum w_b gap_b^2)``); ``n_bins``; ``lesions`` (``None`` without groups);
         ``method``.
     """

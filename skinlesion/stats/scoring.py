@@ -23,7 +23,7 @@ def interval_metrics(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, 
 
 
 def calibration_summary(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict:
-    """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error (signed) with interval."""
+    """Calibration of one set of probabilities: log loss, plain ECE, debiased calibration error (signed), interval."""
     error = calibration_error(y_true, probs, groups=groups, confidence=resampling.confidence, seed=resampling.seed)
     metrics = classification_metrics(y_true, probs)
     return {

@@ -22,9 +22,9 @@ import pandas as pd
 
 from skinlesion.stats.architecture import holm
 from skinlesion.stats.clinical import Scored, binary, roc_auc_interval, view_classes
+from skinlesion.stats.heterogeneity import heterogeneity
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import bootstrap_ci, fast_metrics
-from skinlesion.stats.heterogeneity import heterogeneity
 from skinlesion.stats.resampling import format_p
 from skinlesion.stats.thresholds import proportion_design_effect, threshold_for_specificity, wilson_interval
 

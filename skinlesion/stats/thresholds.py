@@ -202,8 +202,9 @@ def fixed_operating_points(
     Returns:
         ``{"sensitivity_at_specificity_0.9": {...}, "specificity_at_sensitivity_0.95": {...}, ...}``, each
         with ``target``, ``threshold``, ``validation`` (``{"sensitivity", "specificity"}`` achieved there,
-        the targeted one at least the target) and ``test`` (``{"sensitivity": {value, low, high, n,
-        design_effect}, "specificity": {...}}``).
+        the targeted one at least the target), ``test`` (``{"sensitivity": {value, low, high, n,
+        design_effect}, "specificity": {...}, "ppv": {...} or None, "npv": ..., "prevalence": p}``) and
+        ``missed`` (the targeted measure fell below its target on test).
     """
     test_positive = np.asarray(test_positive, dtype=bool)
     test_score = np.asarray(test_score, dtype=float)
@@ -218,15 +219,34 @@ def fixed_operating_points(
     out = {}
     for name, target, threshold in chosen:
         val_sens, val_spec = sensitivity_specificity(val_positive, val_score, threshold)
+        test = {
+            "sensitivity": _measured(test_score[test_positive] >= threshold, pos_groups, confidence),
+            "specificity": _measured(test_score[~test_positive] < threshold, neg_groups, confidence),
+        } | _predictive(test_positive, test_score >= threshold, groups, confidence)
+        targeted = name.partition("_at_")[2].rpartition("_")[0]  # the measure the threshold was fixed for
         out[name] = {
             "target": target,
             "threshold": threshold,
             "validation": {"sensitivity": val_sens, "specificity": val_spec},
-            "test": {
-                "sensitivity": _measured(test_score[test_positive] >= threshold, pos_groups, confidence),
-                "specificity": _measured(test_score[~test_positive] < threshold, neg_groups, confidence),
-            },
+            "test": test,
+            # The target was met on validation by construction; on test the point estimate may fall short.
+            "missed": bool(test[targeted]["value"] < target),
         }
+    return out
+
+
+def _predictive(positive: np.ndarray, flagged: np.ndarray, groups: np.ndarray | None, confidence: float) -> dict:
+    """PPV and NPV at the test set's own prevalence, with Wilson intervals (lesion design effect).
+
+    PPV is the share of malignant lesions among the images the threshold flags, NPV the share of benign ones
+    among those it clears; both depend on the prevalence, here the test split's (``prevalence``), so they
+    carry over only to a population with the same case mix. ``None`` where the threshold flags all or none.
+    """
+    out: dict[str, object] = {"prevalence": float(positive.mean())}
+    for key, chosen, hit in (("ppv", flagged, positive), ("npv", ~flagged, ~positive)):
+        out[key] = (
+            _measured(hit[chosen], None if groups is None else groups[chosen], confidence) if chosen.any() else None
+        )
     return out
 
 
