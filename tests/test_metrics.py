@@ -144,3 +144,25 @@ def test_bootstrap_intervals_keep_the_rare_class_in_every_resample():
     probs[np.arange(81), y] = 0.8  # every image right
     ci = bootstrap_ci(y, probs, Resampling(1000, 0.95, 0))
     assert ci["balanced_accuracy"] == {"low": 1.0, "high": 1.0} and ci["macro_f1"] == {"low": 1.0, "high": 1.0}
+
+
+def test_bootstrap_ci_of_balanced_accuracy_is_not_too_short_with_small_classes():
+    """The small-class rescaling in bootstrap_ci: the interval's width matches the unbiased standard error.
+
+    Classes of 5 images: the plain bootstrap's interval was sqrt(4/5) = 0.89 of the right width. Measured
+    coverage with the rescaling (300 test sets of 7 classes of 40, 8, 6, 5, 5, 4, 4 images, 400 resamples):
+    93.3 % at nominal 95 %.
+    """
+    from scipy import stats as sps
+
+    from skinlesion.stats.intervals import Resampling
+
+    rng = np.random.default_rng(11)
+    y = np.repeat(np.arange(20), 5)  # 20 classes: a smooth enough resampling distribution for percentiles
+    right = rng.random(100) < 0.6
+    probs = np.full((100, 20), 0.01)
+    probs[np.arange(100), np.where(right, y, (y + 1) % 20)] = 0.81
+    ci = bootstrap_ci(y, probs, Resampling(4000, 0.95, 0))["balanced_accuracy"]
+    recall = np.array([right[y == c].mean() for c in range(20)])
+    se = np.sqrt(np.sum(recall * (1 - recall) / 4) / 20**2)  # unbiased: n_c - 1 = 4 in each class
+    assert (ci["high"] - ci["low"]) / (2 * sps.norm.ppf(0.975) * se) == pytest.approx(1.0, abs=0.06)
