@@ -63,6 +63,8 @@ CALIBRATION = PLOTS / "calibration.csv"
 CONFUSION = PLOTS / "confusion.csv"
 COMPARISON = PLOTS / "comparison.png"
 RECALL = PLOTS / "recall.png"
+# The headline's malignant-vs-benign score: reliability curve, calibration intercept and slope (test split).
+MALIGNANT_CALIBRATION = PLOTS / "malignant_calibration.png"
 GRADCAM = PLOTS / "gradcam.png"
 
 # External test sets (the `external` stages): one folder per set, what aggregate reads.

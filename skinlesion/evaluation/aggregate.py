@@ -24,7 +24,7 @@ from skinlesion.evaluation.runs import Predictions, RunResults, prediction_array
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics
 from skinlesion.modeling.explain import headline_gradcam
 from skinlesion.render.documents import render_report, render_summary
-from skinlesion.render.figures import comparison_figure, recall_heatmap
+from skinlesion.render.figures import comparison_figure, malignant_calibration_figure, recall_heatmap
 from skinlesion.render.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
 from skinlesion.stats import compare
 from skinlesion.stats.architecture import compare_architectures, compare_networks, seeds_sufficient
@@ -204,6 +204,8 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
         write_csv(layout.SUBGROUP_PLOTS / f"{name}.csv", frame)
     support = next(iter(next(iter(runs.predictions.values())).values()))["actual"].value_counts()
     save_figure(recall_heatmap(result.recall, support, malignant), layout.RECALL)
+    binary = malignant_calibration_figure(summary["operating_points"], title(result.headline))
+    save_figure(binary, layout.MALIGNANT_CALIBRATION)
     labels = publish_headline(result.headline, evaluation=model_evaluation(summary))
     test = read_split(Split.TEST)
     save_figure(headline_gradcam(layout.HEADLINE_MODEL / layout.MODEL_FILE, labels, test), layout.GRADCAM)

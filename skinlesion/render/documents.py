@@ -51,6 +51,7 @@ DASH = "–"  # a number the data do not have (no ROC-AUC without both classes, 
 LINKED = {
     "comparison": layout.COMPARISON,
     "recall": layout.RECALL,
+    "malignant_calibration": layout.MALIGNANT_CALIBRATION,
     "gradcam": layout.GRADCAM,
     "augmentation": layout.AUGMENT_PREVIEW,
     "model": layout.HEADLINE_MODEL / layout.MODEL_FILE,

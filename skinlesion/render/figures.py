@@ -36,6 +36,9 @@ def comparison_figure(
             ax.scatter([i] * len(values), values, color=colours[b], s=40)
         ax.set_xticks(range(len(backbones)), backbones, rotation=20)
         ax.set_title(f"test {metric.replace('_', ' ')}")
+        if metric == "calibration_error":  # signed, never clipped: at or below 0 is below the noise
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_title("test calibration error (signed;\n≤ 0: too small to measure)", fontsize=10)
     for ax, column in zip(axes[1][:2], ("val_loss", "val_accuracy"), strict=True):
         for run, h in curves.groupby("run", sort=True):
             colour = colours[RunPaths.parse(run).backbone]
@@ -122,4 +125,39 @@ def recall_heatmap(recall: pd.DataFrame, support: pd.Series, malignant: list[str
     ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
     ax.set(xlabel="actual class (* malignant)", ylabel="backbone")
     ax.set_title("Recall per class, test split (mean over seeds)")
+    return fig
+
+
+def malignant_calibration_figure(views: dict, headline: str):
+    """Reliability of the headline's binary scores (malignant vs benign, melanoma vs rest) on the test split.
+
+    One panel per view: the observed share of positives against the mean score in equal-mass bins (dot
+    size: images), the diagonal of perfect calibration, and the logistic recalibration line with its
+    intercept and slope; beside the multiclass reliability panel of the comparison picture.
+    """
+    import numpy as np
+
+    from skinlesion.core.io import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, max(1, len(views)), figsize=(5.5 * max(1, len(views)), 5), layout="constrained")
+    for ax, (name, view) in zip(np.atleast_1d(axes), views.items(), strict=False):
+        bins = view["reliability"]
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="perfect calibration")
+        ax.scatter([b["predicted"] for b in bins], [b["observed"] for b in bins], s=[8 + 2 * b["n"] for b in bins])
+        ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "-", lw=1, label="equal-mass bins")
+        fit = view.get("calibration")
+        if fit:
+            grid = np.linspace(0.005, 0.995, 199)
+            a, b = fit["line"]
+            line = 1 / (1 + np.exp(-(a + b * np.log(grid / (1 - grid)))))
+            i, k = fit["intercept"], fit["slope"]
+            text = f"intercept {i['value']:+.2f} ({i['low']:+.2f} to {i['high']:+.2f}), ideal 0\n"
+            text += f"slope {k['value']:.2f} ({k['low']:.2f} to {k['high']:.2f}), ideal 1"
+            ax.plot(grid, line, ":", color="black", lw=1, label="logistic recalibration")
+            ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=9)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in bin", ylabel="observed share positive")
+        ax.set_title(f"{name.replace('_', ' ')} ({', '.join(view['classes'])})", fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Calibration of the binary scores on the test split: {headline}", fontsize=12)
     return fig

@@ -165,10 +165,8 @@ def calibration_error(
         draws: Simulated perfectly calibrated label sets for the noise part.
 
     Returns:
-        ``rms``, ``low``, ``high`` (RMS scale); ``signed`` (the estimate unclipped, with its sign); ``squared``,
-        ``squared_low``, ``squared_high``; ``plugin_rms``
-        (the biased plug-in ``sqrt(sum w_b gap_b^2)``); ``n_bins``; ``lesions`` (``None`` without groups);
-        ``method``.
+        ``rms``, ``low``, ``high`` (RMS scale); ``signed`` (unclipped); ``squared``, ``squared_low``,
+        ``squared_high``; ``plugin_rms`` (biased plug-in); ``n_bins``; ``lesions`` (or None); ``method``.
     """
     conf, correct = _top_label(y, probs)
     n = len(conf)
@@ -190,7 +188,7 @@ def calibration_error(
 
     return {
         "rms": _rms(estimate),
-        "signed": math.copysign(math.sqrt(abs(estimate)), estimate),
+        "signed": math.copysign(math.sqrt(abs(estimate)), estimate),  # what the documents print
         "low": _rms(low),
         "high": _rms(high),
         "squared": estimate,
@@ -201,3 +199,88 @@ def calibration_error(
         "lesions": None if codes is None else int(codes.max() + 1),
         "method": "debiased squared top-label CE, equal-mass bins (Kumar et al. 2019); null-simulation + score-type CI",
     }
+
+
+def _logistic(design: np.ndarray, y: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-likelihood logistic regression with an offset (Newton-Raphson): coefficients, fitted p, Hessian."""
+    beta = np.zeros(design.shape[1])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(offset + design @ beta)))
+        hessian = design.T @ (design * (p * (1 - p))[:, None])
+        step = np.linalg.solve(hessian, design.T @ (y - p))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    p = 1 / (1 + np.exp(-(offset + design @ beta)))
+    return beta, p, design.T @ (design * (p * (1 - p))[:, None])
+
+
+def _wald(design, y, offset, groups, confidence) -> list[dict]:
+    """Each coefficient with a Wald interval, cluster-robust (sandwich, lesions) when ``groups`` is given."""
+    beta, p, hessian = _logistic(design, y, offset)
+    bread = np.linalg.inv(hessian)
+    covariance = bread
+    if groups is not None:
+        codes = np.unique(groups, return_inverse=True)[1].ravel()
+        scores = np.stack([np.bincount(codes, design[:, j] * (y - p)) for j in range(design.shape[1])], axis=1)
+        g = len(scores)
+        covariance = g / max(g - 1, 1) * bread @ (scores.T @ scores) @ bread
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    half = z * np.sqrt(np.diag(covariance))
+    return [{"value": float(b), "low": float(b - h), "high": float(b + h)} for b, h in zip(beta, half, strict=True)]
+
+
+def logistic_calibration(
+    positive: np.ndarray, score: np.ndarray, *, confidence: float, groups: np.ndarray | None = None
+) -> dict | None:
+    """Calibration intercept and slope of a binary score (logistic recalibration; Cox 1958, Van Calster 2016).
+
+    ``slope``: ``b`` in ``logit P(positive) = a + b logit(score)``; 1 is ideal, below 1 the scores are too
+    extreme (over-confident), above 1 too timid. ``intercept`` (calibration-in-the-large): ``a`` with the slope
+    fixed at 1, ``logit P = a + logit(score)``; 0 is ideal, below 0 the score over-estimates the risk on
+    average. Wald intervals (cluster-robust over lesions with ``groups``). Simulated 95 % coverage at 135
+    images, 20 % positive (tests/test_calibration.py, 2,000 sets): a perfectly calibrated score, intercept
+    96.0 %, slope 94.8 %; a miscalibrated one (true slope 0.7), slope 95.9 %; 45 lesions of 3 images
+    (sandwich), intercept 96.0 %, slope 93.5 %.
+
+    Args:
+        positive: Boolean labels.
+        score: The score in (0, 1) (the summed malignant probability).
+        confidence: Interval coverage.
+        groups: Optional lesion id of each image.
+
+    Returns:
+        ``{"intercept": {value, low, high}, "slope": {...}, "line": [a, b] (the recalibration line with the
+        slope free), "n"}``; None when one class is absent or the
+        fit separates the classes (no finite maximum).
+    """
+    y = np.asarray(positive, dtype=float)
+    if y.min() == y.max():
+        return None
+    logit = np.log(np.clip(score, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(score, 1e-6, 1 - 1e-6))
+    ones = np.ones((len(y), 1))
+    with np.errstate(over="ignore"):
+        try:
+            intercept = _wald(ones, y, logit, groups, confidence)[0]
+            line, slope = _wald(np.column_stack([ones, logit]), y, np.zeros(len(y)), groups, confidence)
+        except np.linalg.LinAlgError:
+            return None
+    if not all(np.isfinite([intercept["high"], slope["high"], intercept["low"], slope["low"]])):
+        return None
+    return {"intercept": intercept, "slope": slope, "line": [line["value"], slope["value"]], "n": len(y)}
+
+
+def reliability_bins(positive: np.ndarray, score: np.ndarray, n_bins: int = MASS_BINS) -> list[dict]:
+    """Equal-mass bins of a binary score: mean predicted and observed share of positives, and the count."""
+    bins = _mass_bins(np.asarray(score, dtype=float), max(1, min(n_bins, len(score) // 2)))
+    out = []
+    for b in np.unique(bins):
+        inside = bins == b
+        out.append(
+            {
+                "predicted": float(score[inside].mean()),
+                "observed": float(positive[inside].mean()),
+                "n": int(inside.sum()),
+            }
+        )
+    return out

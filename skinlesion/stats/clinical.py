@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skinlesion.stats.calibration import logistic_calibration, reliability_bins
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.metrics import fast_auc
 from skinlesion.stats.resampling import grouped_resample
@@ -76,9 +77,12 @@ def clinical_views(
         resampling: How the intervals are drawn.
 
     Returns:
-        ``{view: {"classes", "roc_auc": {value, low, high}, "fixed": {...}, "test_roc": {...}}}``: ``fixed``
-        from :func:`~skinlesion.stats.thresholds.fixed_operating_points`, ``test_roc`` the optimistic
-        readout; a view is left out when either split lacks its positives or its negatives.
+        ``{view: {"classes", "roc_auc": {value, low, high}, "fixed": {...}, "test_roc": {...}, "calibration",
+        "reliability"}}``: ``fixed`` from :func:`~skinlesion.stats.thresholds.fixed_operating_points`,
+        ``test_roc`` the optimistic readout, ``calibration`` the score's intercept and slope
+        (:func:`~skinlesion.stats.calibration.logistic_calibration`, None without a finite fit) and
+        ``reliability`` its equal-mass bins; a view is left out when either split lacks its positives or
+        its negatives.
     """
     out = {}
     for name, positives in view_classes(test.classes, malignant).items():
@@ -99,5 +103,10 @@ def clinical_views(
                 confidence=resampling.confidence,
             ),
             "test_roc": roc_operating_points(test_positive, test_score, targets),
+            # The score the thresholds cut: is a malignant probability of 0.3 right 30 % of the time?
+            "calibration": logistic_calibration(
+                test_positive, test_score, confidence=resampling.confidence, groups=test.groups
+            ),
+            "reliability": reliability_bins(test_positive, test_score),
         }
     return out
