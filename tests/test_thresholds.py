@@ -238,6 +238,7 @@ def test_a_target_missed_on_test_is_flagged():
         positive, val_score, positive, test_score, TARGETS, test_groups=None, confidence=0.95
     )
     assert points["sensitivity_at_specificity_0.8"]["missed"]
+    assert not points["sensitivity_at_specificity_0.8"]["missed_clearly"]  # 7 of 10: the interval reaches 0.8
     assert points["sensitivity_at_specificity_0.8"]["test"]["specificity"]["value"] == pytest.approx(0.7)
     assert not points["specificity_at_sensitivity_0.9"]["missed"]  # every malignant image is still flagged
     flagged = points["sensitivity_at_specificity_0.8"]["test"]

@@ -38,6 +38,7 @@ def comparison_figure(
         ax.set_title(f"test {metric.replace('_', ' ')}")
         if metric == "calibration_error":  # signed, never clipped: at or below 0 is below the noise
             ax.axhline(0, color="grey", lw=0.8)
+            ax.yaxis.set_major_formatter("{x:+.2f}")
             ax.set_title("test calibration error (signed;\n≤ 0: too small to measure)", fontsize=10)
     for ax, column in zip(axes[1][:2], ("val_loss", "val_accuracy"), strict=True):
         for run, h in curves.groupby("run", sort=True):

@@ -204,7 +204,8 @@ def fixed_operating_points(
         with ``target``, ``threshold``, ``validation`` (``{"sensitivity", "specificity"}`` achieved there,
         the targeted one at least the target), ``test`` (``{"sensitivity": {value, low, high, n,
         design_effect}, "specificity": {...}, "ppv": {...} or None, "npv": ..., "prevalence": p}``) and
-        ``missed`` (the targeted measure fell below its target on test).
+        ``missed`` (the targeted measure fell below its target on test) and ``missed_clearly`` (its whole
+        interval did).
     """
     test_positive = np.asarray(test_positive, dtype=bool)
     test_score = np.asarray(test_score, dtype=float)
@@ -231,6 +232,7 @@ def fixed_operating_points(
             "test": test,
             # The target was met on validation by construction; on test the point estimate may fall short.
             "missed": bool(test[targeted]["value"] < target),
+            "missed_clearly": bool(test[targeted]["high"] < target),  # even the interval stays below
         }
     return out
 
