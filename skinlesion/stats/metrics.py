@@ -140,7 +140,9 @@ def bootstrap_ci(
         for m, value in fast_metrics(yt, y_pred[idx], k, present).items():
             samples[m].append(value)
         drawn = np.bincount(yt, y_pred[idx] == yt, minlength=k)[present] / np.bincount(yt, minlength=k)[present]
-        samples["balanced_accuracy"][-1] = float(np.mean(recall[present] + scale[present] * (drawn - recall[present])))
+        # Rescaled recalls stay in [0, 1]: an interval of balanced accuracy never reaches past 1.
+        rescaled = np.clip(recall[present] + scale[present] * (drawn - recall[present]), 0.0, 1.0)
+        samples["balanced_accuracy"][-1] = float(np.mean(rescaled))
         if len(present) >= 2:
             samples["roc_auc_macro"].append(macro_auc(yt, pr, present))
     return {m: resampling.interval(v) for m, v in samples.items() if v}
