@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     ci = test.result["ci"]["balanced_accuracy"]
     print(
         f"evaluate@{run.name}: test balanced accuracy {test.result['balanced_accuracy']:.3f} [{ci['low']:.3f}, "
-        f"{ci['high']:.3f}] (validation {val.result['balanced_accuracy']:.3f}), calibration error "
+        f"{ci['high']:.3f}] (validation {val.result['balanced_accuracy']:.3f}), calibration error (signed) "
         f"{test.result['calibration']['before']['calibration_error']:.3f} -> {test.result['calibration_error']:.3f} "
         f"(T = {test.result['calibration']['temperature']:.2f})"
     )
