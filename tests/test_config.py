@@ -65,6 +65,8 @@ def test_repository_params_are_valid():
         (lambda p: p["evaluate"].update(malignant=["mel", ""]), "evaluate.malignant"),
         (lambda p: p["split"].update(allow_missing_groups="maybe"), "split.allow_missing_groups"),
         (lambda p: p["evaluate"].update(calibration_bins=15), "evaluate.calibration_bins"),  # a constant now
+        # A primary subgroup column must be one that is analysed (dx_type left the defaults: no group of patients).
+        (lambda p: p["evaluate"].update(primary_subgroup="dx_type"), "evaluate.primary_subgroup"),
     ],
 )
 def test_invalid_params_name_the_key(edit, key):
