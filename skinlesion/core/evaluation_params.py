@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from skinlesion.core.modes import ExternalSource, Quantization
+from skinlesion.core.modes import ExternalSource, PrimaryMetric, Quantization
 from skinlesion.core.typed import check
 
 
@@ -38,6 +38,8 @@ class EvaluateConfig:
     subgroups: list[str]
     subgroup_bins: list[float]
     min_subgroup: int
+    primary_metric: PrimaryMetric
+    table1: list[str]
 
     def validate(self, key: str) -> None:  # noqa: D102
         check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
@@ -57,6 +59,7 @@ class EvaluateConfig:
         check(all(math.isfinite(e) for e in edges), f"{key}.subgroup_bins", rule, edges)
         check(edges == sorted(set(edges)), f"{key}.subgroup_bins", "must be increasing bin edges", edges)
         check(self.min_subgroup >= 1, f"{key}.min_subgroup", "must be >= 1", self.min_subgroup)
+        check(all(self.table1), f"{key}.table1", "must not hold empty column names", self.table1)
 
 
 @dataclass(frozen=True)

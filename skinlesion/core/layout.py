@@ -64,6 +64,10 @@ CONFUSION = PLOTS / "confusion.csv"
 COMPARISON = PLOTS / "comparison.png"
 RECALL = PLOTS / "recall.png"
 GRADCAM = PLOTS / "gradcam.png"
+# The malignant call's net benefit over threshold probabilities, one CSV per set (data for `dvc plots`), and
+# its picture.
+DECISION_CURVES = PLOTS / "decision_curve"
+DECISION_FIGURE = PLOTS / "decision_curve.png"
 
 # External test sets (the `external` stages): one folder per set, what aggregate reads.
 EXTERNAL = Path("external")

@@ -52,6 +52,7 @@ LINKED = {
     "comparison": layout.COMPARISON,
     "recall": layout.RECALL,
     "gradcam": layout.GRADCAM,
+    "decision_curve": layout.DECISION_FIGURE,
     "augmentation": layout.AUGMENT_PREVIEW,
     "model": layout.HEADLINE_MODEL / layout.MODEL_FILE,
     "labels": layout.HEADLINE_MODEL / layout.LABELS_FILE,
