@@ -54,14 +54,14 @@ def test_class_table_counts_each_class_per_split_and_totals():
 
 
 def test_flow_runs_from_files_seen_through_skips_to_splits_and_what_was_scored():
-    external = {"isic": {"files_seen": 9, "scored": 6, "skipped": {"duplicate": 1}, "unknown_classes": {"x": 2}}}
+    external = {"isic": {"files_seen": 9, "scored": 6, "skipped": {"duplicate": 1, "unknown_class": 2}}}
     rows = {r["step"]: r["images"] for r in flow(DATA, 3, external)}
     assert rows["files seen"] == 20 and rows["left out by the split stage"] == 4
     assert rows["unusable file: corrupt"] == 1 and "unusable file: too_small" not in rows  # zero reasons folded
     assert (rows["duplicate"], rows["near duplicate"], rows["label conflict"]) == (2, 0, 1)  # always shown
     assert rows["images kept"] == rows["files seen"] - rows["left out by the split stage"]
     assert (rows["train"], rows["val"], rows["test"], rows["test images scored"]) == (10, 3, 3, 3)
-    assert rows["external `isic`: images scored"] == 6 and rows["left out: label the model does not know"] == 2
+    assert rows["external `isic`: images scored"] == 6 and rows["left out: unknown class"] == 2
 
 
 def test_table1_describes_ham10000_columns_per_split_and_says_which_sets_have_none():

@@ -38,7 +38,8 @@ def flow(data: dict, scored: int, external: dict[str, dict]) -> list[dict]:
     Args:
         data: ``reports/data.json``.
         scored: Test images the headline scored (classes training lacks are left out).
-        external: ``{set: its data.json}``.
+        external: ``{set: its data.json}`` (its ``skipped`` counts every reason, labels the model does not
+            know, ``unknown_class``, among them).
     """
     skipped = data["skipped"]
     rows = [{"step": "files seen", "images": data["files_seen"], "level": 0}]
@@ -56,8 +57,6 @@ def flow(data: dict, scored: int, external: dict[str, dict]) -> list[dict]:
     for name, d in external.items():
         rows.append({"step": f"external `{name}`: files seen", "images": d["files_seen"], "level": 0})
         rows += [{"step": f"left out: {r.replace('_', ' ')}", "images": n, "level": 1} for r, n in d["skipped"].items()]
-        unknown = sum(d["unknown_classes"].values())
-        rows.append({"step": "left out: label the model does not know", "images": unknown, "level": 1})
         rows.append({"step": f"external `{name}`: images scored", "images": d["scored"], "level": 0})
     return rows
 

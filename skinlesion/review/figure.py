@@ -43,7 +43,9 @@ def decision_figure(curves: pd.DataFrame, utility: dict):
                 label=f"threshold fixed on validation (specificity {target})",
             )
         prevalence = mark["prevalence"]
-        ax.set_ylim(-0.05 * max(prevalence, 0.1), max(prevalence, 0.01) * 1.1)
+        # Treat-all soon falls below 0; the dot stays in view even where the model does harm.
+        low = min(-0.15 * max(prevalence, 0.1), (mark["model"] or 0) - 0.03)
+        ax.set_ylim(low, max(prevalence, 0.01) * 1.1)
         ax.set_xlabel("threshold probability (risk at which one would refer)")
         ax.set_ylabel("net benefit (true positives per lesion)")
         ax.set_title(f"{name}: {mark['images']} images, {prevalence:.0%} malignant")
