@@ -18,6 +18,7 @@ from skinlesion.render import documents
 from skinlesion.render.documents import links, render_card, render_report, render_summary
 
 from .conftest import REPO, default_config
+from .test_review import review_summary
 
 # What the aggregate stage writes as summary.json's `settings` under the default params.yaml.
 SETTINGS = {
@@ -177,6 +178,7 @@ def small_summary() -> dict:
         ],
         "subgroups": {"headline": None, "ensembles": {}, "missing": []},
         "external": {},
+        **review_summary(),  # the reviewer's items (issue 29): tests/test_review.py
     }
 
 
@@ -438,7 +440,7 @@ def test_a_wheel_carries_every_template():
     folder = Path(documents.__file__).parent / documents.TEMPLATES
     templates = sorted(p.relative_to(REPO / "skinlesion").as_posix() for p in folder.iterdir())
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["skinlesion"]
-    assert len(templates) == 4 and all(any(fnmatch(t, p) for p in patterns) for t in templates)
+    assert len(templates) == 9 and all(any(fnmatch(t, p) for p in patterns) for t in templates)
 
 
 def test_the_report_says_what_a_class_missing_from_test_does_to_balanced_accuracy():

@@ -256,3 +256,62 @@ def test_published_baselines_come_from_the_data_file_with_their_sources():
     summary = {"baselines": derma, "headline": {"test": {"accuracy": 0.7, "roc_auc_macro": 0.9}}}
     line = ENV.get_template("utility.md.j2").module.baselines(summary)
     assert "ResNet-18 (28) 0.735 and 0.917" in line and "MedMNIST v2" in line
+
+
+def review_summary() -> dict:
+    """The keys of summary.json this module's items add (for the documents' small summary): no metadata."""
+    entry = {"value": 0.5, "low": 0.4, "high": 0.6}
+    return {
+        "primary": {"metric": "balanced_accuracy", "expected_half_width": 0.085, "test_images": 135},
+        "cohort": {
+            "classes": class_table(DATA),
+            "flow": flow(DATA, 3, {}),
+            "table1": table1({"train": pd.Series(["a/x.png"])}, {"train": None}, ["age"], [30]),
+        },
+        "per_class": [{"class": "bcc", "support": 2, "recall": entry, "precision": None, "f1": entry}],
+        "utility": {
+            "target_specificity": 0.9,
+            "sets": {"test": {"prevalence": 0.5, "images": 2, "threshold": 0.3, "model": 0.2, "treat_all": 0.1}},
+        },
+        "hyperparameters": {
+            "train": {
+                "class_weight": "balanced",
+                "label_smoothing": 0.05,
+                "weights": "none",
+                "batch_size": 32,
+                "epochs_head": 12,
+                "lr_head": 0.003,
+                "epochs_finetune": 2,
+                "lr_finetune": 3e-06,
+                "patience": 4,
+                "lr_factor": 0.5,
+                "lr_patience": 2,
+                "precision": "float32",
+            },
+            "augment": {"horizontal_flip": True, "zoom": 0.1},
+            "backbones": {"mobilenet": {"image_size": 64, "unfreeze": 12, "dropout": 0.2}},
+            "differs": [],
+        },
+        "baselines": None,
+        "scope": {"external": [], "metadata": False},
+        "algorithm": algorithm_version({"version": {"keras": "3", "model_sha256": "f00"}}),
+    }
+
+
+def test_the_report_and_card_show_every_item_of_a_small_summary():
+    from skinlesion.render.documents import render_card, render_report
+
+    from .test_documents import CARD, small_summary
+    from .test_documents import DATA as DOC_DATA
+
+    report = render_report(small_summary(), DOC_DATA)
+    for heading in ("### Images per class and split", "### Flow of images", "### Table 1", "### Per class"):
+        assert f"\n{heading}" in report, heading
+    assert "**Primary endpoint**" in report and "±0.085" in report and "| **total** | 10 | 3 | 3 | **16** |" in report
+    assert "| &nbsp;&nbsp;&nbsp;&nbsp;label conflict | 1 |" in report and "| test images scored | 3 |" in report
+    assert "![decision curve](../plots/decision_curve.png)" in report and "| test | 2 | 50% | 0.300 | 0.200 |" in report
+    assert "## Algorithm version and settings" in report and "`f00`" in report and "## What this evidence" in report
+    assert "No external test set" in report and "\n\n\n" not in report
+    card = render_card(small_summary(), DOC_DATA, CARD)
+    assert "**Primary endpoint**" in card and "| bcc | 2 | 0.500 (0.400–0.600) | – |" in card and "`f00`" in card
+    assert "## What this evidence does not cover" in card and "\n\n\n" not in card
