@@ -279,7 +279,7 @@ def test_the_model_card_says_how_the_model_was_trained_and_exported(weights, qua
     assert "macro-F1 0.480 (0.400–0.600) (90 % CIs: this network on this test set)." in card
     assert "0.120 (0.050–0.200) before temperature scaling, 0.030 (0.000–0.100) after." in card
     assert "Across seeds: balanced accuracy 0.500 ± 0.010, macro-F1 0.480 ± 0.010." in card
-    assert "\n\nSEEDS\n\n## Intended use" in card and card.endswith("carry over.\n")
+    assert "\n\nSEEDS\n\n## Version and settings" in card and card.endswith("without clinicians.\n")
     other = render_card(small_summary(), DATA, CARD | {"source": "kaggle"})
     assert "- Source: `kaggle`." in lines(other)
 

@@ -195,17 +195,20 @@ def test_version_block_merges_the_lock_hashes_of_the_members_and_lists_libraries
             },
         }
     }
-    a = algorithm_version(meta)
+    a = algorithm_version(meta, {})
     assert a["libraries"] == {"skinlesion": "1.0", "tensorflow": "2.19", "keras": "3.1"}
     assert a["model_sha256"] == "abc" and a["stages"] == ["train@mobilenet-0", "train@vgg19-0"]
     assert a["trained_from"] == [
         {"path": "data/splits", "md5": ["d1.dir"]},
         {"path": "skinlesion/core", "md5": ["c1.dir", "c2.dir"]},
     ]
-    unlocked = algorithm_version({"version": {"keras": "3", "model_sha256": "x"}})
-    assert unlocked["trained_from"] == [] and "not recorded" in ENV.get_template("version.md.j2").module.version(
-        unlocked
-    )
+    unlocked = algorithm_version({"version": {"keras": "3", "model_sha256": "x"}}, {})
+    version = ENV.get_template("version.md.j2").module.version
+    assert unlocked["trained_from"] == [] and "not recorded" in version(unlocked) and "`x`" in version(unlocked)
+    # An ensemble's file is assembled (its bytes change with every save): the block names its members' files.
+    ensemble = algorithm_version(meta, {"mobilenet-0": "m0", "vgg19-0": "v0"})
+    assert ensemble["model_sha256"] is None and ensemble["members"][1] == {"run": "vgg19-0", "sha256": "v0"}
+    assert "`mobilenet-0` `m0`, `vgg19-0` `v0`" in version(ensemble) and "abc" not in version(ensemble)
 
 
 def test_hyperparameters_report_class_weighting_and_where_members_differ():
@@ -294,7 +297,7 @@ def review_summary() -> dict:
         },
         "baselines": None,
         "scope": {"external": [], "metadata": False},
-        "algorithm": algorithm_version({"version": {"keras": "3", "model_sha256": "f00"}}),
+        "algorithm": algorithm_version({"version": {"keras": "3", "model_sha256": "f00"}}, {}),
     }
 
 

@@ -26,7 +26,7 @@ from skinlesion.modeling.explain import headline_gradcam
 from skinlesion.render.documents import render_report, render_summary
 from skinlesion.render.figures import comparison_figure, recall_heatmap
 from skinlesion.render.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
-from skinlesion.review.provenance import algorithm_version
+from skinlesion.review.provenance import headline_version
 from skinlesion.stats import compare
 from skinlesion.stats.architecture import compare_architectures, compare_networks, seeds_sufficient
 from skinlesion.stats.clinical import clinical_views
@@ -195,7 +195,8 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
     save_figure(recall_heatmap(result.recall, support, malignant), layout.RECALL)
     labels = publish_headline(result.headline, evaluation=model_evaluation(summary))
     # The version block names the published model file's hash, so summary.json is written after publishing.
-    summary["algorithm"] = algorithm_version(read_json(layout.HEADLINE_MODEL / layout.METADATA_FILE))
+    candidate = result.headline.candidate
+    summary["algorithm"] = headline_version(layout.HEADLINE_MODEL, list(candidate.members), candidate.ensemble)
     # Insertion order (params.yaml's backbones, subgroup columns): the documents list them in that order.
     write_json(layout.SUMMARY_JSON, summary, sort_keys=False)
     write_text(layout.SUMMARY_MD, render_summary(summary))

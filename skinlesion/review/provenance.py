@@ -10,18 +10,30 @@ settled before aggregate runs, so reading them never makes the stage out of date
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from skinlesion.core.io import read_json
+from skinlesion.core.layout import METADATA_FILE, RunPaths
+
 # Version keys that are not library versions.
 HASH_KEYS = ("model_sha256", "trained_from")
 
 
-def algorithm_version(metadata: dict) -> dict:
+def algorithm_version(metadata: dict, members: dict[str, str]) -> dict:
     """The version block of the report and the card, from the headline's ``metadata.json``.
 
+    Args:
+        metadata: The headline folder's ``metadata.json``.
+        members: ``{run name: SHA-256 of its model.keras}`` for an ensemble's members (each run's own
+            ``metadata.json``); empty for a single run. An ensemble's file is assembled by aggregate and its
+            bytes change with every save, so the block names the member files, which training fixed: a
+            tracked report must not change when nothing did.
+
     Returns:
-        ``libraries`` (``{name: version}``), ``model_sha256``, ``stages`` (the training stages locked), and
-        ``trained_from``: one row per dependency path, ``{"path", "md5"}`` (``md5`` lists every distinct
-        hash when the members' stages disagree), empty when ``dvc.lock`` had no entry for a member (a stage run
-        by hand).
+        ``libraries`` (``{name: version}``), ``model_sha256`` (a single run's file; None for an ensemble),
+        ``members`` (``[{"run", "sha256"}]``), ``stages`` (the training stages locked), and ``trained_from``:
+        one row per dependency path, ``{"path", "md5"}`` (``md5`` lists every distinct hash when the members'
+        stages disagree), empty when ``dvc.lock`` had no entry for a member (a stage run by hand).
     """
     version = metadata["version"]
     trained = version.get("trained_from") or {}
@@ -33,10 +45,19 @@ def algorithm_version(metadata: dict) -> dict:
                 hashes[path].append(md5)
     return {
         "libraries": {k: v for k, v in version.items() if k not in HASH_KEYS},
-        "model_sha256": version["model_sha256"],
+        "model_sha256": None if members else version["model_sha256"],
+        "members": [{"run": run, "sha256": sha} for run, sha in members.items()],
         "stages": list(trained),
         "trained_from": [{"path": path, "md5": md5} for path, md5 in hashes.items()],
     }
+
+
+def headline_version(headline_dir: Path, runs: list[RunPaths], ensemble: bool) -> dict:
+    """:func:`algorithm_version` of a published headline folder and its runs (their ``metadata.json``)."""
+    members = (
+        {r.name: read_json(r.model_dir / METADATA_FILE)["version"]["model_sha256"] for r in runs} if ensemble else {}
+    )
+    return algorithm_version(read_json(headline_dir / METADATA_FILE), members)
 
 
 def hyperparameters(configs: dict[str, dict]) -> dict:
