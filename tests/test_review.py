@@ -318,3 +318,38 @@ def test_the_report_and_card_show_every_item_of_a_small_summary():
     card = render_card(small_summary(), DOC_DATA, CARD)
     assert "**Primary endpoint**" in card and "| bcc | 2 | 0.500 (0.400–0.600) | – |" in card and "`f00`" in card
     assert "## What this evidence does not cover" in card and "\n\n\n" not in card
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda e: e.update(primary_metric="auc"), "evaluate.primary_metric"),
+        (lambda e: e.update(table1=["age", ""]), "evaluate.table1"),
+        (lambda e: e.pop("primary_metric"), "evaluate.primary_metric"),
+    ],
+)
+def test_invalid_review_params_name_the_key(edit, key):
+    from skinlesion.core.config import parse_config
+    from skinlesion.core.errors import ConfigError
+
+    from .test_config import raw_params
+
+    params = raw_params()
+    edit(params["evaluate"])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_config(params)
+
+
+def test_table1_reads_ham10000_metadata_as_the_pipeline_loads_it(tmp_path):
+    """HAM10000_metadata.csv through load_metadata (indexed by image_id, lesions checked), images by file name."""
+    from skinlesion.data.grouping import load_metadata
+
+    csv = tmp_path / "HAM10000_metadata.csv"
+    csv.write_text(HAM, encoding="utf-8")
+    meta = load_metadata(str(csv), "image_id", "lesion_id")
+    paths = {"test": pd.Series(["mel/ISIC_0031557.jpg", "nv/ISIC_0034195.jpg", "bkl/ISIC_0029102.jpg"])}
+    t = table1(paths, {"test": meta}, ["age", "sex", "localization", "dx_type"], [30, 45, 60, 75])
+    columns = {c["column"]: {r["level"]: r["counts"]["test"] for r in c["levels"]} for c in t["columns"]}
+    assert columns["age"] == {"≥75": 2, "unknown": 1} and columns["sex"] == {"male": 2, "unknown": 1}
+    assert columns["localization"] == {"face": 1, "lower extremity": 1, "unknown": 1}
+    assert columns["dx_type"] == {"confocal": 1, "consensus": 1, "histo": 1}
