@@ -208,7 +208,7 @@ def test_version_block_merges_the_lock_hashes_of_the_members_and_lists_libraries
     # An ensemble's file is assembled (its bytes change with every save): the block names its members' files.
     ensemble = algorithm_version(meta, {"mobilenet-0": "m0", "vgg19-0": "v0"})
     assert ensemble["model_sha256"] is None and ensemble["members"][1] == {"run": "vgg19-0", "sha256": "v0"}
-    assert "`mobilenet-0` `m0`, `vgg19-0` `v0`" in version(ensemble) and "abc" not in version(ensemble)
+    assert "| `mobilenet-0` | `m0` |\n| `vgg19-0` | `v0` |\n\n" in version(ensemble) and "abc" not in version(ensemble)
 
 
 def test_hyperparameters_report_class_weighting_and_where_members_differ():
