@@ -353,3 +353,44 @@ def test_table1_reads_ham10000_metadata_as_the_pipeline_loads_it(tmp_path):
     assert columns["age"] == {"≥75": 2, "unknown": 1} and columns["sex"] == {"male": 2, "unknown": 1}
     assert columns["localization"] == {"face": 1, "lower extremity": 1, "unknown": 1}
     assert columns["dx_type"] == {"confocal": 1, "consensus": 1, "histo": 1}
+
+
+def test_the_decision_curves_of_test_and_an_external_set_mark_the_threshold_fixed_on_validation(tmp_path, monkeypatch):
+    from skinlesion.core import layout
+    from skinlesion.core.layout import RunPaths
+    from skinlesion.evaluation.analysis import Analysis
+    from skinlesion.evaluation.headline import SINGLE_RUN, Candidate, Headline
+    from skinlesion.evaluation.review import THRESHOLDS, Review, _utility, write_review
+    from skinlesion.evaluation.runs import Predictions
+    from skinlesion.stats.subgroups import SubgroupRule, operating_threshold
+
+    def predictions(n: int, seed: int) -> Predictions:
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 3, n)
+        probs = rng.dirichlet(np.ones(3), n)
+        probs[y == 2, 2] += 1.0  # class 2 (mel) scores higher on melanomas
+        probs /= probs.sum(axis=1, keepdims=True)
+        groups = np.arange(n).astype(str)
+        return Predictions(["nv", "bkl", "mel"], y, groups, {"mobilenet": {0: probs}}, pd.Series(groups))
+
+    resampling = Resampling(1000, 0.95, 0)
+    rule = SubgroupRule(["mel"], 0.9, 10, resampling)
+    analysis = Analysis(resampling, 0.05, ["mel"], None, rule, None)
+    headline = Headline(Candidate("mobilenet", SINGLE_RUN, (RunPaths("mobilenet", 0),), 0.5), 1.0)
+    val, test, other = predictions(200, 0), predictions(150, 1), predictions(90, 2)
+    curves, utility = _utility(headline, {"test": test, "isic": other}, val, analysis)
+    fixed = operating_threshold(headline.scored(val), ["mel"], 0.9)
+    assert utility["target_specificity"] == 0.9 and list(utility["sets"]) == ["test", "isic"]
+    mark = utility["sets"]["isic"]
+    assert mark["threshold"] == fixed and mark["prevalence"] == pytest.approx(np.mean(other.y == 2))
+    positive, score = other.y == 2, other.probs["mobilenet"][0][:, 2]
+    assert mark["model"] == pytest.approx(net_benefit(positive, score, np.array([fixed]))[0])
+    assert len(curves) == 2 * 3 * len(THRESHOLDS)  # two sets, three strategies
+    monkeypatch.chdir(tmp_path)
+    write_review(Review({"utility": utility}, curves))
+    written = pd.read_csv(layout.DECISION_CURVES / "isic.csv")
+    assert list(written.columns) == ["threshold", "model", "treat_all", "treat_none"] and len(written) == len(
+        THRESHOLDS
+    )
+    assert written["model"].to_numpy() == pytest.approx(net_benefit(positive, score, THRESHOLDS), abs=1e-6)
+    assert layout.DECISION_FIGURE.stat().st_size > 10_000
