@@ -7,12 +7,14 @@ templates in ``skinlesion/render/templates/``. Inputs and outputs: the ``aggrega
 """
 
 import sys
+from dataclasses import replace
 
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
 from skinlesion.evaluation.aggregate import aggregate_runs, report_settings, verdict, write_aggregate
 from skinlesion.evaluation.analysis import analysis_of
-from skinlesion.evaluation.runs import collect_runs
+from skinlesion.evaluation.review import review_of, write_review
+from skinlesion.evaluation.runs import collect_runs, prediction_arrays
 
 
 @cli
@@ -20,8 +22,17 @@ def main() -> None:
     """Run the stage."""
     config = load_config()
     runs = collect_runs(config.backbones, config.seeds)
-    result = aggregate_runs(runs, config.model, analysis_of(config), list(config.external))
-    write_aggregate(runs, result, report_settings(config), config.evaluate.malignant)
+    analysis = analysis_of(config)
+    result = aggregate_runs(runs, config.model, analysis, list(config.external))
+    test, val = prediction_arrays(runs.predictions), prediction_arrays(runs.val_predictions)
+    review = review_of(config, result.headline, test, val, analysis)
+    write_aggregate(
+        runs,
+        replace(result, summary_json=result.summary_json | review.summary),
+        report_settings(config),
+        config.evaluate.malignant,
+    )
+    write_review(review)
     print(verdict(result))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from skinlesion.core.modes import ExternalSource, Quantization
+from skinlesion.core.modes import ExternalSource, PrimaryMetric, Quantization
 from skinlesion.core.typed import check
 
 
@@ -39,6 +39,8 @@ class EvaluateConfig:
     subgroup_bins: list[float]
     min_subgroup: int
     primary_subgroup: str
+    primary_metric: PrimaryMetric
+    table1: list[str]
 
     def validate(self, key: str) -> None:  # noqa: D102
         check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
@@ -61,6 +63,7 @@ class EvaluateConfig:
         rule = f"must be '' or one of {key}.subgroups ({', '.join(self.subgroups) or 'none'})"
         primary = self.primary_subgroup
         check(not primary or primary in self.subgroups, f"{key}.primary_subgroup", rule, primary)
+        check(all(self.table1), f"{key}.table1", "must not hold empty column names", self.table1)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,10 @@ RECALL = PLOTS / "recall.png"
 # The headline's malignant-vs-benign score: reliability curve, calibration intercept and slope (test split).
 MALIGNANT_CALIBRATION = PLOTS / "malignant_calibration.png"
 GRADCAM = PLOTS / "gradcam.png"
+# The malignant call's net benefit over threshold probabilities, one CSV per set (data for `dvc plots`), and
+# its picture.
+DECISION_CURVES = PLOTS / "decision_curve"
+DECISION_FIGURE = PLOTS / "decision_curve.png"
 
 # External test sets (the `external` stages): one folder per set, what aggregate reads.
 EXTERNAL = Path("external")

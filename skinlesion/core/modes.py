@@ -34,6 +34,13 @@ class Auto(StrEnum):
     AUTO = "auto"
 
 
+class PrimaryMetric(StrEnum):
+    """``evaluate.primary_metric``: the pre-specified primary endpoint (a proportion, so its precision is planned)."""
+
+    BALANCED_ACCURACY = "balanced_accuracy"  # the mean recall over classes: each diagnosis counts the same
+    ACCURACY = "accuracy"  # the share of images right: dominated by the commonest class (nevi)
+
+
 class Weights(StrEnum):
     """``train.weights`` besides a weights-file path."""
 

@@ -26,6 +26,7 @@ from skinlesion.modeling.explain import headline_gradcam
 from skinlesion.render.documents import render_report, render_summary
 from skinlesion.render.figures import comparison_figure, malignant_calibration_figure, recall_heatmap
 from skinlesion.render.plotdata import calibration_frame, curves_frame, recall_frame, roc_frame
+from skinlesion.review.provenance import headline_version
 from skinlesion.stats import compare
 from skinlesion.stats.architecture import compare_architectures, compare_networks, seeds_sufficient
 from skinlesion.stats.clinical import clinical_views
@@ -195,9 +196,6 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
     summary = result.summary_json | {"settings": settings}
     write_json(layout.HEADLINE_METRICS, result.metrics, sort_keys=False)
     write_json(layout.BACKBONE_METRICS, backbone_metrics(result.summary))
-    # Insertion order (params.yaml's backbones, subgroup columns): the documents list them in that order.
-    write_json(layout.SUMMARY_JSON, summary, sort_keys=False)
-    write_text(layout.SUMMARY_MD, render_summary(summary))
     _write_plots(runs, result)
     shutil.rmtree(layout.SUBGROUP_PLOTS, ignore_errors=True)  # a removed external set leaves no stale chart
     for name, frame in result.plots.items():
@@ -207,6 +205,12 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
     binary = malignant_calibration_figure(summary["operating_points"], title(result.headline))
     save_figure(binary, layout.MALIGNANT_CALIBRATION)
     labels = publish_headline(result.headline, evaluation=model_evaluation(summary))
+    # The version block names the published model file's hash, so summary.json is written after publishing.
+    candidate = result.headline.candidate
+    summary["algorithm"] = headline_version(layout.HEADLINE_MODEL, list(candidate.members), candidate.ensemble)
+    # Insertion order (params.yaml's backbones, subgroup columns): the documents list them in that order.
+    write_json(layout.SUMMARY_JSON, summary, sort_keys=False)
+    write_text(layout.SUMMARY_MD, render_summary(summary))
     test = read_split(Split.TEST)
     save_figure(headline_gradcam(layout.HEADLINE_MODEL / layout.MODEL_FILE, labels, test), layout.GRADCAM)
     write_text(layout.REPORT, render_report(summary, read_json(layout.DATA_SUMMARY)))

@@ -23,6 +23,9 @@ What the templates read from ``summary`` (a missing key fails, :class:`jinja2.St
 - ``subgroups``: ``{"headline": analysis or None, "ensembles": {name: analysis}, "missing": [columns of
   settings.subgroups the metadata lacks]}``.
 - ``external``: ``{set: {"data", "classes", "ensembles", "headline", "operating_points", "drop"}}`` (``{}`` without).
+- ``primary``, ``cohort``, ``per_class``, ``utility``, ``hyperparameters``, ``baselines``, ``scope`` and
+  ``algorithm``: what a reviewer expects beside the headline (:mod:`skinlesion.evaluation.review`; templates
+  ``cohort``, ``primary``, ``utility``, ``version``, ``scope``).
 
 Rows and columns come in the order of these dicts (backbones as in ``backbones:``, ensembles, views,
 subgroup columns, external sets): ``summary.json`` must keep that order (``write_json(...,
@@ -53,6 +56,7 @@ LINKED = {
     "recall": layout.RECALL,
     "malignant_calibration": layout.MALIGNANT_CALIBRATION,
     "gradcam": layout.GRADCAM,
+    "decision_curve": layout.DECISION_FIGURE,
     "augmentation": layout.AUGMENT_PREVIEW,
     "model": layout.HEADLINE_MODEL / layout.MODEL_FILE,
     "labels": layout.HEADLINE_MODEL / layout.LABELS_FILE,
