@@ -38,6 +38,9 @@ class EvaluateConfig:
     subgroups: list[str]
     subgroup_bins: list[float]
     min_subgroup: int
+    conformal_alpha: list[float]
+    referral_error: float
+    shift_severities: list[int]
 
     def validate(self, key: str) -> None:  # noqa: D102
         check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
@@ -57,6 +60,21 @@ class EvaluateConfig:
         check(all(math.isfinite(e) for e in edges), f"{key}.subgroup_bins", rule, edges)
         check(edges == sorted(set(edges)), f"{key}.subgroup_bins", "must be increasing bin edges", edges)
         check(self.min_subgroup >= 1, f"{key}.min_subgroup", "must be >= 1", self.min_subgroup)
+        levels = self.conformal_alpha
+        rule = "must be distinct miscoverage levels in (0, 0.5)"
+        check(
+            all(0 < a < 0.5 for a in levels) and len(set(levels)) == len(levels), f"{key}.conformal_alpha", rule, levels
+        )
+        rule = "must be in (0, 1) (the error rate among accepted validation images)"
+        check(0 < self.referral_error < 1, f"{key}.referral_error", rule, self.referral_error)
+        shifts = self.shift_severities
+        rule = "must be distinct severities from 1 to 5 (empty: no shift test)"
+        check(
+            all(1 <= v <= 5 for v in shifts) and len(set(shifts)) == len(shifts),
+            f"{key}.shift_severities",
+            rule,
+            shifts,
+        )
 
 
 @dataclass(frozen=True)
