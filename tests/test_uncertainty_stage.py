@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from skinlesion.core.layout import RunPaths
 from skinlesion.evaluation.headline import SINGLE_RUN, Candidate, Headline
@@ -49,3 +50,25 @@ def test_sets_and_referral_are_calibrated_on_one_validation_image_per_lesion_and
     # The shifted set's model errs more among the confident: its risk-coverage area is larger.
     assert out.metrics["other"]["aurc"] > out.metrics["test"]["aurc"]
     assert summary["shift_test"] == [] and out.shift.empty
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda e: e.update(conformal_alpha=[0.1, 0.1]), "evaluate.conformal_alpha"),
+        (lambda e: e.update(conformal_alpha=[0.6]), "evaluate.conformal_alpha"),
+        (lambda e: e.update(referral_error=0), "evaluate.referral_error"),
+        (lambda e: e.update(shift_severities=[0, 3]), "evaluate.shift_severities"),
+        (lambda e: e.update(shift_severities=[3, 3]), "evaluate.shift_severities"),
+    ],
+)
+def test_invalid_uncertainty_params_name_the_key(edit, key):
+    from skinlesion.core.config import parse_config
+    from skinlesion.core.errors import ConfigError
+
+    from .test_config import raw_params
+
+    params = raw_params()
+    edit(params["evaluate"])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_config(params)
