@@ -15,6 +15,7 @@ from skinlesion.core.io import read_json, write_json, write_text
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import read_split
 from skinlesion.core.modes import Split
+from skinlesion.deploy.description import read_description
 from skinlesion.deploy.export import agreement_warning, export_headline, measure_agreement
 from skinlesion.modeling.model import load_classifier
 from skinlesion.render.documents import render_card
@@ -26,7 +27,8 @@ def main() -> None:
     config = load_config()
     labels = LabelMap.read(layout.HEADLINE_MODEL)
     model = load_classifier(layout.HEADLINE_MODEL / layout.MODEL_FILE)
-    tflite = export_headline(model, labels, config.export.quantization)
+    description = read_description(layout.HEADLINE_MODEL) or {}
+    tflite = export_headline(model, labels, config.export.quantization, description.get("decision"))
     agreement = measure_agreement(model, tflite, read_split(Split.TEST), labels.image_size)
     # Only the label agreement is a metric (a column of `dvc exp show`); the card has the rest.
     write_json(layout.EXPORT_METRICS, {"label_agreement": agreement["label_agreement"]})

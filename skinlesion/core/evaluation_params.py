@@ -41,6 +41,9 @@ class EvaluateConfig:
     primary_subgroup: str
     primary_metric: PrimaryMetric
     table1: list[str]
+    conformal_alpha: list[float]
+    referral_error: float
+    shift_severities: list[int]
 
     def validate(self, key: str) -> None:  # noqa: D102
         check(all(self.malignant), f"{key}.malignant", "must not hold empty class names", self.malignant)
@@ -64,6 +67,21 @@ class EvaluateConfig:
         primary = self.primary_subgroup
         check(not primary or primary in self.subgroups, f"{key}.primary_subgroup", rule, primary)
         check(all(self.table1), f"{key}.table1", "must not hold empty column names", self.table1)
+        levels = self.conformal_alpha
+        rule = "must be distinct miscoverage levels in (0, 0.5)"
+        check(
+            all(0 < a < 0.5 for a in levels) and len(set(levels)) == len(levels), f"{key}.conformal_alpha", rule, levels
+        )
+        rule = "must be in (0, 1) (the error rate among accepted validation images)"
+        check(0 < self.referral_error < 1, f"{key}.referral_error", rule, self.referral_error)
+        shifts = self.shift_severities
+        rule = "must be distinct severities from 1 to 5 (empty: no shift test)"
+        check(
+            all(1 <= v <= 5 for v in shifts) and len(set(shifts)) == len(shifts),
+            f"{key}.shift_severities",
+            rule,
+            shifts,
+        )
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ EXPORT_METRICS = Path("metrics/export.json")
 HEADLINE_MODEL = Path("models/headline")
 EXPORT_DIR = Path("models/export")
 EXPORT_TFLITE = EXPORT_DIR / "model.tflite"
+# The headline's decision rules (metadata.json's decision: sets, referral, malignant threshold) beside the TFLite model.
+EXPORT_DECISION = EXPORT_DIR / "decision.json"
 MODEL_CARD = Path("models/MODEL_CARD.md")
 
 PLOTS = Path("plots")
@@ -61,6 +63,10 @@ CURVES = PLOTS / "curves.csv"
 ROC = PLOTS / "roc.csv"
 CALIBRATION = PLOTS / "calibration.csv"
 CONFUSION = PLOTS / "confusion.csv"
+# The headline's risk-coverage curves (referral), test and every external set (skinlesion.evaluation.uncertainty).
+RISK_COVERAGE = PLOTS / "risk_coverage.csv"
+# The headline on corrupted copies of the test split against severity (evaluate.shift_severities; header only when off).
+SHIFT_TEST = PLOTS / "shift_test.csv"
 COMPARISON = PLOTS / "comparison.png"
 RECALL = PLOTS / "recall.png"
 # The headline's malignant-vs-benign score: reliability curve, calibration intercept and slope (test split).

@@ -173,6 +173,7 @@ def describe_headline(
     evaluation: dict | None,
     members: list[dict] | None = None,
     labels: LabelMap | None = None,
+    decision: dict | None = None,
 ) -> dict:
     """The headline's description: a run's, with the dvc.lock hashes, the evaluation and an ensemble's members.
 
@@ -185,6 +186,8 @@ def describe_headline(
         members: An ensemble's member run descriptions, in the model's member order.
         labels: The headline folder's label map, whose name, input size and temperature win over the run's
             (an ensemble's: its name, largest member size and own temperature).
+        decision: The rules ``skinlesion-predict`` applies (:mod:`skinlesion.uncertainty.decision`: conformal
+            thresholds, referral threshold, malignant threshold), written next to the temperature, or None.
 
     Returns:
         The description; :func:`write_description` adds the headline model file's SHA-256.
@@ -207,6 +210,7 @@ def describe_headline(
         out["model"] = {"name": name} if members else out["model"] | {"name": name}
     if members:
         out["members"] = [{**_run(d), "image_size": _size(d)} for d in members]
+    out |= {"decision": decision} if decision is not None else {}
     return out | ({"evaluation": evaluation} if evaluation is not None else {})
 
 
@@ -217,6 +221,7 @@ def write_headline_description(
     labels: LabelMap,
     evaluation: dict | None,
     lock_path: str | Path = DVC_LOCK,
+    decision: dict | None = None,
 ) -> dict:
     """Describe a headline folder whose model and labels.json are written: from its runs' own descriptions.
 
@@ -226,6 +231,7 @@ def write_headline_description(
         labels: Its label map.
         evaluation: The evaluation block (:func:`describe_headline`), or None.
         lock_path: ``dvc.lock``.
+        decision: The decision block (:func:`describe_headline`), or None.
 
     Returns:
         What was written.
@@ -244,7 +250,7 @@ def write_headline_description(
         descriptions.append(description)
     members = descriptions if len(descriptions) > 1 else None
     headline = describe_headline(
-        descriptions[0], lock_path=lock_path, evaluation=evaluation, members=members, labels=labels
+        descriptions[0], lock_path=lock_path, evaluation=evaluation, members=members, labels=labels, decision=decision
     )
     return write_description(model_dir, headline)
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from skinlesion.core.errors import SkinLesionError, cli
-from skinlesion.core.io import atomic_path
+from skinlesion.core.io import atomic_path, write_json
 from skinlesion.core.labels import LabelMap
-from skinlesion.core.layout import EXPORT_TFLITE, sample_per_class
+from skinlesion.core.layout import EXPORT_DECISION, EXPORT_TFLITE, sample_per_class
 from skinlesion.core.modes import Quantization
 
 
@@ -91,15 +91,20 @@ def export_tflite(saved_model: Path, out_path: Path, quantization: Quantization)
     return out_path
 
 
-def export_headline(model: Any, labels: LabelMap, quantization: Quantization) -> Path:
-    """Write the export folder: the TFLite model and its label map (``models/export/``).
+def export_headline(model: Any, labels: LabelMap, quantization: Quantization, decision: dict | None = None) -> Path:
+    """Write the export folder: the TFLite model, its label map and the headline's decision rules (``models/export/``).
 
     The SavedModel the converter reads is a temporary folder: TensorFlow never writes it twice the same.
+    ``decision`` (``metadata.json``'s: prediction-set, referral and malignant thresholds) goes to
+    ``decision.json`` beside the model, so the TFLite model ships the same rules; None writes none.
     """
     with tempfile.TemporaryDirectory(prefix="savedmodel.") as tmp:
         saved = export_saved_model(model, labels.image_size, Path(tmp) / "saved_model", labels.temperature)
         tflite = export_tflite(saved, EXPORT_TFLITE, quantization)
     labels.write(EXPORT_TFLITE.parent)
+    EXPORT_DECISION.unlink(missing_ok=True)  # a folder without rules keeps no stale file
+    if decision is not None:
+        write_json(EXPORT_DECISION, decision)
     return tflite
 
 

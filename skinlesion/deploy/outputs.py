@@ -28,7 +28,7 @@ from skinlesion.core.errors import DataError
 from skinlesion.core.io import neutralise
 from skinlesion.core.layout import probability_column
 
-# The columns before the per-class probabilities (skinlesion.deploy.predict.prediction_row).
+# The first columns (skinlesion.deploy.predict.prediction_row); the decision's and the probabilities follow.
 LEADING_COLUMNS = ("path", "predicted", "probability", "top_k")
 
 
@@ -182,9 +182,9 @@ class StandardOutput:
 class CsvRows:
     """Predictions as CSV, one line per image, written after every batch."""
 
-    def __init__(self, out: OutputFile | StandardOutput, classes: list[str], errors: list[dict]):
+    def __init__(self, out: OutputFile | StandardOutput, classes: list[str], errors: list[dict], decided: list[str]):
         self.out, self.where, self.errors, self.count = out, out.name, list(errors), 0
-        self.columns = [*LEADING_COLUMNS, *map(probability_column, classes)]
+        self.columns = [*LEADING_COLUMNS, *decided, *map(probability_column, classes)]
         self._write([[neutralise(c) for c in self.columns]])
 
     def _write(self, rows: list[list]) -> None:
@@ -242,12 +242,18 @@ def open_output(output: str | None) -> OutputFile | StandardOutput:
     return OutputFile(output) if output else StandardOutput()
 
 
-def open_rows(out: OutputFile | StandardOutput, fmt: str, classes: list[str], errors: list[dict]) -> CsvRows | JsonRows:
-    """The writer of ``--format`` into ``out``, holding the input errors so far."""
+def open_rows(
+    out: OutputFile | StandardOutput, fmt: str, classes: list[str], errors: list[dict], decided: list[str]
+) -> CsvRows | JsonRows:
+    """The writer of ``--format`` into ``out``, holding the input errors so far.
+
+    ``decided``: the columns of the model folder's decision rules, between ``top_k`` and the probabilities
+    (:func:`~skinlesion.uncertainty.decision.decision_columns`).
+    """
     if fmt == "json":
         return JsonRows(out, errors)
     try:
-        return CsvRows(out, classes, errors)
+        return CsvRows(out, classes, errors, decided)
     except DataError:
         out.close(keep=False)
         raise

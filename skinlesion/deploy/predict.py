@@ -8,7 +8,10 @@ Usage::
 Class names and the input size come from ``labels.json`` beside the model, which must be the one the
 model was saved with (the model carries its own class list). A ``metadata.json`` beside it must describe
 this model file (its SHA-256); its name and versions are reported on standard error. A folder without
-one (written before models described themselves) predicts as before. Arguments are checked before any work:
+one (written before models described themselves) predicts as before. Each row also applies the rules
+``metadata.json``'s ``decision`` ships (:mod:`skinlesion.uncertainty.decision`): ``malignant`` at the
+validated operating point, ``refer`` to a human, and the conformal prediction set at each level
+(``set_90``...); a folder without them says so in a ``note`` column. Arguments are checked before any work:
 ``-o`` may not name an input, nor a folder. Files that cannot be read are reported one line each with
 the reason; the others are still predicted, and CSV rows are written as they are produced, so a late
 failure keeps every whole row before it (how ``-o`` is written safely: :mod:`skinlesion.deploy.outputs`).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +37,7 @@ from skinlesion.core.layout import LABELS_FILE, METADATA_FILE, probability_colum
 from skinlesion.deploy.description import check_description
 from skinlesion.deploy.inputs import Inputs, expand_inputs
 from skinlesion.deploy.outputs import check_output, open_output, open_rows
+from skinlesion.uncertainty.decision import decide, decision_columns
 
 
 def load_model_and_labels(model_path: str | Path, trust_labels: bool = False) -> tuple[object, list[str], int]:
@@ -83,7 +88,7 @@ def predict_batches(
     files: list[Path],
     *,
     batch_size: int = 32,
-    top_k: int = 3,
+    row: RowRule | None = None,
     explain_dir: Path | None = None,
     progress: bool = True,
 ):
@@ -95,7 +100,7 @@ def predict_batches(
         image_size: Side length the images are loaded at.
         files: Image files.
         batch_size: Images per forward pass.
-        top_k: Labels listed per image.
+        row: Classes listed per image and the folder's decision rules (None: ``RowRule()``, no rules).
         explain_dir: Where to write one Grad-CAM overlay PNG per image, or ``None``.
         progress: Show a progress bar.
 
@@ -122,11 +127,11 @@ def predict_batches(
                 except ImageLoadError as exc:
                     errors.append({"path": str(path), "error": f"{exc.reason}: {exc.detail}"})
             bar.update(len(files[start : start + batch_size]))
-            rows = _predict(model, cam, batch, arrays, explain_dir, classes, top_k) if batch else []
+            rows = _predict(model, cam, batch, arrays, explain_dir, classes, row or RowRule()) if batch else []
             yield rows, errors
 
 
-def _predict(model, cam, batch: list[Path], arrays: list, explain_dir, classes: list[str], top_k: int) -> list[dict]:
+def _predict(model, cam, batch: list[Path], arrays: list, explain_dir, classes: list[str], row: RowRule) -> list[dict]:
     images = np.stack(arrays)
     try:
         # One batch: predict_on_batch runs the model without building (and tearing down) a tf.data pipeline.
@@ -138,7 +143,9 @@ def _predict(model, cam, batch: list[Path], arrays: list, explain_dir, classes: 
         raise DataError(
             f"the model failed on the batch starting with {batch[0]} ({type(exc).__name__}: {first})"
         ) from None
-    return [prediction_row(path, p, classes, top_k) for path, p in zip(batch, probs, strict=True)]
+    return [
+        prediction_row(path, p, classes, row.top_k, decision=row.decision) for path, p in zip(batch, probs, strict=True)
+    ]
 
 
 def predict_files(model: object, classes: list[str], image_size: int, files: list[Path], **options) -> tuple:
@@ -150,12 +157,31 @@ def predict_files(model: object, classes: list[str], image_size: int, files: lis
     return rows, errors
 
 
-def prediction_row(path: Path, p: np.ndarray, classes: list[str], top_k: int) -> dict:
-    """One output row: the file, its top class and probability, the top ``top_k``, every class's probability."""
+def prediction_row(path: Path, p: np.ndarray, classes: list[str], top_k: int, *, decision: dict | None) -> dict:
+    """One output row (CSV and JSON alike), the only place one is built.
+
+    The file, its top class and probability, the top ``top_k``; then the model folder's decision rules applied
+    (:func:`~skinlesion.uncertainty.decision.decide`): ``malignant``, ``refer`` and the prediction set at each
+    level (``set_90``...), or with ``decision`` None (a folder from before they were shipped) null flags and a
+    ``note`` saying they are unavailable; last every class's probability.
+
+    Args:
+        path: The image file.
+        p: Its probabilities, in the order of ``classes``.
+        classes: Class names.
+        top_k: Classes listed in ``top_k``.
+        decision: The folder's ``decision`` block (:func:`model_decision`), or None.
+    """
     order = np.argsort(-p, kind="stable")[:top_k]
     row = {"path": str(path), "predicted": classes[order[0]], "probability": round(float(p[order[0]]), 6)}
     row["top_k"] = ";".join(f"{classes[i]}:{p[i]:.4f}" for i in order)
+    row |= decide(decision, p[None, :], classes)[0]
     return row | {probability_column(c): round(float(v), 6) for c, v in zip(classes, p, strict=True)}
+
+
+def model_decision(description: dict | None) -> dict | None:
+    """The decision rules of a model folder's description (None: an older folder, or none written)."""
+    return None if description is None else description.get("decision")
 
 
 def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir: Path) -> None:
@@ -236,6 +262,13 @@ TOP_K = 3
 MIN_SIDE = 8
 
 
+class RowRule(NamedTuple):
+    """How each row is built: classes listed (``--top-k``) and the model folder's decision rules."""
+
+    top_k: int = TOP_K
+    decision: dict | None = None
+
+
 def _gather(args: argparse.Namespace) -> Inputs:
     """The files to predict, each once; every one left out is reported on a line of its own.
 
@@ -294,13 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         description = check_description(args.model)
         if description is not None:  # a folder from before metadata.json has labels.json alone: nothing to say
             print(f"model: {version_line(description)}", file=sys.stderr)
-        top_k = _top_k(args.top_k, classes)
-        writer = open_rows(out, args.format, classes, errors)
+        row = RowRule(_top_k(args.top_k, classes), model_decision(description))
+        writer = open_rows(out, args.format, classes, errors, decision_columns(row.decision))
     except BaseException:
         out.close(keep=False)  # -o as it was
         raise
     batches = predict_batches(
-        model, classes, image_size, files, batch_size=args.batch_size, top_k=top_k, explain_dir=explain_dir
+        model, classes, image_size, files, batch_size=args.batch_size, row=row, explain_dir=explain_dir
     )
     try:
         for rows, batch_errors in batches:

@@ -22,6 +22,7 @@ from skinlesion.evaluation.populations import populations
 from skinlesion.evaluation.publish import publish_headline
 from skinlesion.evaluation.runs import Predictions, RunResults, prediction_arrays
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics
+from skinlesion.evaluation.uncertainty import headline_sets, uncertainty_results
 from skinlesion.modeling.explain import headline_gradcam
 from skinlesion.render.documents import render_report, render_summary
 from skinlesion.render.figures import comparison_figure, malignant_calibration_figure, recall_heatmap
@@ -48,6 +49,8 @@ class Aggregate:
         recall: Recall per backbone (rows) and test class (columns), the mean over seeds.
         plots: The subgroup bar charts' data, one frame per set (``test`` and each external set).
         confusion: The headline's test predictions (``actual``, ``predicted``), for the confusion matrix.
+        risk_coverage: The headline's risk-coverage curves on test and every external set, for ``dvc plots``.
+        shift_test: The shift test's rows (corrupted copies of the test split; empty when off), for ``dvc plots``.
     """
 
     headline: Headline
@@ -57,6 +60,8 @@ class Aggregate:
     recall: pd.DataFrame
     plots: dict[str, pd.DataFrame]
     confusion: pd.DataFrame
+    risk_coverage: pd.DataFrame | None = None
+    shift_test: pd.DataFrame | None = None
 
 
 def report_settings(config: Config) -> dict:
@@ -110,7 +115,10 @@ def aggregate_runs(runs: RunResults, model: str, analysis: Analysis, sets: list[
         "external": beyond["external"],
     }
     confusion = _confusion(runs, headline, test)
-    return Aggregate(headline, metrics, summary, summary_json, recall, beyond["plots"], confusion)
+    uncertain = uncertainty_results(headline, val, headline_sets(test, sets), analysis.uncertainty)
+    summary_json["uncertainty"], metrics["uncertainty"] = uncertain.summary, uncertain.metrics
+    plots, curve, shift = beyond["plots"], uncertain.curve, uncertain.shift
+    return Aggregate(headline, metrics, summary, summary_json, recall, plots, confusion, curve, shift)
 
 
 def _scores(runs: RunResults, headline: Headline, val: Predictions, test: Predictions, resampling) -> dict:
@@ -204,7 +212,11 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
     save_figure(recall_heatmap(result.recall, support, malignant), layout.RECALL)
     binary = malignant_calibration_figure(summary["operating_points"], title(result.headline))
     save_figure(binary, layout.MALIGNANT_CALIBRATION)
-    labels = publish_headline(result.headline, evaluation=model_evaluation(summary))
+    if result.risk_coverage is not None:
+        write_csv(layout.RISK_COVERAGE, result.risk_coverage)
+        write_csv(layout.SHIFT_TEST, result.shift_test)
+    decision = summary.get("uncertainty", {}).get("decision")
+    labels = publish_headline(result.headline, evaluation=model_evaluation(summary), decision=decision)
     # The version block names the published model file's hash, so summary.json is written after publishing.
     candidate = result.headline.candidate
     summary["algorithm"] = headline_version(layout.HEADLINE_MODEL, list(candidate.members), candidate.ensemble)

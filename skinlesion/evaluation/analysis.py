@@ -8,6 +8,7 @@ from skinlesion.core.config import Config
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.subgroups import SubgroupRule
 from skinlesion.stats.thresholds import Targets
+from skinlesion.uncertainty.rule import UncertaintyRule
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Analysis:
         targets: The operating points (``evaluate.operating_points``).
         subgroup: How a subgroup is scored.
         metadata: How metadata is read and broken down.
+        uncertainty: How the conformal sets and the referral rule are calibrated.
     """
 
     resampling: Resampling
@@ -46,6 +48,7 @@ class Analysis:
     targets: Targets
     subgroup: SubgroupRule
     metadata: MetadataColumns
+    uncertainty: UncertaintyRule
 
 
 def analysis_of(config: Config) -> Analysis:
@@ -63,5 +66,13 @@ def analysis_of(config: Config) -> Analysis:
         ),
         metadata=MetadataColumns(
             config.data.metadata_id_column, config.split.group_by, cfg.subgroups, cfg.subgroup_bins
+        ),
+        uncertainty=UncertaintyRule(
+            tuple(cfg.conformal_alpha),
+            cfg.referral_error,
+            cfg.malignant,
+            cfg.target_specificity,
+            resampling,
+            tuple(cfg.shift_severities),
         ),
     )
