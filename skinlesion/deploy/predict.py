@@ -129,8 +129,7 @@ def predict_batches(
 def _predict(model, cam, batch: list[Path], arrays: list, explain_dir, classes: list[str], top_k: int) -> list[dict]:
     images = np.stack(arrays)
     try:
-        # One batch: predict_on_batch runs the model without building (and tearing down) a tf.data pipeline.
-        probs = np.asarray(model.predict_on_batch(images))
+        rows = prediction_rows(model, batch, images, classes, top_k)
         if cam is not None:
             _write_overlays(cam, images, batch, explain_dir)
     except Exception as exc:  # out of memory, a broken model graph...: stop, keeping what was written
@@ -138,7 +137,22 @@ def _predict(model, cam, batch: list[Path], arrays: list, explain_dir, classes: 
         raise DataError(
             f"the model failed on the batch starting with {batch[0]} ({type(exc).__name__}: {first})"
         ) from None
-    return [prediction_row(path, p, classes, top_k) for path, p in zip(batch, probs, strict=True)]
+    return rows
+
+
+def prediction_rows(model: object, names: list, images: np.ndarray, classes: list[str], top_k: int) -> list[dict]:
+    """One forward pass over a batch and one output row per image: what predict writes and ``skinlesion-serve`` answers.
+
+    Args:
+        model: The classifier.
+        names: What each row's ``path`` says (a file; an upload's name for the server).
+        images: ``(n, image_size, image_size, 3)`` uint8 pixels, as the loader gives them.
+        classes: Class names in output order.
+        top_k: Labels listed per image.
+    """
+    # One batch: predict_on_batch runs the model without building (and tearing down) a tf.data pipeline.
+    probs = np.asarray(model.predict_on_batch(images))
+    return [prediction_row(name, p, classes, top_k) for name, p in zip(names, probs, strict=True)]
 
 
 def predict_files(model: object, classes: list[str], image_size: int, files: list[Path], **options) -> tuple:
