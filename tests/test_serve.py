@@ -20,7 +20,7 @@ from skinlesion.serve.app import Settings, create_app
 from skinlesion.serve.cli import MAX_PIXELS, main, parse_args, read_token
 from skinlesion.serve.served import TARGET_SPECIFICITY, ServedModel, summary_line
 
-from .conftest import HAM, REPO, corrupt_jpeg
+from .conftest import REPO, corrupt_jpeg
 from .test_predict import CLASSES, save_model
 
 PATIENT_NAME = "jane-doe-1970-01-01.jpg"
@@ -52,18 +52,14 @@ def jpeg(size=(40, 30), seed=0) -> bytes:
     return out.getvalue()
 
 
-def ham_image() -> Path:
-    return sorted(HAM.rglob("*.jpg"))[0]
-
-
 def post(c: TestClient, data: bytes, name: str = "x.jpg", field: str = "file", **kwargs):
     return c.post("/predict", files={field: (name, data, "image/jpeg")}, **kwargs)
 
 
-def test_an_upload_gets_exactly_the_row_predict_writes(served: ServedModel, model_path: Path, capsys):
+def test_an_upload_gets_exactly_the_row_predict_writes(served: ServedModel, model_path: Path, ham_dir: Path, capsys):
     from skinlesion.deploy.predict import main as predict
 
-    image = ham_image()
+    image = sorted(ham_dir.rglob("*.jpg"))[0]
     assert predict([str(model_path), str(image), "--format", "json"]) == 0
     expected = json.loads(capsys.readouterr().out)["predictions"][0]
     with client(served) as c:
@@ -236,7 +232,8 @@ def test_a_labels_json_of_another_model_refuses_to_start_with_predicts_error(mod
     LabelMap(tuple(reversed(CLASSES)), 32).write(folder)
     from skinlesion.deploy.predict import main as predict
 
-    assert predict([str(folder / "model.keras"), str(ham_image())]) == 2
+    (tmp_path / "x.jpg").write_bytes(jpeg())
+    assert predict([str(folder / "model.keras"), str(tmp_path / "x.jpg")]) == 2
     predicts = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert main([str(folder)]) == 2  # before any port is opened
     serves = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]

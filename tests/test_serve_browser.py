@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HAM, REPO
+from .conftest import REPO
 from .test_predict import save_model
 
 
 @pytest.mark.slow
-def test_the_page_shows_predicts_class_and_the_overlay_offline(tmp_path: Path):
+def test_the_page_shows_predicts_class_and_the_overlay_offline(tmp_path: Path, ham_dir: Path):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
     from skinlesion.deploy.predict import load_model_and_labels, predict_files
 
     model = save_model(tmp_path / "model")
-    image = sorted((HAM / "mel").glob("*.jpg"))[0]
+    image = sorted((ham_dir / "mel").glob("*.jpg"))[0]
     rows, _ = predict_files(*load_model_and_labels(model), [image], progress=False)
     env = os.environ | {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(

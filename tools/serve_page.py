@@ -38,9 +38,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(model_dir: str, port: int, timeout_s: float = 180):
-    """``skinlesion-serve`` in a process of its own, until its ``/health`` says ready."""
-    command = [sys.executable, "-m", "skinlesion.serve.cli", model_dir, "--port", str(port)]
+def server(model_dir: str, port: int, timeout_s: float = 300, workers: int = 1):
+    """``skinlesion-serve`` in a process of its own (``workers`` of them), until ``/health`` says ready."""
+    command = [sys.executable, "-m", "skinlesion.serve.cli", model_dir, "--port", str(port), "--workers", str(workers)]
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

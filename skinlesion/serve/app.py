@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -25,6 +27,8 @@ from skinlesion.serve.served import ServedModel, Upload
 from skinlesion.serve.upload import FIELD, UploadError, read_upload
 
 LOG = logging.getLogger("skinlesion.serve")
+# Threads that decode uploads (see _routes).
+DECODE_THREADS = 2
 # What a 503 tells the client to wait before trying again, in seconds.
 RETRY_AFTER_S = 1
 # Image problems that are the client's: 413 for an image over the pixel limit, 422 for the rest.
@@ -115,6 +119,9 @@ def _authorise(request: Request, token: str | None) -> None:
 
 def _routes(app: FastAPI, served: ServedModel, batcher: Batcher, settings: Settings) -> None:
     page = resources.files("skinlesion.serve").joinpath("page.html").read_text(encoding="utf-8")
+    # Decoding (Pillow, mostly without the GIL) in DECODE_THREADS threads of its own: asyncio's default pool
+    # (cores + 4 threads) let 32 concurrent uploads crowd the event loop and the model thread off the GIL.
+    decoder = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -144,7 +151,8 @@ def _routes(app: FastAPI, served: ServedModel, batcher: Batcher, settings: Setti
         try:
             _check_length(request, limit)
             data, name = await read_upload(request.headers.get("content-type"), request.stream(), limit)
-            upload = await asyncio.to_thread(_decode, data, name, served.image_size, settings.min_side, explain)
+            job = functools.partial(_decode, data, name, served.image_size, settings.min_side, explain)
+            upload = await asyncio.get_running_loop().run_in_executor(decoder, job)
             del data
             row = await batcher.submit(upload)
         except UploadError as exc:

@@ -117,7 +117,20 @@ def settings_of(args: argparse.Namespace) -> Settings:
 
 def worker_app():
     """The app of one ``--workers`` process, from the settings the command put in the environment."""
+    _log_batches()
     return _app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def _log_batches() -> None:
+    """The server's own lines (batch sizes and times, refusals by status) beside uvicorn's."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logger = logging.getLogger("skinlesion.serve")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        logger.addHandler(handler)
 
 
 def _app(settings: Settings, served=None):
@@ -135,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     settings = settings_of(args)
+    _log_batches()
     served = ServedModel.load(settings.model_dir)  # refused here, one line, before any port is opened
     print(f"serving {served.info()['summary']}", file=sys.stderr)
     options = {"host": args.host, "port": args.port, "log_level": "info", "server_header": False}
