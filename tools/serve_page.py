@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -42,12 +43,15 @@ def server(model_dir: str, port: int, timeout_s: float = 300, workers: int = 1):
     """``skinlesion-serve`` in a process of its own (``workers`` of them), until ``/health`` says ready."""
     command = [sys.executable, "-m", "skinlesion.serve.cli", model_dir, "--port", str(port), "--workers", str(workers)]
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Its log to a file, not a pipe: a pipe nobody reads fills up and would stop the server mid-run.
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"skinlesion-serve exited: {proc.stderr.read()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"skinlesion-serve exited: {log.read()[-2000:]}")
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
                     if json.load(answer)["status"] == "ready":
@@ -59,6 +63,7 @@ def server(model_dir: str, port: int, timeout_s: float = 300, workers: int = 1):
     finally:
         proc.terminate()
         proc.wait(30)
+        log.close()
 
 
 def browser():
