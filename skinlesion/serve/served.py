@@ -122,6 +122,7 @@ class ServedModel:
             "members": described.get("members"),
             "temperature": described.get("temperature"),
             "operating_point": operating_point(evaluation),
+            "decision": described.get("decision"),  # the rules predict applies to each row, where shipped
             "metrics": headline_metrics(evaluation),
             "data_source": described.get("data", {}).get("source"),
             "intended_use": described.get("intended_use"),
