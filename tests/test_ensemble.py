@@ -53,27 +53,33 @@ def published(tmp_path_factory) -> Path:
 def test_the_ensemble_predicts_the_recalibrated_mean_of_its_members(published: Path, tmp_path: Path):
     make_class_tree(tmp_path / "imgs", {"a": 3, "b": 2})
     files = sorted((tmp_path / "imgs").rglob("*.png"))
-    model, classes, size = load_model_and_labels(published / layout.HEADLINE_MODEL / layout.MODEL_FILE)
-    assert classes == CLASSES and size == 40
-    rows, errors = predict_files(model, classes, size, files, progress=False)
+    forward, classes = load_model_and_labels(published / layout.HEADLINE_MODEL / layout.MODEL_FILE)
+    assert classes == CLASSES and forward.image_size == 40 and forward.sizes == (32, 40)
+    rows, errors = predict_files(forward, classes, files, progress=False)
     got = np.array([[r[f"p_{c}"] for c in classes] for r in rows])
-    images = load_batch(files, size).astype("float32")  # the same input for the members
-    members = [load_classifier(published / run.model).predict(images, verbose=0) for run in MEMBERS]
+    # As evaluate scored them: each member on the loader's pixels at its own size.
+    members = [
+        load_classifier(published / run.model).predict(load_batch(files, size).astype("float32"), verbose=0)
+        for run, size in MEMBERS.items()
+    ]
     expected = apply_temperature(np.mean(members, axis=0), TEMPERATURE)
     assert not errors and np.abs(got - expected).max() < 1e-5
     # The temperature is not an identity here: it moved the probabilities.
     assert np.abs(got - np.mean(members, axis=0)).max() > 1e-3
+    # The saved file's one input (every member resizing the 40 px image again) would not have matched.
+    once = forward.model.predict(load_batch(files, 40).astype("float32"), verbose=0)
+    assert np.abs(once - expected).max() > 1e-4
 
 
 def test_the_ensemble_is_explained_by_its_first_member(published: Path, tmp_path: Path):
     make_class_tree(tmp_path / "imgs", {"a": 2})
     files = sorted((tmp_path / "imgs").rglob("*.png"))
-    model, classes, size = load_model_and_labels(published / layout.HEADLINE_MODEL / layout.MODEL_FILE)
-    predict_files(model, classes, size, files, explain_dir=tmp_path / "cam", progress=False)
+    forward, classes = load_model_and_labels(published / layout.HEADLINE_MODEL / layout.MODEL_FILE)
+    predict_files(forward, classes, files, explain_dir=tmp_path / "cam", progress=False)
     assert sorted(p.name for p in (tmp_path / "cam").glob("*.png")) == sorted(f"{f.stem}_gradcam.png" for f in files)
     from skinlesion.modeling.explain import GradCam
 
-    assert GradCam(model).explained.startswith("vgg19_classifier_seed0, the ensemble's best member")
+    assert GradCam(forward.model).explained.startswith("vgg19_classifier_seed0, the ensemble's best member")
 
 
 @pytest.mark.slow

@@ -39,10 +39,10 @@ def model_path(tmp_path_factory) -> Path:
 def test_predictions_equal_what_evaluate_computes(model_path: Path, tmp_path: Path):
     make_class_tree(tmp_path / "imgs", {"a": 5, "b": 4})
     files = sorted((tmp_path / "imgs").rglob("*.png"))
-    model, classes, size = load_model_and_labels(model_path)
-    rows, errors = predict_files(model, classes, size, files, batch_size=4, progress=False)
+    forward, classes = load_model_and_labels(model_path)
+    rows, errors = predict_files(forward, classes, files, batch_size=4, progress=False)
     assert not errors and len(rows) == 9
-    expected = predict_probabilities(model, load_batch(files, size))
+    expected = predict_probabilities(forward.model, load_batch(files, forward.image_size))
     got = np.array([[r[f"p_{c}"] for c in classes] for r in rows])
     np.testing.assert_allclose(got, expected, atol=2e-6)
     assert [r["predicted"] for r in rows] == [classes[i] for i in expected.argmax(1)]
@@ -82,9 +82,9 @@ def test_cli_on_jpeg_folders_with_bad_files_and_a_bad_model(model_path: Path, tm
 def test_explain_writes_one_overlay_per_image_for_each_backbone(name: str, tmp_path: Path):
     path = save_model(tmp_path / "m", name)
     make_class_tree(tmp_path / "imgs", {"a": 2, "b": 1})
-    model, classes, size = load_model_and_labels(path)
+    forward, classes = load_model_and_labels(path)
     files = sorted((tmp_path / "imgs").rglob("*.png"))
-    predict_files(model, classes, size, files, explain_dir=tmp_path / "cam", progress=False)
+    predict_files(forward, classes, files, explain_dir=tmp_path / "cam", progress=False)
     overlays = sorted((tmp_path / "cam").glob("*.png"))
     assert [p.name for p in overlays] == sorted(f"{f.stem}_gradcam.png" for f in files)
 

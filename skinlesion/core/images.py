@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -100,14 +101,42 @@ def load_rgb(path: str | Path, min_side: int = 1) -> Image.Image:
 
     """
     path = Path(path)
-    try:
+    with _reasons(path):
         if path.stat().st_size == 0:
             raise ImageLoadError(path, "empty", "zero-byte file")
-        with Image.open(path) as image:
-            _check_pixels(path, image.size)  # from the header: nothing is decoded yet
-            _check_side(path, image.size, min_side)
-            image.load()
-            return to_rgb(image)
+        return _decode(path, path, min_side)
+
+
+def decode_rgb(data: bytes, min_side: int = 1, name: str = "upload") -> Image.Image:
+    """:func:`load_rgb` of bytes held in memory (an upload): the same checks, the same pixels, no file.
+
+    Args:
+        data: The encoded image.
+        min_side: The shortest side accepted, in pixels.
+        name: What error messages call it (never a client's file name: those can name a patient).
+
+    Raises:
+        ImageLoadError: As :func:`load_rgb`.
+    """
+    with _reasons(name):
+        if not data:
+            raise ImageLoadError(name, "empty", "zero bytes")
+        return _decode(io.BytesIO(data), name, min_side)
+
+
+def _decode(source: Path | io.BytesIO, label: str | Path, min_side: int) -> Image.Image:
+    with Image.open(source) as image:
+        _check_pixels(label, image.size)  # from the header: nothing is decoded yet
+        _check_side(label, image.size, min_side)
+        image.load()
+        return to_rgb(image)
+
+
+@contextlib.contextmanager
+def _reasons(path: str | Path) -> Iterator[None]:
+    """Turn what decoding raises into an :class:`ImageLoadError` with its reason."""
+    try:
+        yield
     except ImageLoadError:
         raise
     except Image.DecompressionBombError:  # Pillow's own check, at twice the limit, in Image.open
@@ -126,7 +155,7 @@ def load_rgb(path: str | Path, min_side: int = 1) -> Image.Image:
         raise ImageLoadError(path, reason, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
-def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+def _check_pixels(path: str | Path, size: tuple[int, int]) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit and size[0] * size[1] > limit:
         raise ImageLoadError(
@@ -134,7 +163,7 @@ def _check_pixels(path: Path, size: tuple[int, int]) -> None:
         )
 
 
-def _check_side(path: Path, size: tuple[int, int], min_side: int) -> None:
+def _check_side(path: str | Path, size: tuple[int, int], min_side: int) -> None:
     if min(size) < min_side:
         raise ImageLoadError(path, "too_small", f"{size[0]} x {size[1]} pixels, a side under {min_side} px")
 
@@ -157,7 +186,11 @@ def check_side(path: str | Path, min_side: int) -> None:
 
 def load_array(path: str | Path, image_size: int) -> np.ndarray:
     """Load one image as a ``(image_size, image_size, 3)`` uint8 array (bilinear, antialiased)."""
-    image = load_rgb(path)
+    return fit(load_rgb(path), image_size)
+
+
+def fit(image: Image.Image, image_size: int) -> np.ndarray:
+    """An RGB image as the ``(image_size, image_size, 3)`` uint8 array every loader gives (bilinear, antialiased)."""
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)

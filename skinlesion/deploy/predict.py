@@ -30,18 +30,22 @@ from typing import NamedTuple
 import numpy as np
 
 from skinlesion.core.errors import DataError, SkinLesionError, cli
-from skinlesion.core.images import ImageLoadError, check_side, load_array
+from skinlesion.core.images import ImageLoadError, check_side
 from skinlesion.core.io import printable
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import LABELS_FILE, METADATA_FILE, probability_column
 from skinlesion.deploy.description import check_description
+from skinlesion.deploy.forward import Forward
 from skinlesion.deploy.inputs import Inputs, expand_inputs
 from skinlesion.deploy.outputs import check_output, open_output, open_rows
 from skinlesion.uncertainty.decision import decide, decision_columns
 
 
-def load_model_and_labels(model_path: str | Path, trust_labels: bool = False) -> tuple[object, list[str], int]:
+def load_model_and_labels(model_path: str | Path, trust_labels: bool = False) -> tuple[Forward, list[str]]:
     """Load a classifier and the label map (``labels.json``) saved beside it, checked against each other.
+
+    Returns:
+        The model's forward pass (:class:`~skinlesion.deploy.forward.Forward`) and its class names.
 
     Args:
         model_path: The ``.keras`` file.
@@ -78,13 +82,12 @@ def load_model_and_labels(model_path: str | Path, trust_labels: bool = False) ->
         print(
             f"warning: {model_path} carries no class list: class names from {labels_path}, unchecked", file=sys.stderr
         )
-    return model, list(labels.classes), labels.image_size
+    return Forward.of(model, labels), list(labels.classes)
 
 
 def predict_batches(
-    model: object,
+    forward: Forward,
     classes: list[str],
-    image_size: int,
     files: list[Path],
     *,
     batch_size: int = 32,
@@ -95,9 +98,8 @@ def predict_batches(
     """Predict every file, a batch at a time, with the same loader and resizing as evaluate.
 
     Args:
-        model: The classifier.
+        forward: The loaded model (:func:`load_model_and_labels`).
         classes: Class names in output order.
-        image_size: Side length the images are loaded at.
         files: Image files.
         batch_size: Images per forward pass.
         row: Classes listed per image and the folder's decision rules (None: ``RowRule()``, no rules).
@@ -116,42 +118,59 @@ def predict_batches(
     if explain_dir is not None:
         from skinlesion.modeling.explain import GradCam
 
-        cam = GradCam(model)
+        cam = GradCam(forward.model)
     with tqdm(total=len(files), desc="predict", unit="img", disable=None if progress else True, file=sys.stderr) as bar:
         for start in range(0, len(files), batch_size):
             batch, arrays, errors = [], [], []
             for path in files[start : start + batch_size]:
                 try:
-                    arrays.append(load_array(path, image_size))
+                    arrays.append(forward.load(path))
                     batch.append(path)
                 except ImageLoadError as exc:
                     errors.append({"path": str(path), "error": f"{exc.reason}: {exc.detail}"})
             bar.update(len(files[start : start + batch_size]))
-            rows = _predict(model, cam, batch, arrays, explain_dir, classes, row or RowRule()) if batch else []
+            rows = _predict(forward, cam, batch, arrays, explain_dir, classes, row or RowRule()) if batch else []
             yield rows, errors
 
 
-def _predict(model, cam, batch: list[Path], arrays: list, explain_dir, classes: list[str], row: RowRule) -> list[dict]:
-    images = np.stack(arrays)
+def _predict(
+    forward, cam, batch: list[Path], arrays: list, explain_dir, classes: list[str], row: RowRule
+) -> list[dict]:
+    batches = forward.stack(arrays)
     try:
-        # One batch: predict_on_batch runs the model without building (and tearing down) a tf.data pipeline.
-        probs = np.asarray(model.predict_on_batch(images))
+        rows = prediction_rows(forward, batch, batches, classes, row)
         if cam is not None:
-            _write_overlays(cam, images, batch, explain_dir)
+            _write_overlays(cam, forward.explained(batches), batch, explain_dir)
     except Exception as exc:  # out of memory, a broken model graph...: stop, keeping what was written
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(
             f"the model failed on the batch starting with {batch[0]} ({type(exc).__name__}: {first})"
         ) from None
+    return rows
+
+
+def prediction_rows(
+    forward: Forward, names: list, batches: list[np.ndarray], classes: list[str], row: RowRule
+) -> list[dict]:
+    """One forward pass over a batch and one output row per image: what predict writes and ``skinlesion-serve`` answers.
+
+    Args:
+        forward: The loaded model.
+        names: What each row's ``path`` says (a file; an upload's name for the server).
+        batches: The images as :meth:`Forward.stack` gives them.
+        classes: Class names in output order.
+        row: Classes listed per image and the folder's decision rules.
+    """
+    probs = forward.probabilities(batches)
     return [
-        prediction_row(path, p, classes, row.top_k, decision=row.decision) for path, p in zip(batch, probs, strict=True)
+        prediction_row(name, p, classes, row.top_k, decision=row.decision) for name, p in zip(names, probs, strict=True)
     ]
 
 
-def predict_files(model: object, classes: list[str], image_size: int, files: list[Path], **options) -> tuple:
+def predict_files(forward: Forward, classes: list[str], files: list[Path], **options) -> tuple:
     """:func:`predict_batches` collected: every row, and every error entry."""
     rows, errors = [], []
-    for batch_rows, batch_errors in predict_batches(model, classes, image_size, files, **options):
+    for batch_rows, batch_errors in predict_batches(forward, classes, files, **options):
         rows += batch_rows
         errors += batch_errors
     return rows, errors
@@ -323,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     explain_dir = _explain_dir(args.explain)
     out = open_output(args.output)  # created now: an output that cannot be written is refused before any work
     try:
-        model, classes, image_size = load_model_and_labels(args.model, args.trust_labels)
+        forward, classes = load_model_and_labels(args.model, args.trust_labels)
         description = check_description(args.model)
         if description is not None:  # a folder from before metadata.json has labels.json alone: nothing to say
             print(f"model: {version_line(description)}", file=sys.stderr)
@@ -332,9 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         out.close(keep=False)  # -o as it was
         raise
-    batches = predict_batches(
-        model, classes, image_size, files, batch_size=args.batch_size, row=row, explain_dir=explain_dir
-    )
+    batches = predict_batches(forward, classes, files, batch_size=args.batch_size, row=row, explain_dir=explain_dir)
     try:
         for rows, batch_errors in batches:
             writer.add(rows, batch_errors)
