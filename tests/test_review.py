@@ -374,8 +374,8 @@ def test_the_decision_curves_of_test_and_an_external_set_mark_the_threshold_fixe
         return Predictions(["nv", "bkl", "mel"], y, groups, {"mobilenet": {0: probs}}, pd.Series(groups))
 
     resampling = Resampling(1000, 0.95, 0)
-    rule = SubgroupRule(["mel"], 0.9, 10, resampling)
-    analysis = Analysis(resampling, 0.05, ["mel"], None, rule, None)
+    rule = SubgroupRule(["mel"], 0.9, 10, resampling, 0.05, "")
+    analysis = Analysis(resampling, 0.05, ["mel"], None, rule, None, None)
     headline = Headline(Candidate("mobilenet", SINGLE_RUN, (RunPaths("mobilenet", 0),), 0.5), 1.0)
     val, test, other = predictions(200, 0), predictions(150, 1), predictions(90, 2)
     curves, utility = _utility(headline, {"test": test, "isic": other}, val, analysis)

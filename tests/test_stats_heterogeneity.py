@@ -64,7 +64,7 @@ def test_with_every_subgroup_equal_the_test_rejects_at_most_about_5_percent(n, l
 
 
 def test_a_subgroup_that_is_truly_worse_is_found_and_its_contrast_says_so():
-    """Power check: one of 5 subgroups 0.25 less accurate in every class (135 images) is detected."""
+    """Power check: one of 5 subgroups 0.25 less accurate in every class (300 images) is detected."""
     rng = np.random.default_rng(0)
     found = 0
     for seed in range(50):

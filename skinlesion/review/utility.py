@@ -2,7 +2,7 @@
 
 - :func:`decision_curve`: net benefit of acting on the malignant score over a range of thresholds, against
   treating every lesion and none (Vickers and Elkin, Med Decis Making 2006).
-- :func:`per_class_intervals`: recall, precision and F1 of every class with bootstrap intervals.
+- :func:`per_class_intervals`: recall and precision of every class with Wilson intervals, F1 with a bootstrap one.
 - :func:`expected_half_width`: the interval half-width a test set of given class counts can give, planned
   before any result (the worst case, every recall 0.5).
 """
@@ -15,6 +15,7 @@ from scipy.stats import norm
 from skinlesion.core.modes import PrimaryMetric
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.resampling import grouped_resample
+from skinlesion.stats.thresholds import proportion_design_effect, wilson_interval
 
 
 def net_benefit(positive: np.ndarray, score: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -88,12 +89,24 @@ def per_class_intervals(
     rows = []
     for c in np.unique(y):
         row = {"class": classes[c], "support": int((y == c).sum())}
-        for m, name in enumerate(("recall", "precision", "f1")):
-            values = draws[:, m, c][~np.isnan(draws[:, m, c])]
-            defined = not np.isnan(point[m, c]) and len(values)
-            row[name] = {"value": float(point[m, c])} | resampling.interval(values) if defined else None
+        row["recall"] = _proportion(predicted[y == c] == c, groups[y == c], resampling.confidence)
+        row["precision"] = _proportion(y[predicted == c] == c, groups[predicted == c], resampling.confidence)
+        values = draws[:, 2, c][~np.isnan(draws[:, 2, c])]
+        row["f1"] = {"value": float(point[2, c])} | resampling.interval(values) if len(values) else None
         rows.append(row)
     return rows
+
+
+def _proportion(hit: np.ndarray, groups: np.ndarray, confidence: float) -> dict | None:
+    """A recall or precision with its Wilson interval, widened by the lesions' design effect (None: no image).
+
+    A proportion's percentile bootstrap collapses to a point at 0 or 1 (3 of 3 right reads 1.000 (1.000-1.000));
+    Wilson's does not (about 0.44-1 there).
+    """
+    if not len(hit):
+        return None
+    low, high = wilson_interval(float(hit.sum()), len(hit), confidence, proportion_design_effect(hit, groups))
+    return {"value": float(hit.mean()), "low": low, "high": high}
 
 
 def _resamples(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator, count: int):
@@ -106,8 +119,9 @@ def expected_half_width(counts: list[int], metric: PrimaryMetric, confidence: fl
 
     Balanced accuracy is the mean of the class recalls, each a proportion over its own class, so its
     variance is ``sum(r(1-r)/n_c) / K²``; accuracy is one proportion over all ``n``. ``r(1-r)`` is largest at
-    0.5, so this is the widest interval the test set can give, known before any model is scored. It ignores
-    lesion clustering (several images of one lesion widen it; the reported intervals resample lesions).
+    0.5, so this is the sampling half-width at the worst recalls, known before any model is scored. The reported
+    bootstrap interval is somewhat wider for small classes (its small-class rescaling, about ``n_c / (n_c - 1)``
+    in variance) and where a lesion has several images; this ignores both.
 
     Args:
         counts: Test images per class (classes without images left out).

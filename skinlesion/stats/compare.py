@@ -190,8 +190,9 @@ def power_at(difference: float, se: float, df: float, alpha: float) -> float:
     """Power of the two-sided t test at level ``alpha`` for a true ``difference`` (noncentral t)."""
     critical = stats.t.ppf(1 - alpha / 2, df)
     shift = difference / se
-    value = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
-    return value if math.isfinite(value) else 1.0  # scipy's noncentral t gives NaN far out in the tail
+    # Both tails as upper tails (T < -c is -T > c, noncentral at -shift): scipy's noncentral cdf gives NaN far
+    # out in its lower tail (shift about 7 at 2 df), where sf stays accurate.
+    return float(stats.nct.sf(critical, df, shift) + stats.nct.sf(critical, df, -shift))
 
 
 def _se_df(sd_a: float, sd_b: float, test_sd: float, k: int) -> tuple[float, float]:
