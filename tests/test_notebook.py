@@ -78,7 +78,7 @@ def settings(command: list[str]) -> set[str]:
 
 def missing_pins() -> list[str]:
     """The pins of requirements.txt this interpreter lacks (the notebook would then pip-install into it)."""
-    lines = [ln.split("#")[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
+    lines = [ln.split("#")[0].split(";")[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
     missing = []
     for line in filter(None, lines):
         name, _, version = ("skinlesion", "", "") if line == "-e ." else line.partition("==")

@@ -18,6 +18,7 @@ import pytest
 from skinlesion.core.images import load_batch
 from skinlesion.core.labels import LabelMap
 from skinlesion.deploy import description as described
+from skinlesion.deploy.predict import model_decision
 from skinlesion.evaluation.evaluate import predict_probabilities
 from skinlesion.modeling.model import load_classifier
 from skinlesion.uncertainty import conformal
@@ -122,3 +123,40 @@ def test_an_old_model_folder_still_predicts_and_says_sets_and_referral_are_unava
     assert all(r["note"] == UNAVAILABLE for r in rows) and not any(k.startswith("set_") for k in rows[0])
     csv = run_cli(str(root / "old" / "model.keras"), *map(str, files))
     assert csv.returncode == 0 and "note" in csv.stdout.splitlines()[0]
+
+
+BROKEN = {
+    "a class missing from a level's quantiles": lambda d: d["conformal"]["levels"][0]["quantiles"].pop("vasc"),
+    "a malignant class the model lacks": lambda d: d["malignant"].update(classes=["melanoma"]),
+    "a referral threshold as text": lambda d: d["referral"].update(threshold="0.5"),
+    "no levels": lambda d: d["conformal"].pop("levels"),
+    "alpha as text": lambda d: d["conformal"]["levels"][0].update(alpha="ten"),
+    "two levels of one alpha": lambda d: d["conformal"]["levels"][1].update(alpha=0.1),
+    "no referral": lambda d: d.pop("referral"),
+}
+
+
+@pytest.mark.parametrize("break_it", list(BROKEN.values()), ids=list(BROKEN))
+def test_a_broken_decision_block_is_refused_in_one_line_naming_metadata_json(folders: dict, tmp_path: Path, break_it):
+    copy = tmp_path / "broken"
+    shutil.copytree(folders["root"] / "new", copy)
+    description = json.loads((copy / "metadata.json").read_text())
+    break_it(description["decision"])
+    (copy / "metadata.json").write_text(json.dumps(description))
+    path = copy / "model.keras"
+    with pytest.raises(described.DataError, match=r"metadata\.json: .*decision|metadata\.json: the quantiles"):
+        model_decision(described.check_description(path, CLASSES), path, CLASSES)
+    intact = folders["root"] / "new" / "model.keras"
+    assert model_decision(described.check_description(intact, CLASSES), intact, CLASSES) is not None
+
+
+def test_predict_refuses_a_description_of_other_classes_before_any_image(folders: dict, tmp_path: Path):
+    copy = tmp_path / "reversed"
+    shutil.copytree(folders["root"] / "new", copy)
+    description = json.loads((copy / "metadata.json").read_text())
+    description["classes"] = description["classes"][::-1]
+    (copy / "metadata.json").write_text(json.dumps(description))
+    proc = run_cli(str(copy / "model.keras"), str(folders["test"][0]), "--format", "json")
+    assert proc.returncode == 2 and not proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "metadata.json lists the classes" in errors[0] and "Traceback" not in proc.stderr

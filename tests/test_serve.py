@@ -294,3 +294,57 @@ def test_console_script_runs_the_server_cli():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, attribute = scripts["skinlesion-serve"].partition(":")
     assert getattr(importlib.import_module(module), attribute) is main
+
+
+def test_uploads_waiting_to_be_decoded_are_bounded_too(served: ServedModel, monkeypatch):
+    """--queue bounds the images ahead of the model; uploads being read or decoded before it are capped at
+    the queue, the batch on the model and the decoder threads, so they cannot pile up in memory."""
+    from skinlesion.serve import app as app_module
+
+    entered, release, decode = threading.Semaphore(0), threading.Event(), app_module._decode
+
+    def slow_decode(*args):
+        entered.release()
+        assert release.wait(30)
+        return decode(*args)
+
+    monkeypatch.setattr(app_module, "_decode", slow_decode)
+    with client(served, queue=1, max_batch=1) as c, ThreadPoolExecutor(4) as pool:
+        limit = 1 + 1 + app_module.DECODE_THREADS  # queue + batch + decoders
+        held = [pool.submit(post, c, jpeg(seed=i)) for i in range(limit)]
+        for _ in range(app_module.DECODE_THREADS):
+            assert entered.acquire(timeout=30)  # both decoder threads busy, the other uploads wait for them
+        deadline = time.monotonic() + 30
+        while c.app.state.batcher.waiting + app_module.DECODE_THREADS < limit and time.monotonic() < deadline:
+            refused = post(c, jpeg(seed=9))
+            if refused.status_code == 503:
+                break
+            time.sleep(0.01)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        release.set()
+        assert all(f.result().status_code in (200, 503) for f in held)
+        assert post(c, jpeg()).status_code == 200  # and it goes on
+
+
+def test_a_failing_model_call_is_a_json_500_and_a_failing_overlay_loses_only_the_overlay(served: ServedModel):
+    with client(served) as c:
+        batcher, run = c.app.state.batcher, c.app.state.batcher.run_batch
+
+        def broken(_uploads):
+            raise RuntimeError("out of memory")
+
+        batcher.run_batch = broken
+        failed = post(c, jpeg())
+        assert (
+            failed.status_code == 500 and list(failed.json()) == ["error"] and "RuntimeError" in failed.json()["error"]
+        )
+        batcher.run_batch = run
+        assert post(c, jpeg()).status_code == 200
+        cam = served._cam
+        try:
+            served._cam = lambda _images: (_ for _ in ()).throw(ValueError("no convolution to explain"))
+            explained = post(c, jpeg(), params={"explain": "true"})
+        finally:
+            served._cam = cam
+        assert explained.status_code == 200 and "explain_error" in explained.json()
+        assert "gradcam_png" not in explained.json() and explained.json()["predicted"] in CLASSES

@@ -327,23 +327,34 @@ def read_description(model_dir: str | Path) -> dict | None:
     return description
 
 
-def check_description(model_path: str | Path) -> dict | None:
-    """The description beside ``model_path``, refused when it describes another model file.
+def check_description(model_path: str | Path, classes: list[str]) -> dict | None:
+    """The description beside ``model_path``, refused when it describes another model.
+
+    Args:
+        model_path: The model file.
+        classes: The model's classes (its checked ``labels.json``).
 
     Returns:
         The description, or None for an older folder without one (``labels.json`` alone).
 
     Raises:
-        DataError: When it is unreadable, or its ``model_sha256`` is not the model file's.
+        DataError: When it is unreadable, its ``model_sha256`` is not the model file's, or its classes are not
+            the model's.
     """
     model_path = Path(model_path)
     description = read_description(model_path.parent)
     if description is None:
         return None
+    path = model_path.parent / METADATA_FILE
     recorded = description.get("version", {}).get("model_sha256")
     if recorded != file_sha256(model_path):
         raise DataError(
-            f"{model_path.parent / METADATA_FILE} does not belong to {model_path}: it describes the model file "
+            f"{path} does not belong to {model_path}: it describes the model file "
             f"with SHA-256 {recorded}; put the model's own metadata.json beside it (or none)"
+        )
+    if description.get("classes") != list(classes):
+        raise DataError(
+            f"{path} lists the classes {description.get('classes')} but the model's are {list(classes)}: "
+            "put the model's own metadata.json beside it (or none)"
         )
     return description

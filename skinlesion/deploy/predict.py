@@ -38,7 +38,7 @@ from skinlesion.deploy.description import check_description
 from skinlesion.deploy.forward import Forward
 from skinlesion.deploy.inputs import Inputs, expand_inputs
 from skinlesion.deploy.outputs import check_output, open_output, open_rows
-from skinlesion.uncertainty.decision import decide, decision_columns
+from skinlesion.uncertainty.decision import decide, decision_columns, decision_problem
 
 
 def load_model_and_labels(model_path: str | Path, trust_labels: bool = False) -> tuple[Forward, list[str]]:
@@ -198,9 +198,19 @@ def prediction_row(path: Path, p: np.ndarray, classes: list[str], top_k: int, *,
     return row | {probability_column(c): round(float(v), 6) for c, v in zip(classes, p, strict=True)}
 
 
-def model_decision(description: dict | None) -> dict | None:
-    """The decision rules of a model folder's description (None: an older folder, or none written)."""
-    return None if description is None else description.get("decision")
+def model_decision(description: dict | None, model_path: str | Path, classes: list[str]) -> dict | None:
+    """The decision rules of a model folder's description (None: an older folder, or none written).
+
+    Raises:
+        DataError: One line naming ``metadata.json`` when the rules cannot be applied to this model
+            (:func:`~skinlesion.uncertainty.decision.decision_problem`): before any image, not mid-batch.
+    """
+    decision = None if description is None else description.get("decision")
+    problem = None if decision is None else decision_problem(decision, classes)
+    if problem:
+        where = Path(model_path).parent / METADATA_FILE
+        raise DataError(f"{where}: {problem}; re-run `dvc repro aggregate` to write it again, or remove the block")
+    return decision
 
 
 def _write_overlays(cam: object, images: np.ndarray, paths: list[Path], out_dir: Path) -> None:
@@ -343,10 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     out = open_output(args.output)  # created now: an output that cannot be written is refused before any work
     try:
         forward, classes = load_model_and_labels(args.model, args.trust_labels)
-        description = check_description(args.model)
+        description = check_description(args.model, classes)
         if description is not None:  # a folder from before metadata.json has labels.json alone: nothing to say
             print(f"model: {version_line(description)}", file=sys.stderr)
-        row = RowRule(_top_k(args.top_k, classes), model_decision(description))
+        row = RowRule(_top_k(args.top_k, classes), model_decision(description, args.model, classes))
         writer = open_rows(out, args.format, classes, errors, decision_columns(row.decision))
     except BaseException:
         out.close(keep=False)  # -o as it was

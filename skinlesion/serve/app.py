@@ -87,7 +87,8 @@ def create_app(settings: Settings, served: ServedModel | None = None) -> FastAPI
 
     app = FastAPI(
         title="skinlesion-serve",
-        description="Research software, not a diagnostic device. " + served.info()["summary"],
+        # Not the model's summary: /openapi.json is open even where a token guards /model.
+        description="Research software, not a diagnostic device. The model it serves: GET /model.",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -123,6 +124,9 @@ def _routes(app: FastAPI, served: ServedModel, batcher: Batcher, settings: Setti
     # Decoding (Pillow, mostly without the GIL) in DECODE_THREADS threads of its own: asyncio's default pool
     # (cores + 4 threads) let 32 concurrent uploads crowd the event loop and the model thread off the GIL.
     decoder = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+    # Requests admitted at once: the queue, the batch on the model, and those being read or decoded. Checked
+    # before reading a byte, so uploads waiting to be decoded cannot pile up in memory ahead of the queue.
+    admitted = {"now": 0, "limit": settings.queue + settings.max_batch + DECODE_THREADS}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -149,6 +153,9 @@ def _routes(app: FastAPI, served: ServedModel, batcher: Batcher, settings: Setti
         """
         _authorise(request, settings.token)
         limit = int(settings.max_upload_mb * 2**20)
+        if admitted["now"] >= admitted["limit"]:
+            return _busy(settings.queue)
+        admitted["now"] += 1
         try:
             _check_length(request, limit)
             data, name = await read_upload(request.headers.get("content-type"), request.stream(), limit)
@@ -161,9 +168,18 @@ def _routes(app: FastAPI, served: ServedModel, batcher: Batcher, settings: Setti
         except ImageLoadError as exc:
             return _error(413 if exc.reason == TOO_LARGE else 422, f"{exc.reason}: {exc.detail}")
         except Busy:
-            headers = {"Retry-After": str(RETRY_AFTER_S)}
-            return _error(503, f"busy: {settings.queue} images already waiting (--queue); retry", headers)
+            return _busy(settings.queue)
+        except Exception as exc:  # the model failed on the batch: this request fails, the server goes on
+            LOG.error("the model failed on a batch (%s)", type(exc).__name__)  # no message: it can quote pixels
+            return _error(500, f"the model failed on this image's batch ({type(exc).__name__}); retry or report it")
+        finally:
+            admitted["now"] -= 1
         return JSONResponse(row)
+
+
+def _busy(queue: int) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return _error(503, f"busy: {queue} images already waiting (--queue); retry", headers)
 
 
 def _check_length(request: Request, limit: int) -> None:

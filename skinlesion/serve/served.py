@@ -72,8 +72,8 @@ class ServedModel:
         folder = Path(folder)
         path = folder if folder.suffix == ".keras" else folder / MODEL_FILE
         forward, classes = load_model_and_labels(path)
-        description = check_description(path)
-        row = RowRule(min(TOP_K, len(classes)), model_decision(description))
+        description = check_description(path, classes)
+        row = RowRule(min(TOP_K, len(classes)), model_decision(description, path, classes))
         return cls(path.parent, forward, classes, description, row)
 
     def warm_up(self) -> None:
@@ -94,10 +94,16 @@ class ServedModel:
         batches = self.forward.stack([u.pixels for u in uploads])
         rows = prediction_rows(self.forward, [u.name for u in uploads], batches, self.classes, self.row)
         wanted = [i for i, u in enumerate(uploads) if u.explain]
-        if wanted:
+        if not wanted:
+            return rows
+        try:
             heats, _ = self._gradcam()(self.forward.explained(batches)[wanted])
-            for i, heat in zip(wanted, heats, strict=True):
-                rows[i] = rows[i] | {"gradcam_png": _overlay_png(uploads[i].original, heat)}
+        except Exception as exc:  # only the requests that asked for an overlay lose it; their rows still stand
+            for i in wanted:
+                rows[i] = rows[i] | {"explain_error": f"no Grad-CAM overlay for this model ({type(exc).__name__})"}
+            return rows
+        for i, heat in zip(wanted, heats, strict=True):
+            rows[i] = rows[i] | {"gradcam_png": _overlay_png(uploads[i].original, heat)}
         return rows
 
     def _gradcam(self):

@@ -14,6 +14,8 @@ Pure numpy (no crepes, no scipy: ``skinlesion-predict`` loads this alone): no Te
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # The note of every row of a model folder without a decision block.
@@ -64,6 +66,41 @@ def decision_block(conformal: dict, referral: dict, malignant: dict | None) -> d
             (the model has no malignant class, or validation lacks positives or negatives).
     """
     return {"conformal": conformal, "referral": referral, "malignant": malignant}
+
+
+def decision_problem(decision: object, classes: list[str]) -> str | None:
+    """What keeps :func:`decide` from applying a ``decision`` block to a model of these classes (None: nothing).
+
+    The block is read from a file a user can edit or mix up with another model's: every field :func:`decide`
+    reads is checked, so a broken one is refused in one line before any image instead of failing mid-batch.
+    """
+    if not isinstance(decision, dict):
+        return "decision is not an object"
+    conformal, referral, malignant = (decision.get(key) for key in ("conformal", "referral", "malignant"))
+    levels = conformal.get("levels") if isinstance(conformal, dict) else None
+    if not isinstance(levels, list) or not all(isinstance(level, dict) for level in levels):
+        return "decision.conformal.levels is not a list of levels"
+    alphas = [level.get("alpha") for level in levels]
+    if not all(_number(a) and 0 < a < 1 for a in alphas) or len(set(alphas)) != len(alphas):
+        return f"decision.conformal.levels need distinct alpha in (0, 1), not {alphas}"
+    for level in levels:
+        quantiles = level.get("quantiles")
+        if not isinstance(quantiles, dict) or sorted(quantiles) != sorted(classes):
+            return f"the quantiles of alpha {level['alpha']} do not name exactly the model's classes {classes}"
+        if not all(v is None or _number(v) for v in quantiles.values()):
+            return f"the quantiles of alpha {level['alpha']} are not all numbers or null"
+    if not isinstance(referral, dict) or not _number(referral.get("threshold")):
+        return "decision.referral.threshold is not a number"
+    if malignant is None:
+        return None
+    named = malignant.get("classes") if isinstance(malignant, dict) else None
+    if not isinstance(named, list) or not named or not set(named) <= set(classes):
+        return f"decision.malignant.classes are not classes of the model ({classes})"
+    return None if _number(malignant.get("threshold")) else "decision.malignant.threshold is not a number"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def decide(decision: dict | None, probs: np.ndarray, classes: list[str]) -> list[dict]:

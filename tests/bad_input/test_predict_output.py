@@ -30,7 +30,7 @@ def _rows(path: Path) -> list[list[str]]:
 
 def test_predict_keeps_whole_rows_when_the_disk_fills_up(predict: Predict):
     make_class_tree(predict.images / "more", {"z": 30}, start=100)
-    limit = 1500  # bytes any file of this process may grow to: writes past it fail, as on a full disk
+    limit = 4000  # bytes any file of this process may grow to: writes past it fail, as on a full disk
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
@@ -118,7 +118,9 @@ def test_two_predicts_writing_the_same_output_leave_one_whole_file(predict: Pred
     rc, _, err = predict(str(predict.images), "-o", str(output), "--batch-size", "2", "--top-k", "1")
     assert rc == 0 and runs[0][0] == 0 and not error_lines(err)
     frame = pd.read_csv(output, dtype=str)  # one run's file, whole: not the rows of one over those of the other
-    assert len(frame) == 5 and frame["top_k"].str.count(";").nunique() == 1 and not frame.isna().any().any()
+    # (malignant and refer are empty: this folder ships no decision rules, and its rows say so in note)
+    whole = frame.drop(columns=["malignant", "refer"])
+    assert len(frame) == 5 and frame["top_k"].str.count(";").nunique() == 1 and not whole.isna().any().any()
 
 
 def test_predict_creates_a_missing_output_folder(predict: Predict):
