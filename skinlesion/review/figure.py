@@ -47,7 +47,7 @@ def decision_figure(curves: pd.DataFrame, utility: dict):
         low = min(-0.15 * max(prevalence, 0.1), (mark["model"] or 0) - 0.03)
         ax.set_ylim(low, max(prevalence, 0.01) * 1.1)
         ax.set_xlabel("threshold probability (risk at which one would refer)")
-        ax.set_ylabel("net benefit (true positives per lesion)")
+        ax.set_ylabel("net benefit (true positives per image)")
         ax.set_title(f"{name}: {mark['images']} images, {prevalence:.0%} malignant")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
