@@ -42,6 +42,23 @@ DATA = {
 }
 
 
+# A run's train section as config.json records it (the hyperparameters the report lists).
+TRAIN = {
+    "class_weight": "balanced",
+    "label_smoothing": 0.05,
+    "weights": "none",
+    "batch_size": 32,
+    "epochs_head": 12,
+    "lr_head": 0.003,
+    "epochs_finetune": 2,
+    "lr_finetune": 3e-06,
+    "patience": 4,
+    "lr_factor": 0.5,
+    "lr_patience": 2,
+    "precision": "float32",
+}
+
+
 def ham_metadata() -> pd.DataFrame:
     """HAM10000's metadata as load_metadata reads it: strings, indexed by image id."""
     return pd.read_csv(io.StringIO(HAM), dtype=str, keep_default_na=False).set_index("image_id")
@@ -212,20 +229,7 @@ def test_version_block_merges_the_lock_hashes_of_the_members_and_lists_libraries
 
 
 def test_hyperparameters_report_class_weighting_and_where_members_differ():
-    train = {
-        "class_weight": "balanced",
-        "label_smoothing": 0.05,
-        "weights": "none",
-        "batch_size": 32,
-        "epochs_head": 12,
-        "lr_head": 0.003,
-        "epochs_finetune": 2,
-        "lr_finetune": 3e-06,
-        "patience": 4,
-        "lr_factor": 0.5,
-        "lr_patience": 2,
-        "precision": "float32",
-    }
+    train = dict(TRAIN)
     configs = {
         "mobilenet-0": {
             "backbone": "mobilenet",
@@ -277,20 +281,7 @@ def review_summary() -> dict:
             "sets": {"test": {"prevalence": 0.5, "images": 2, "threshold": 0.3, "model": 0.2, "treat_all": 0.1}},
         },
         "hyperparameters": {
-            "train": {
-                "class_weight": "balanced",
-                "label_smoothing": 0.05,
-                "weights": "none",
-                "batch_size": 32,
-                "epochs_head": 12,
-                "lr_head": 0.003,
-                "epochs_finetune": 2,
-                "lr_finetune": 3e-06,
-                "patience": 4,
-                "lr_factor": 0.5,
-                "lr_patience": 2,
-                "precision": "float32",
-            },
+            "train": TRAIN,
             "augment": {"horizontal_flip": True, "zoom": 0.1},
             "backbones": {"mobilenet": {"image_size": 64, "unfreeze": 12, "dropout": 0.2}},
             "differs": [],

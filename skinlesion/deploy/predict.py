@@ -242,14 +242,18 @@ def version_line(description: dict) -> str:
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are the command's one ``error:`` line (exit status 2), like every other error."""
+class UsageParser(argparse.ArgumentParser):
+    """argparse whose usage errors are the command's one ``error:`` line (exit status 2), like every other error.
+
+    The commands' own parser (``skinlesion-predict``, ``skinlesion-serve``): the line names ``prog``.
+    """
 
     def error(self, message: str):  # noqa: D102
-        raise SkinLesionError(f"{message} (see skinlesion-predict --help)")
+        raise SkinLesionError(f"{message} (see {self.prog} --help)")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argument that must be an integer >= 1 (argparse ``type``)."""
     try:
         value = int(text)
     except ValueError:
@@ -261,17 +265,17 @@ def _positive(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    parser = _Parser(prog="skinlesion-predict", description=__doc__.splitlines()[0])
+    parser = UsageParser(prog="skinlesion-predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .keras classifier with labels.json beside it")
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output", help="output file (default: standard output)")
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
-    parser.add_argument("--top-k", type=_positive, help=f"classes listed per image (default {TOP_K}, at most all)")
-    parser.add_argument("--batch-size", type=_positive, default=32)
+    parser.add_argument("--top-k", type=positive_int, help=f"classes listed per image (default {TOP_K}, at most all)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
     parser.add_argument(
         "--min-side",
-        type=_positive,
+        type=positive_int,
         default=MIN_SIDE,
         help=f"refuse images with a side under this many pixels (default {MIN_SIDE}, as split.min_side)",
     )

@@ -22,8 +22,8 @@ import os
 import sys
 from pathlib import Path
 
-from skinlesion.core.errors import DataError, SkinLesionError, cli
-from skinlesion.deploy.predict import MIN_SIDE, _positive
+from skinlesion.core.errors import DataError, cli
+from skinlesion.deploy.predict import MIN_SIDE, UsageParser, positive_int
 from skinlesion.serve.app import Settings
 
 TOKEN_ENV = "SKINLESION_SERVE_TOKEN"
@@ -32,11 +32,6 @@ SETTINGS_ENV = "SKINLESION_SERVE_SETTINGS"
 # --max-pixels's default: params.yaml's split.max_pixels (a test checks that they agree), the limit split
 # refuses decompression bombs at; a model folder does not record it, so the command carries it.
 MAX_PIXELS = 40_000_000
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D102
-        raise SkinLesionError(f"{message} (see skinlesion-serve --help)")
 
 
 def _positive_float(text: str) -> float:
@@ -51,17 +46,17 @@ def _positive_float(text: str) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    parser = _Parser(prog="skinlesion-serve", description=__doc__.splitlines()[0])
+    parser = UsageParser(prog="skinlesion-serve", description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", help="a model folder: model.keras with labels.json (and metadata.json)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=_positive, default=1, help="processes, each with its own model")
-    parser.add_argument("--max-batch", type=_positive, default=16, help="images per model call, at most")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes, each with its own model")
+    parser.add_argument("--max-batch", type=positive_int, default=16, help="images per model call, at most")
     parser.add_argument("--batch-window-ms", type=_positive_float, default=5.0, help="how long a batch waits")
-    parser.add_argument("--queue", type=_positive, default=64, help="images waiting, at most; then 503")
+    parser.add_argument("--queue", type=positive_int, default=64, help="images waiting, at most; then 503")
     parser.add_argument("--max-upload-mb", type=_positive_float, default=20.0, help="largest request body")
-    parser.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="decompression-bomb limit")
-    parser.add_argument("--min-side", type=_positive, default=MIN_SIDE, help="shortest image side accepted")
+    parser.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, help="decompression-bomb limit")
+    parser.add_argument("--min-side", type=positive_int, default=MIN_SIDE, help="shortest image side accepted")
     parser.add_argument("--token-file", help=f"a file holding the bearer token (or set {TOKEN_ENV})")
     parser.add_argument("--no-auth", action="store_true", help="serve a non-loopback address without a token")
     return parser.parse_args(argv)
