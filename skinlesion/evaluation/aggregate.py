@@ -60,8 +60,8 @@ class Aggregate:
     recall: pd.DataFrame
     plots: dict[str, pd.DataFrame]
     confusion: pd.DataFrame
-    risk_coverage: pd.DataFrame | None = None
-    shift_test: pd.DataFrame | None = None
+    risk_coverage: pd.DataFrame
+    shift_test: pd.DataFrame
 
 
 def report_settings(config: Config) -> dict:
@@ -212,9 +212,8 @@ def write_aggregate(runs: RunResults, result: Aggregate, settings: dict, maligna
     save_figure(recall_heatmap(result.recall, support, malignant), layout.RECALL)
     binary = malignant_calibration_figure(summary["operating_points"], title(result.headline))
     save_figure(binary, layout.MALIGNANT_CALIBRATION)
-    if result.risk_coverage is not None:
-        write_csv(layout.RISK_COVERAGE, result.risk_coverage)
-        write_csv(layout.SHIFT_TEST, result.shift_test)
+    write_csv(layout.RISK_COVERAGE, result.risk_coverage)
+    write_csv(layout.SHIFT_TEST, result.shift_test)
     decision = summary.get("uncertainty", {}).get("decision")
     labels = publish_headline(result.headline, evaluation=model_evaluation(summary), decision=decision)
     # The version block names the published model file's hash, so summary.json is written after publishing.

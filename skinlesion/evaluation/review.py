@@ -3,7 +3,7 @@
 :func:`review_of` computes (reading the split files, the metadata, the runs' ``config.json`` and the
 external sets' predictions); :func:`write_review` writes the decision curve's data and picture. The
 version block, which needs the published model's hash, is added by aggregate after publishing
-(:func:`skinlesion.review.provenance.algorithm_version`).
+(:func:`skinlesion.review.provenance.headline_version`).
 """
 
 from __future__ import annotations

@@ -68,7 +68,10 @@ def _per_class(y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
 def per_class_intervals(
     y: np.ndarray, probs: np.ndarray, groups: np.ndarray, classes: list[str], resampling: Resampling
 ) -> list[dict]:
-    """Recall, precision and F1 of each class on one split, with class-stratified, lesion-grouped intervals.
+    """Recall, precision and F1 of each class on one split, with intervals.
+
+    Recall and precision: Wilson intervals widened by the lesions' design effect; F1: a class-stratified,
+    lesion-grouped bootstrap.
 
     Args:
         y: Labels (indices of ``classes``).

@@ -67,7 +67,7 @@ class ServedModel:
             SkinLesionError: predict's own error, one line (a labels.json of another model, a foreign metadata.json).
         """
         from skinlesion.deploy.description import check_description
-        from skinlesion.deploy.predict import TOP_K, RowRule, load_model_and_labels, model_decision
+        from skinlesion.deploy.predict import TOP_K, load_model_and_labels, model_decision
 
         folder = Path(folder)
         path = folder if folder.suffix == ".keras" else folder / MODEL_FILE

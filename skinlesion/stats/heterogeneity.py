@@ -113,7 +113,7 @@ def heterogeneity(
     weight = (np.bincount(y, minlength=shape[1]) / len(y))[None, None, :]
     count, hits = _tables(level, y, correct, shape)
     statistic, contrast, se = (v[0] for v in _summaries(count, hits, weight))
-    rng = np.random.default_rng(resampling.seed)
+    rng = resampling.rng()
     exceed, maxima = 0, []
     for start in range(0, resampling.resamples, 250):  # chunks keep the (draws, n) arrays small
         draws = min(250, resampling.resamples - start)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from skinlesion.stats.intervals import Resampling
-from skinlesion.stats.resampling import balanced_accuracy, grouped_resample
+from skinlesion.stats.metrics import bootstrap_ci
+from skinlesion.stats.resampling import balanced_accuracy
 from skinlesion.uncertainty.conformal import proportion
 from skinlesion.uncertainty.decision import confidence
 
@@ -116,7 +117,7 @@ def referral_summary(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, thres
     out = {
         "referred": proportion(~accepted, groups, resampling.confidence),
         "accuracy": proportion(correct[accepted], groups[accepted], resampling.confidence),
-        "balanced_accuracy": _balanced(y[accepted], correct[accepted], groups[accepted], resampling),
+        "balanced_accuracy": _balanced(y[accepted], probs[accepted], groups[accepted], resampling),
         "malignant_sensitivity": None,
         "aurc": aurc(correct, confidence(probs)),
     }
@@ -128,13 +129,13 @@ def referral_summary(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, thres
     return out
 
 
-def _balanced(y: np.ndarray, correct: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict | None:
-    """Balanced accuracy of the accepted images with a lesion-bootstrap interval (None when none is accepted)."""
+def _balanced(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, resampling: Resampling) -> dict | None:
+    """Balanced accuracy of the accepted images with the headline's interval (None when none is accepted).
+
+    :func:`~skinlesion.stats.metrics.bootstrap_ci`: class-stratified, lesion-grouped, with its small-class
+    rescaling, as every other balanced accuracy of the report.
+    """
     if not len(y):
         return None
-    rng = resampling.rng()
-    draws = []
-    for _ in range(resampling.resamples):
-        idx = grouped_resample(y, groups, rng)
-        draws.append(balanced_accuracy(y[idx], correct[idx]))
-    return {"value": balanced_accuracy(y, correct), "n": int(len(y))} | resampling.interval(draws)
+    interval = bootstrap_ci(y, probs, resampling, groups)["balanced_accuracy"]
+    return {"value": balanced_accuracy(y, probs.argmax(axis=1) == y), "n": int(len(y))} | interval
