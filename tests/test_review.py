@@ -385,3 +385,11 @@ def test_the_decision_curves_of_test_and_an_external_set_mark_the_threshold_fixe
     )
     assert written["model"].to_numpy() == pytest.approx(net_benefit(positive, score, THRESHOLDS), abs=1e-6)
     assert layout.DECISION_FIGURE.stat().st_size > 10_000
+
+
+def test_table1_keeps_age_bins_low_to_high_when_an_age_is_missing():
+    """HAM10000's shared sample has ages under 30 and a missing one: `<30` first, `unknown` last."""
+    meta = pd.DataFrame({"age": ["20", "50", "", "80"]}, index=["a", "b", "c", "d"])
+    paths = {"train": pd.Series(["nv/a.jpg", "nv/b.jpg", "nv/c.jpg", "nv/d.jpg"])}
+    t = table1(paths, {"train": meta}, ["age"], [30, 45, 60, 75])
+    assert [r["level"] for r in t["columns"][0]["levels"]] == ["<30", "45–59", "≥75", "unknown"]

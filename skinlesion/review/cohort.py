@@ -111,10 +111,10 @@ def _order(levels: dict[str, pd.Series]) -> list[str]:
     seen: dict[str, None] = {}
     for counts in levels.values():
         seen |= dict.fromkeys(counts.index)
-    numeric_bins = [lv for lv in seen if lv[:1] in "<≥" or lv[:1].isdigit()]
-    if len(numeric_bins) == len(seen):
-        return sorted(seen, key=_bin_key)
-    return sorted(seen)
+    known = [lv for lv in seen if lv != UNKNOWN]  # placed last by the caller; it must not make bins read as names
+    if all(lv[:1] in "<≥" or lv[:1].isdigit() for lv in known):
+        return sorted(known, key=_bin_key)
+    return sorted(known)
 
 
 def _bin_key(level: str) -> float:
