@@ -34,7 +34,7 @@ def _children(pid: int) -> int:
 
 
 # Runs a stage script (argv[1]) as DVC does, with fetch's synthetic workers held back: the first to take the
-# second chunk of images waits 20 s, so the other, done with the first chunk, waits for work meanwhile.
+# second chunk of images waits 3 s, so the other, done with the first chunk, waits for work meanwhile.
 # The forked workers inherit the patch.
 FETCH_WITH_A_WORKER_WAITING = """
 import runpy, sys, time
@@ -42,13 +42,13 @@ from skinlesion.data import synthetic
 real = synthetic._render_to_file
 def render(job):
     if job[1] == 32:
-        time.sleep(20)  # Ctrl-C ends it: long enough that a starved test process still finds fetch running
+        time.sleep(3)
     return real(job)
 render.__module__, render.__qualname__ = real.__module__, real.__qualname__  # pickled by reference
 synthetic._render_to_file = render
 runpy.run_path(sys.argv[1], run_name="__main__")
 """
-# Runs split with validation processes that take 20 s to start (their initializer sleeps): Ctrl-C finds them
+# Runs split with validation processes that take 3 s to start (their initializer sleeps): Ctrl-C finds them
 # starting. A spawned process imports the initializer's module: slow_start.py, on PYTHONPATH. The stage takes
 # half a second to end its pool, time enough for a worker to print what Ctrl-C did to it.
 SPLIT_WITH_SLOW_WORKERS = """
@@ -67,7 +67,7 @@ SLOW_START = """
 import time
 from skinlesion.core import images
 def set_max_pixels(limit):
-    time.sleep(20)  # Ctrl-C ends it: long enough that a starved test process still finds split starting
+    time.sleep(3)
     images.set_max_pixels(limit)
 """
 
@@ -87,6 +87,9 @@ def _ctrl_c(project: Project, script: str, runner: str, ready: Callable[[int], b
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        # A shell starts a job with Ctrl-C at its default; a process that inherits it ignored (pytest's worker,
+        # after some test left SIGINT ignored) ignores it too, and Python then installs no KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not ready(proc.pid):
