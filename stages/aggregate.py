@@ -11,20 +11,21 @@ from dataclasses import replace
 
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
+from skinlesion.core.modes import Split
 from skinlesion.evaluation.aggregate import aggregate_runs, report_settings, verdict, write_aggregate
 from skinlesion.evaluation.analysis import analysis_of
 from skinlesion.evaluation.review import review_of, write_review
-from skinlesion.evaluation.runs import collect_runs, prediction_arrays
+from skinlesion.evaluation.runs import collect_runs
 
 
 @cli
 def main() -> None:
     """Run the stage."""
     config = load_config()
-    runs = collect_runs(config.backbones, config.seeds)
+    runs = collect_runs(config.backbones, config.seeds, config.cv.folds if config.cv.enabled else [])
     analysis = analysis_of(config)
     result = aggregate_runs(runs, config.model, analysis, list(config.external))
-    test, val = prediction_arrays(runs.predictions), prediction_arrays(runs.val_predictions)
+    test, val = runs.arrays(Split.TEST), runs.arrays(Split.VAL)
     review = review_of(config, result.headline, test, val, analysis)
     write_aggregate(
         runs,

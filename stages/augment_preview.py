@@ -9,7 +9,8 @@ from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
 from skinlesion.core.images import load_batch
 from skinlesion.core.io import save_figure
-from skinlesion.core.layout import AUGMENT_PREVIEW, read_split, sample_per_class
+from skinlesion.core.labels import sample_per_class
+from skinlesion.core.layout import AUGMENT_PREVIEW, read_split
 from skinlesion.core.modes import Split
 from skinlesion.modeling.augment import build_augmenter, preview_figure
 

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{summary['per_class']}; left out {summary['skipped'] or 'none'}"
         + (f"; labels the model does not know: {summary['unknown_classes']}" if summary["unknown_classes"] else "")
     )
-    runs = [RunPaths(b, s) for b in config.backbones for s in config.seeds]
+    # With cross-validation on, the fold runs too: the headline is a fold ensemble then.
+    folds = config.cv.folds if config.cv.enabled else []
+    runs = [RunPaths(b, s, f) for b in config.backbones for s in config.seeds for f in (None, *folds)]
     score_runs(name, runs, config.runtime.workers)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from skinlesion.core.backbones import BACKBONES
-from skinlesion.core.data_params import NUMPY_MAX_SEED, DataConfig, SplitConfig
+from skinlesion.core.data_params import NUMPY_MAX_SEED, CvConfig, DataConfig, SplitConfig
 from skinlesion.core.errors import ConfigError
 from skinlesion.core.evaluation_params import EvaluateConfig, ExportConfig, ExternalConfig
 from skinlesion.core.modes import (
@@ -185,6 +185,7 @@ SECTIONS = {
     "seeds": list[int],
     "data": DataConfig,
     "split": SplitConfig,
+    "cv": CvConfig,
     "augment": AugmentConfig,
     "preview": PreviewConfig,
     "train": TrainConfig,
@@ -204,6 +205,7 @@ class Config:
     seeds: list[int]
     data: DataConfig
     split: SplitConfig
+    cv: CvConfig
     augment: AugmentConfig
     preview: PreviewConfig
     train: TrainConfig
@@ -214,8 +216,9 @@ class Config:
     backbone: dict[str, BackboneConfig]
 
     def model_choices(self) -> list[str]:
-        """What ``model`` may be: auto, a backbone, its seed ensemble (2+ seeds), ``ensemble-all`` (2+ backbones)."""
-        ensembles = [ENSEMBLE_PREFIX + b for b in self.backbones] if len(self.seeds) > 1 else []
+        """What ``model`` may be: auto, a backbone, its ensemble (2+ seeds or cv), ``ensemble-all`` (2+ backbones)."""
+        several = len(self.seeds) > 1 or self.cv.enabled
+        ensembles = [ENSEMBLE_PREFIX + b for b in self.backbones] if several else []
         return [Pick.AUTO, *self.backbones, *ensembles, *([Pick.ALL_BACKBONES] if len(self.backbones) > 1 else [])]
 
     def validate(self) -> None:

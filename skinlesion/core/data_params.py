@@ -1,11 +1,11 @@
-"""The data sections of params.yaml: where the images come from (``data``) and how they are split (``split``)."""
+"""The data sections of params.yaml: the images' source (``data``), their split (``split``), their folds (``cv``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from skinlesion.core.modes import Source
+from skinlesion.core.modes import Source, Split
 from skinlesion.core.typed import check
 
 DERMAMNIST_SIZES = (28, 64, 128, 224)
@@ -118,3 +118,54 @@ class SplitConfig:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             check(0.0 < value < 0.5, f"{key}.{name}", "must be in (0, 0.5)", value)
+
+
+# A fold's name: ``f<j>``. DVC's matrix joins the values into the fold run's stage name (``cv@train-mobilenet-0-f2``).
+FOLD_PREFIX = "f"
+
+
+def fold_names(k: int) -> list[str]:
+    """``cv.folds`` for ``k`` folds: ``[f0, ..., f<k-1>]``."""
+    return [f"{FOLD_PREFIX}{j}" for j in range(k)]
+
+
+@dataclass(frozen=True)
+class CvConfig:
+    """Lesion-grouped k-fold cross-validation of the training split (the ``cv`` stages; off when ``pool`` is [])."""
+
+    pool: list[str]
+    # A number is refused by validate() with the list to write instead (a list of names is the only form).
+    folds: list[str] | int | float
+    seed: int
+    inner_val_fraction: float
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the cv stages exist (``cv.pool: [train]``)."""
+        return bool(self.pool)
+
+    def validate(self, key: str) -> None:  # noqa: D102
+        rule = f"must be [] (off) or [{Split.TRAIN}] (cross-validate the training split)"
+        check(self.pool in ([], [Split.TRAIN.value]), f"{key}.pool", rule, self.pool)
+        if not isinstance(self.folds, list):
+            k = int(self.folds) if float(self.folds).is_integer() and self.folds >= 2 else 5
+            rule = f"must list the folds by name, e.g. {_yaml(fold_names(k))} for {k} folds (DVC's matrix needs a list)"
+            check(False, f"{key}.folds", rule, self.folds)
+        k = len(self.folds)
+        rule = (
+            "must list at least 2 folds, named f0 to f<k-1>: e.g. [f0, f1, f2, f3, f4] for 5 folds "
+            "(one fold leaves nothing to train on)"
+        )
+        check(k >= 2, f"{key}.folds", rule, self.folds)
+        rule = (
+            f"must name the folds f0 to f{k - 1} in order, {_yaml(fold_names(k))} for {k} folds "
+            "(the fold count is the list's length; DVC's matrix needs the list)"
+        )
+        check(self.folds == fold_names(k), f"{key}.folds", rule, self.folds)
+        check(0 <= self.seed < NUMPY_MAX_SEED, f"{key}.seed", f"must be in [0, {NUMPY_MAX_SEED})", self.seed)
+        fraction = self.inner_val_fraction
+        check(0.0 < fraction < 0.5, f"{key}.inner_val_fraction", "must be in (0, 0.5)", fraction)
+
+
+def _yaml(names: list[str]) -> str:
+    return f"[{', '.join(names)}]"

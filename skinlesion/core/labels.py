@@ -1,4 +1,4 @@
-"""The label map of a model folder: ``labels.json`` beside ``model.keras``, and the copy the model file carries.
+"""Labels: a model folder's label map (``labels.json``, and the model file's copy), and those of a split's rows.
 
 ``labels.json`` is the minimal file (classes, input size, temperature, source run) that older readers,
 ``skinlesion-predict`` and the TFLite export use; it is kept as it is for them. What a model folder says
@@ -11,6 +11,9 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import read_json, read_keras_metadata, save_keras_model, write_json
@@ -115,3 +118,31 @@ class LabelMap:
             f"{len(carried.classes)} classes {list(carried.classes)} at {carried.image_size} px; put the model's own "
             "labels.json beside it"
         )
+
+
+def split_labels(frame: pd.DataFrame, classes: list[str] | tuple[str, ...]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Map labels to indices of ``classes``, leaving out rows of unknown classes.
+
+    Returns:
+        The integer labels and the rows they belong to.
+
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    kept = frame[frame["label"].isin(index)].reset_index(drop=True)
+    return kept["label"].map(index).to_numpy(dtype=np.int64), kept
+
+
+def sample_per_class(frame: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    """Pick up to ``per_class`` rows of each label (labels sorted), reproducibly.
+
+    Args:
+        frame: A split CSV as a DataFrame with a ``label`` column.
+        per_class: Rows per label.
+        seed: Random state.
+
+    Returns:
+        The selected rows, grouped by label.
+
+    """
+    parts = [g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)]
+    return pd.concat(parts, ignore_index=True)

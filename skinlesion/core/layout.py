@@ -21,7 +21,6 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from skinlesion.core.errors import DataError
@@ -35,6 +34,9 @@ SOURCE_FILE = "SOURCE.json"
 RAW_METADATA = "metadata.csv"
 SPLITS = Path("data/splits")
 SKIPPED = SPLITS / "skipped.csv"
+# Cross-validation: the cv-folds stage's folder per fold (:func:`fold_csv`) and its table of sizes and classes.
+FOLDS = Path("data/folds")
+FOLD_TABLE = FOLDS / "folds.json"
 RUNS = Path("runs")
 # Outside DVC's outputs, which DVC deletes before a rerun: resumable checkpoints and the decode-once cache.
 TRAIN_STATE = Path(".cache/train")
@@ -116,18 +118,13 @@ def split_csv(name: str, splits_dir: str | Path = SPLITS) -> Path:
 
 
 def staging_dir(folder: str | Path) -> Path:
-    """Where fetch fills a new raw folder before renaming it to ``folder`` (``data/.raw.partial``).
-
-    A fetch that fails or is killed therefore leaves the previous raw folder as it was.
-    """
-    folder = Path(folder)
-    return folder.with_name(f".{folder.name}.partial")
+    """Where fetch fills a new raw folder before renaming it (``data/.raw.partial``): a failed fetch leaves the old."""
+    return Path(folder).with_name(f".{Path(folder).name}.partial")
 
 
 def previous_dir(folder: str | Path) -> Path:
     """Where the previous raw folder waits while the new one is renamed into place (``data/.raw.previous``)."""
-    folder = Path(folder)
-    return folder.with_name(f".{folder.name}.previous")
+    return Path(folder).with_name(f".{Path(folder).name}.previous")
 
 
 def split_journal(splits_dir: str | Path = SPLITS) -> Path:
@@ -150,17 +147,61 @@ def probability_classes(columns: list[str] | pd.Index) -> list[str]:
     return [c.removeprefix(PROBABILITY_PREFIX) for c in columns if c.startswith(PROBABILITY_PREFIX)]
 
 
+# A fold's three image lists: what its model trains on (the other folds less ``val``), its inner validation
+# (early stopping, temperature; carved, grouped, from the other folds) and the fold itself, which it predicts.
+FOLD_PARTS = ("train", "val", "held_out")
+
+
+def fold_csv(fold: str, part: str) -> Path:
+    """``data/folds/<fold>/<part>.csv`` (a split file's columns), ``part`` one of :data:`FOLD_PARTS`."""
+    return FOLDS / fold / f"{part}.csv"
+
+
 @dataclass(frozen=True)
-class RunPaths:
-    """The files of one training run (one backbone, one seed)."""
+class CvPaths:
+    """One backbone's pooled cross-validation (``cv-pool``): ``runs/cv/<backbone>/``, outside the runs it reads."""
 
     backbone: str
-    seed: int
 
     @property
     def root(self) -> Path:
-        """``runs/<backbone>/seed<k>``."""
-        return RUNS / self.backbone / f"seed{self.seed}"
+        """``runs/cv/<backbone>``."""
+        return RUNS / "cv" / self.backbone
+
+    @property
+    def predictions(self) -> Path:
+        """Out-of-fold predictions: seed, fold, path, label, group, ``p_<class>``; a row per training image and seed."""
+        return self.root / "oof_predictions.csv"
+
+    @property
+    def estimate(self) -> Path:
+        """The estimate with its interval, the per-fold scores and the folds' table (what the report shows)."""
+        return self.root / "estimate.json"
+
+    @property
+    def metrics(self) -> Path:
+        """Its scores with intervals, small: a DVC metrics file (``dvc metrics diff``)."""
+        return self.root / "metrics.json"
+
+    @property
+    def confusion(self) -> Path:
+        """Each out-of-fold prediction's actual and predicted class: ``dvc plots``' confusion matrix."""
+        return PLOTS / "cv_confusion" / f"{self.backbone}.csv"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one training run (one backbone, one seed; a fold run also one cv fold)."""
+
+    backbone: str
+    seed: int
+    fold: str | None = None
+
+    @property
+    def root(self) -> Path:
+        """``runs/<backbone>/seed<k>``, or ``runs/<backbone>/seed<k>/<fold>`` for a fold run."""
+        root = RUNS / self.backbone / f"seed{self.seed}"
+        return root / self.fold if self.fold else root
 
     @property
     def model_dir(self) -> Path:
@@ -213,6 +254,11 @@ class RunPaths:
         return self.eval_dir / "val_predictions.csv"
 
     @property
+    def held_out_predictions(self) -> Path:
+        """A fold run's predictions of its held-out fold (:attr:`predictions`' columns)."""
+        return self.eval_dir / "held_out_predictions.csv"
+
+    @property
     def roc(self) -> Path:
         """One-vs-rest ROC curves on a common FPR grid, with their macro mean."""
         return self.eval_dir / "roc.csv"
@@ -229,18 +275,21 @@ class RunPaths:
 
     def state_dir(self, key: str) -> Path:
         """Resumable checkpoints of this run under resume key ``key`` (outside DVC's outputs)."""
-        return TRAIN_STATE / self.backbone / f"seed{self.seed}" / key
+        return TRAIN_STATE / self.root.relative_to(RUNS) / key
 
     @property
     def name(self) -> str:
-        """``<backbone>-<seed>``, as in the DVC stage names ``train@<backbone>-<seed>``."""
-        return f"{self.backbone}-{self.seed}"
+        """``<backbone>-<seed>`` (stage ``train@<name>``), or ``<backbone>-<seed>-<fold>`` (``cv@train-<name>``)."""
+        return "-".join(str(p) for p in (self.backbone, self.seed, self.fold) if p is not None)
 
     @classmethod
     def parse(cls, name: str) -> RunPaths:
-        """The run of a :attr:`name` (backbone names may contain ``-``; seeds are integers)."""
-        backbone, _, seed = name.rpartition("-")
-        return cls(backbone, int(seed))
+        """The run of a :attr:`name` (backbone names may contain ``-``; seeds are integers, folds ``f<j>``)."""
+        rest, _, last = name.rpartition("-")
+        if last.startswith("f"):
+            backbone, _, seed = rest.rpartition("-")
+            return cls(backbone, int(seed), last)
+        return cls(rest, int(last))
 
 
 @dataclass(frozen=True)
@@ -318,11 +367,13 @@ class ExternalPaths:
         return self.root / "predictions" / f"{run.name}.csv"
 
 
-def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:
-    """Parse ``--backbone NAME --seed K``, the arguments of the per-run matrix stages."""
+def run_arguments(argv: list[str] | None, description: str, fold: bool = False) -> argparse.Namespace:
+    """Parse ``--backbone NAME --seed K`` (and ``--fold f<j>``), the arguments of the per-run matrix stages."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--seed", type=int, required=True)
+    if fold:
+        parser.add_argument("--fold", required=True)
     return parser.parse_args(argv)
 
 
@@ -345,31 +396,3 @@ def read_split(name: str, splits_dir: str | Path = SPLITS) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path} is empty: the {name} split has no images; check {DATA_SUMMARY}")
     return frame
-
-
-def split_labels(frame: pd.DataFrame, classes: list[str] | tuple[str, ...]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Map labels to indices of ``classes``, leaving out rows of unknown classes.
-
-    Returns:
-        The integer labels and the rows they belong to.
-
-    """
-    index = {c: i for i, c in enumerate(classes)}
-    kept = frame[frame["label"].isin(index)].reset_index(drop=True)
-    return kept["label"].map(index).to_numpy(dtype=np.int64), kept
-
-
-def sample_per_class(frame: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
-    """Pick up to ``per_class`` rows of each label (labels sorted), reproducibly.
-
-    Args:
-        frame: A split CSV as a DataFrame with a ``label`` column.
-        per_class: Rows per label.
-        seed: Random state.
-
-    Returns:
-        The selected rows, grouped by label.
-
-    """
-    parts = [g.sample(min(len(g), per_class), random_state=seed) for _, g in frame.groupby("label", sort=True)]
-    return pd.concat(parts, ignore_index=True)

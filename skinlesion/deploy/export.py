@@ -20,8 +20,8 @@ import numpy as np
 
 from skinlesion.core.errors import SkinLesionError, cli
 from skinlesion.core.io import atomic_path, write_json
-from skinlesion.core.labels import LabelMap
-from skinlesion.core.layout import EXPORT_DECISION, EXPORT_TFLITE, sample_per_class
+from skinlesion.core.labels import LabelMap, sample_per_class
+from skinlesion.core.layout import EXPORT_DECISION, EXPORT_TFLITE
 from skinlesion.core.modes import Quantization
 
 

@@ -16,11 +16,12 @@ from skinlesion.core.config import Config
 from skinlesion.core.io import read_json, save_figure, write_csv, write_json, write_text
 from skinlesion.core.layout import read_split
 from skinlesion.core.modes import Split
+from skinlesion.cv.summary import cv_summary
 from skinlesion.evaluation.analysis import Analysis
 from skinlesion.evaluation.headline import Candidate, Headline, candidates, choose, headline_of, headline_summary
 from skinlesion.evaluation.populations import populations
 from skinlesion.evaluation.publish import publish_headline
-from skinlesion.evaluation.runs import Predictions, RunResults, prediction_arrays
+from skinlesion.evaluation.runs import Predictions, RunResults
 from skinlesion.evaluation.select import backbone_metrics, headline_metrics
 from skinlesion.evaluation.uncertainty import headline_sets, uncertainty_results
 from skinlesion.modeling.explain import headline_gradcam
@@ -88,8 +89,8 @@ def aggregate_runs(runs: RunResults, model: str, analysis: Analysis, sets: list[
     resampling = analysis.resampling
     test_metrics = runs.test_metrics()
     summary = compare.summarise(test_metrics)
-    test, val = prediction_arrays(runs.predictions), prediction_arrays(runs.val_predictions)
-    options = candidates(val, {b: runs.val_scores(b) for b in runs.metrics})
+    test, val = runs.arrays(Split.TEST), runs.arrays(Split.VAL)
+    options = candidates(val, {b: runs.val_scores(b) for b in runs.metrics}, runs.folds)
     headline = headline_of(choose(options, model), val)
     scores = _scores(runs, headline, val, test, resampling)
     beyond = populations(test, val, headline, scores[Split.TEST], sets, analysis)
@@ -114,6 +115,8 @@ def aggregate_runs(runs: RunResults, model: str, analysis: Analysis, sets: list[
         "subgroups": beyond["subgroups"],
         "external": beyond["external"],
     }
+    if runs.folds:  # the cross-validated estimate, and the shipped fold ensemble on the locked test against it
+        summary_json["cv"] = cv_summary(list(runs.metrics), analysis, headline.candidate.name, metrics)
     confusion = _confusion(runs, headline, test)
     uncertain = uncertainty_results(headline, val, headline_sets(test, sets), analysis.uncertainty)
     summary_json["uncertainty"], metrics["uncertainty"] = uncertain.summary, uncertain.metrics
@@ -262,8 +265,9 @@ def title(headline: Headline) -> str:
 
 
 def verdict(result: Aggregate) -> str:
-    """The stage's closing line: the headline and the verdicts on architectures."""
-    architectures = result.summary_json["architectures"]
+    """The stage's closing line: the headline and the verdicts on architectures (cross-validated, when on)."""
+    cv = result.summary_json.get("cv")
+    architectures = cv["comparisons"] if cv else result.summary_json["architectures"]
     verdicts = [f"{t['a']} vs {t['b']}: {t['verdict']}" for t in architectures]
     test, val = result.metrics[Split.TEST], result.metrics[Split.VAL]
     return (

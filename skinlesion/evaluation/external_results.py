@@ -22,19 +22,21 @@ from skinlesion.stats.metrics import bootstrap_ci, classification_metrics, fast_
 from skinlesion.stats.resampling import grouped_resample
 
 
-def read_external(name: str, runs: dict[str, list[int]]) -> Predictions:
-    """Every run's predictions on external set ``name`` (as :func:`~skinlesion.evaluation.runs.prediction_arrays`).
+def read_external(name: str, like: Predictions) -> Predictions:
+    """The predictions on external set ``name`` of every run (and fold run) ``like`` holds.
 
     Args:
         name: The set's key in ``external:``.
-        runs: ``{backbone: seeds}``.
+        like: Predictions on an internal split, whose runs scored the set too (as
+            :func:`~skinlesion.evaluation.runs.prediction_arrays`).
     """
     paths = ExternalPaths(name)
-    frames = {
-        b: {s: read_csv(paths.predictions(RunPaths(b, s)), keep_default_na=False, dtype={"group": str}) for s in seeds}
-        for b, seeds in runs.items()
-    }
-    return prediction_arrays(frames)
+
+    def read(run: RunPaths) -> pd.DataFrame:
+        return read_csv(paths.predictions(run), keep_default_na=False, dtype={"group": str})
+
+    frames = {b: {s: read(RunPaths(b, s)) for s in seeds} for b, seeds in like.probs.items()}
+    return prediction_arrays(frames, {run: read(run) for run in like.folds})
 
 
 def external_results(

@@ -1,11 +1,13 @@
 """The headline model, chosen on validation among runs and ensembles, and how its probabilities are made.
 
-The candidates are each backbone's best run, each seed ensemble and the all-backbone ensemble; an
-ensemble's probabilities are its members' mean, recalibrated by one temperature fitted on validation.
+The candidates are each backbone's best run, each seed ensemble and the all-backbone ensemble; with
+cross-validation on, each backbone's fold ensemble (its k x seeds fold runs) and the all-backbone fold
+ensemble instead. An ensemble's probabilities are its members' mean, recalibrated by one temperature
+fitted on validation.
 ``model`` in params.yaml names the rule: ``auto`` takes the candidate with the best validation balanced
 accuracy (ties: the simpler one, in the order single run, seed ensemble, all-backbone ensemble); a backbone
-name pins that backbone's best run; ``ensemble-<backbone>`` or ``ensemble-all`` pins an ensemble. Test
-never chooses.
+name pins that backbone's best run (with cross-validation, its fold ensemble); ``ensemble-<backbone>`` or
+``ensemble-all`` pins an ensemble. Test never chooses.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from skinlesion.stats.temperature import apply_temperature, fit_temperature
 
 # What a candidate is, as the report and model card say it.
 SINGLE_RUN, SEED_ENSEMBLE, ALL_BACKBONES = "single run", "seed ensemble", "all-backbone ensemble"
+FOLD_ENSEMBLE, ALL_FOLD_ENSEMBLE = "fold ensemble", "all-backbone fold ensemble"
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,16 @@ class Candidate:
         return len(self.members) > 1
 
 
-def candidates(val: Predictions, val_scores: dict[str, dict[int, float]]) -> list[Candidate]:
+def candidates(val: Predictions, val_scores: dict[str, dict[int, float]], folds: list[str]) -> list[Candidate]:
     """Every candidate, simplest first: each backbone's best run, each seed ensemble, the all-backbone ensemble.
 
     Args:
-        val: Every run's validation predictions.
+        val: Every run's (and fold run's) validation predictions.
         val_scores: ``{backbone: {seed: validation balanced accuracy}}`` (evaluate's, of each run).
+        folds: ``cv.folds`` with cross-validation on (the candidates are the fold ensembles), else empty.
     """
+    if folds:
+        return fold_candidates(val, {b: sorted(s) for b, s in val_scores.items()}, folds)
     ranked = {b: rank_runs(s) for b, s in val_scores.items()}
     best = {b: RunPaths(b, seeds[0]) for b, seeds in ranked.items()}
     out = [Candidate(b, SINGLE_RUN, (run,), val_scores[b][run.seed]) for b, run in best.items()]
@@ -72,19 +78,38 @@ def candidates(val: Predictions, val_scores: dict[str, dict[int, float]]) -> lis
     return out
 
 
+def fold_candidates(val: Predictions, seeds: dict[str, list[int]], folds: list[str]) -> list[Candidate]:
+    """With cross-validation: each backbone's fold ensemble (k x seeds fold runs), then the all-backbone one."""
+    members = {b: _ranked(val, [RunPaths(b, s, f) for s in ss for f in folds]) for b, ss in seeds.items()}
+    out = [Candidate(ENSEMBLE_PREFIX + b, FOLD_ENSEMBLE, m, _balanced(val, m)) for b, m in members.items()]
+    if len(members) > 1:
+        every = _ranked(val, [r for m in members.values() for r in m])
+        out.append(Candidate(Pick.ALL_BACKBONES, ALL_FOLD_ENSEMBLE, every, _balanced(val, every)))
+    return out
+
+
+def _ranked(val: Predictions, runs: list[RunPaths]) -> tuple[RunPaths, ...]:
+    """The runs, best validation balanced accuracy first (ties keep their order)."""
+    return tuple(sorted(runs, key=lambda r: -_balanced(val, (r,))))
+
+
 def _balanced(predictions: Predictions, members: tuple[RunPaths, ...]) -> float:
     """Balanced accuracy of the members' mean probabilities (a temperature never changes the argmax)."""
-    mean = np.mean([predictions.probs[r.backbone][r.seed] for r in members], axis=0)
+    mean = np.mean([predictions.of(r) for r in members], axis=0)
     return fast_metrics(predictions.y, mean.argmax(axis=1), len(predictions.classes), np.unique(predictions.y))[
         "balanced_accuracy"
     ]
 
 
 def choose(options: list[Candidate], model: str) -> Candidate:
-    """The candidate ``model`` names, or with ``auto`` the best on validation (ties: the first, the simplest)."""
+    """The candidate ``model`` names, or with ``auto`` the best on validation (ties: the first, the simplest).
+
+    A backbone's name picks its best run, or with cross-validation (no single runs) its fold ensemble.
+    """
     if model == Pick.AUTO:
         return max(options, key=lambda c: c.val_balanced_accuracy)  # max keeps the first of equal scores
-    return next(c for c in options if c.name == model)
+    named = {c.name: c for c in options}
+    return named.get(model) or named[ENSEMBLE_PREFIX + model]
 
 
 @dataclass(frozen=True)
@@ -101,7 +126,7 @@ class Headline:
 
     def raw(self, predictions: Predictions) -> np.ndarray:
         """The members' mean probabilities on a split (a single run's own, calibrated ones)."""
-        return np.mean([predictions.probs[r.backbone][r.seed] for r in self.candidate.members], axis=0)
+        return np.mean([predictions.of(r) for r in self.candidate.members], axis=0)
 
     def probs(self, predictions: Predictions) -> np.ndarray:
         """The headline's probabilities on a split: the members' mean, recalibrated by :attr:`temperature`."""

@@ -48,7 +48,7 @@ def populations(
     plots = {INTERNAL: plot_rows(INTERNAL, {"n": headline["images"], "balanced_accuracy": bar}, subgroups)}
     external = {}
     for name in sets:
-        scored = read_external(name, {b: list(seeds) for b, seeds in test.probs.items()})
+        scored = read_external(name, test)
         external[name] = external_results(name, scored, test, val, chosen, analysis)
         set_levels = _levels(scored.paths, ExternalPaths(name).metadata, columns)
         breakdown = _breakdown(scored, val, set_levels, chosen, analysis.subgroup) if set_levels else None

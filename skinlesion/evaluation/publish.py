@@ -42,7 +42,7 @@ def publish_headline(headline: Headline, *, evaluation: dict | None = None, deci
     from skinlesion.modeling.ensemble import build_ensemble, member_name
     from skinlesion.modeling.model import load_classifier
 
-    members = {member_name(r.backbone, r.seed): load_classifier(r.model) for r in candidate.members}
+    members = {member_name(r.backbone, r.seed, r.fold): load_classifier(r.model) for r in candidate.members}
     size = max(LabelMap.read(r.model_dir).image_size for r in candidate.members)
     labels = LabelMap(labels.classes, size, headline.temperature, backbone=candidate.name, seed=None)
     labels.save_model(build_ensemble(members, headline.temperature), layout.HEADLINE_MODEL)

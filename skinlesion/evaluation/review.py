@@ -58,7 +58,7 @@ def review_of(config: Config, headline: Headline, test: Predictions, val: Predic
     """
     data = read_json(layout.DATA_SUMMARY)
     sets = list(config.external)
-    external = {name: read_external(name, {b: list(s) for b, s in test.probs.items()}) for name in sets}
+    external = {name: read_external(name, test) for name in sets}
     scored = {str(Split.TEST): test} | external
     curves, utility = _utility(headline, scored, val, analysis)
     cfg = config.evaluate

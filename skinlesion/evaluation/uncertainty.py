@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from skinlesion.core.layout import RunPaths
 from skinlesion.core.modes import Split
 from skinlesion.evaluation.external_results import read_external
 from skinlesion.evaluation.headline import Headline
-from skinlesion.evaluation.runs import Predictions
+from skinlesion.evaluation.runs import Predictions, member_predictions
 from skinlesion.stats.clinical import Scored, view_classes
 from skinlesion.stats.intervals import Resampling
 from skinlesion.stats.resampling import balanced_accuracy
@@ -124,7 +125,7 @@ def shift_sets(chosen: Headline, test: Predictions, severities: tuple[int, ...],
     from skinlesion.core.labels import LabelMap
     from skinlesion.modeling.model import load_classifier
 
-    probs: dict[str, dict] = {}
+    probs: dict[str, dict[RunPaths, np.ndarray]] = {}
     for run in chosen.candidate.members:
         model = load_classifier(run.model)
         images = load_batch(list(test.paths), LabelMap.read(run.model_dir).image_size)
@@ -132,8 +133,8 @@ def shift_sets(chosen: Headline, test: Predictions, severities: tuple[int, ...],
             for severity in severities:
                 batch = corrupt(images, kind, severity, seed).astype(np.float32)
                 out = [model.predict_on_batch(batch[i : i + BATCH]) for i in range(0, len(batch), BATCH)]
-                probs.setdefault(f"{kind}-{severity}", {}).setdefault(run.backbone, {})[run.seed] = np.concatenate(out)
-    return {name: Predictions(test.classes, test.y, test.groups, p, test.paths) for name, p in probs.items()}
+                probs.setdefault(f"{kind}-{severity}", {})[run] = np.concatenate(out)
+    return {name: member_predictions(test, p) for name, p in probs.items()}
 
 
 SHIFT_COLUMNS = ["run", "severity", "coverage", "referred", "balanced_accuracy", "shift_warning"]
@@ -155,8 +156,7 @@ def _shift_row(name: str, result: dict, scored: Scored) -> dict:
 
 def headline_sets(test: Predictions, external: list[str]) -> dict[str, Predictions]:
     """``{"test": test, <name>: every run's predictions on it}`` for each external set (``external``)."""
-    runs = {b: list(seeds) for b, seeds in test.probs.items()}
-    return {Split.TEST: test} | {name: read_external(name, runs) for name in external}
+    return {Split.TEST: test} | {name: read_external(name, test) for name in external}
 
 
 def _level(cal: Scored, alpha: float) -> dict:

@@ -19,9 +19,9 @@ ENSEMBLE_MODEL = "skinlesion_ensemble"
 EPS = 1e-12
 
 
-def member_name(backbone: str, seed: int) -> str:
+def member_name(backbone: str, seed: int, fold: str | None = None) -> str:
     """A member's Keras name, unique in the ensemble; it still starts with its backbone's classifier name."""
-    return f"{backbone}{CLASSIFIER_SUFFIX}_seed{seed}"
+    return f"{backbone}{CLASSIFIER_SUFFIX}_seed{seed}" + (f"_{fold}" if fold else "")
 
 
 def is_ensemble(model: Any) -> bool:

@@ -14,8 +14,7 @@ import pandas as pd
 
 from skinlesion.core.backbones import BACKBONES
 from skinlesion.core.images import load_batch
-from skinlesion.core.labels import LabelMap
-from skinlesion.core.layout import sample_per_class
+from skinlesion.core.labels import LabelMap, sample_per_class
 
 # The report's Grad-CAM grid: test images per class, and pixels per overlay thumbnail.
 GRADCAM_PER_CLASS = 2

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from skinlesion.core.backbones import get_backbone
 from skinlesion.core.config import Config
 from skinlesion.core.errors import ConfigError
 from skinlesion.core.io import write_json
-from skinlesion.core.labels import LabelMap
-from skinlesion.core.layout import RunPaths, read_split, split_labels
+from skinlesion.core.labels import LabelMap, split_labels
+from skinlesion.core.layout import RunPaths, read_split
 from skinlesion.core.modes import Split
 from skinlesion.core.typed import as_dict
 from skinlesion.deploy.description import class_counts, data_source, describe_run, write_description
@@ -44,11 +46,34 @@ class RunInputs:
 
 
 def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = print) -> RunInputs:
-    """Read the run's params and split files.
+    """Read the run's params and split files: it trains on the training split and validates on validation.
 
     Raises:
         ConfigError: When params.yaml has no section for the run's backbone.
         DataError: When a split file is missing or empty.
+    """
+    train, val = read_split(Split.TRAIN), read_split(Split.VAL)
+    return run_inputs(config, run, (train, val), sorted(train["label"].unique()), log)
+
+
+def run_inputs(
+    config: Config,
+    run: RunPaths,
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    classes: list[str],
+    log: Callable[[str], None] = print,
+) -> RunInputs:
+    """A run's inputs from its training and validation rows (split-file columns) and its classes.
+
+    Args:
+        config: The params.
+        run: The run (a fold run's ``fold`` goes into its config.json and resume key).
+        frames: The rows it trains on and those it validates on (early stopping, temperature).
+        classes: Its output classes: the training split's, for a fold run too (its folds may lack one).
+        log: Progress printer.
+
+    Raises:
+        ConfigError: When params.yaml has no section for the run's backbone.
     """
     if run.backbone not in config.backbone:
         raise ConfigError(f"--backbone {run.backbone}: no such section in params.yaml")
@@ -60,8 +85,7 @@ def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = prin
         config.runtime,
         run.seed,
     )
-    train, val = read_split(Split.TRAIN), read_split(Split.VAL)
-    classes = sorted(train["label"].unique())
+    train, val = frames
     y_train, _ = split_labels(train, classes)
     y_val, val_kept = split_labels(val, classes)
     if len(val_kept) < len(val):
@@ -78,6 +102,7 @@ def prepare_run(config: Config, run: RunPaths, log: Callable[[str], None] = prin
     resolved = {
         "backbone": run.backbone,
         "seed": run.seed,
+        **({"fold": run.fold} if run.fold else {}),
         "classes": classes,
         "section": as_dict(settings.backbone),
         "train": as_dict(settings.train),
