@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from skinlesion.core.config import Config
@@ -22,8 +23,9 @@ from skinlesion.core.io import read_csv, write_csv
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, fold_csv, read_split
 from skinlesion.core.modes import Split
-from skinlesion.evaluation.evaluate import predictions_frame, score_split
+from skinlesion.evaluation.evaluate import SplitScores, align_labels, predict_probabilities, predictions_frame
 from skinlesion.modeling.run import RunInputs, run_inputs
+from skinlesion.stats.resampling import balanced_accuracy
 
 
 def read_fold_file(path: Path) -> pd.DataFrame:
@@ -48,24 +50,35 @@ def prepare_fold_run(config: Config, run: RunPaths, log: Callable[[str], None] =
 def predict_fold_run(run: RunPaths, workers: int, log: Callable[[str], None] = print) -> dict[str, float]:
     """Predict the held-out fold, validation and test with the run's saved model; one CSV each.
 
+    The three sets go through the model in one pass (one traced prediction function, not one per set).
+
     Returns:
         Balanced accuracy on each (``held_out``, ``val``, ``test``), for the stage's closing line.
     """
     from skinlesion.modeling.model import load_classifier
 
     labels = LabelMap.read(run.model_dir)
-    model = load_classifier(run.model)
     sets = {
         "held_out": (read_fold_file(fold_csv(run.fold, "held_out")), run.held_out_predictions),
         Split.VAL: (read_split(Split.VAL), run.val_predictions),
         Split.TEST: (read_split(Split.TEST), run.predictions),
     }
-    scores = {}
-    for name, (frame, path) in sets.items():
-        images = decoded_images(
-            frame["path"].tolist(), frame["sha256"].tolist(), labels.image_size, workers=workers, label=name, log=log
+    images = [
+        decoded_images(
+            f["path"].tolist(), f["sha256"].tolist(), labels.image_size, workers=workers, label=n, log=log
         ).load()
-        scored = score_split(model, images, frame, labels, tta=0, resampling=None)
-        write_csv(path, predictions_frame(scored))
-        scores[str(name)] = scored.result["balanced_accuracy"]
+        for n, (f, _) in sets.items()
+    ]
+    probs = np.split(predict_probabilities(load_classifier(run.model), np.concatenate(images)), _ends(images))
+    scores = {}
+    for (name, (frame, path)), p in zip(sets.items(), probs, strict=True):
+        classes, y = align_labels(frame["label"].tolist(), list(labels.classes))
+        p = np.pad(p, ((0, 0), (0, len(classes) - p.shape[1])))  # a class this split has and training lacks
+        write_csv(path, predictions_frame(SplitScores(frame, classes, y, p, p, {})))
+        scores[str(name)] = balanced_accuracy(y, p.argmax(axis=1) == y)
     return scores
+
+
+def _ends(parts: list[np.ndarray]) -> list[int]:
+    """Where each part ends in their concatenation (np.split's indices)."""
+    return list(np.cumsum([len(p) for p in parts])[:-1])
