@@ -255,6 +255,14 @@ RERUNS = {
         lambda p: p.update(external={"site2": {"source": "folder", "path": "stages"}}),
         {"external@site2", "aggregate"},
     ),
+    # README: with cross-validation off, its fold count and seed are read by nothing; switching it on adds
+    # the cv stages (new, so never run) and aggregate's switch: nothing that exists retrains.
+    "cv-settings": (lambda p: p["cv"].update(folds=["f0", "f1"], seed=3), set()),
+    "cv-on": (
+        lambda p: p["cv"].update(pool=["train"], folds=["f0", "f1"]),
+        {"cv-folds@train", "aggregate", *(f"cv@train-{b}-0-f{j}" for b in BACKBONES for j in (0, 1))}
+        | {f"cv-pool@train-{b}" for b in BACKBONES},
+    ),
     # README: a fourth backbone needs a params section and no edit of dvc.yaml; only its runs are new.
     "backbone": (_add_resnet, {"train@resnet50-0", "evaluate@resnet50-0", "aggregate"}),
     # Code: each stage depends on the files it loads. A run's scoring code reruns the evaluations only ...
@@ -445,3 +453,41 @@ def test_an_external_set_retrains_nothing_and_removing_it_restores_every_other_o
     dvc(project, "repro")
     after = {p: p.read_bytes() for root in tracked for p in sorted((project / root).rglob("*")) if p.is_file()}
     assert after == before  # every other output is back to what it was, byte for byte
+
+
+@pytest.mark.slow
+def test_cross_validation_predicts_every_training_image_once_and_ships_the_fold_ensemble(scenario: Path):
+    """Fast checks: tests/test_cv.py (params, folds, pooling, candidates, stage names)."""
+    project = scenario
+    before = snapshot(project)
+    folds = ["f0", "f1"]
+    edit_params(project, lambda params: params["cv"].update(pool=["train"], folds=folds))
+    dvc(project, "repro")
+    changed = {p for p, identity in snapshot(project).items() if before.get(p) != identity}
+    assert not under(
+        changed, layout.SPLITS.as_posix(), *(layout.RunPaths(b, 0).model_dir.as_posix() for b in BACKBONES)
+    )
+    train, val, test = (pd.read_csv(project / layout.split_csv(s)) for s in ("train", "val", "test"))
+    held = {f: pd.read_csv(project / layout.fold_csv(f, "held_out")) for f in folds}
+    assert sorted(pd.concat(held.values())["path"]) == sorted(train["path"])  # each training image in one fold
+    assert not set(held["f0"]["group"]) & set(held["f1"]["group"])  # no lesion in two folds
+    in_folds = {
+        p for f in folds for part in layout.FOLD_PARTS for p in pd.read_csv(project / layout.fold_csv(f, part))["path"]
+    }
+    assert not in_folds & (set(val["path"]) | set(test["path"]))  # validation and test in no fold
+    for backbone in BACKBONES:
+        pooled = pd.read_csv(project / layout.CvPaths(backbone).predictions)
+        assert sorted(pooled["path"]) == sorted(train["path"])  # exactly one out-of-fold prediction (one seed)
+        assert (project / layout.CvPaths(backbone).confusion).is_file()
+    summary = json.loads((project / layout.SUMMARY_JSON).read_text())
+    estimate = summary["cv"]["estimates"]["mobilenet"]["metrics"]["balanced_accuracy"]
+    assert estimate["low"] <= estimate["estimate"] <= estimate["high"]
+    assert summary["headline"]["kind"] in {"fold ensemble", "all-backbone fold ensemble"}
+    assert all(m.rsplit("-", 1)[1] in folds for m in summary["headline"]["members"])
+    assert "## Cross-validation (2 folds" in (project / layout.REPORT).read_text()
+    plots = json.loads(dvc(project, "plots", "show", "--json").stdout)
+    assert not plots.get("errors") and any("cv_confusion" in name for name in plots["data"])
+    assert changed_stages(project) == set()
+    edit_params(project, lambda params: params["cv"].update(seed=1))  # new folds: never a new split
+    status = changed_stages(project)
+    assert "cv-folds@train" in status and "split" not in status and not any(s.startswith("train@") for s in status)
