@@ -12,6 +12,7 @@ import time
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
 from skinlesion.core.layout import RunPaths, run_arguments
+from skinlesion.core.modes import FoldPart
 from skinlesion.cv.fold_run import predict_fold_run, prepare_fold_run
 from skinlesion.modeling.history import TrainingLog
 from skinlesion.modeling.resume import clear_state
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     save_run(run, result, inputs, log)
     scores = predict_fold_run(run, config.runtime.workers)
     print(
-        f"cv@train-{run.name}: balanced accuracy {scores['held_out']:.3f} on its held-out fold, "
+        f"cv@train-{run.name}: balanced accuracy {scores[FoldPart.HELD_OUT]:.3f} on its held-out fold, "
         f"{scores['val']:.3f} on validation, in {time.perf_counter() - start:.0f}s"
     )
 

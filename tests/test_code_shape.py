@@ -18,9 +18,19 @@ MAX_FOLDER_MODULES = 12  # a package folder with more is several folders
 # Parameters whose value is a param of params.yaml (evaluate.*): a library default would be a second home.
 PARAM_NAMES = {"confidence", "resamples", "bootstrap", "alpha", "seed", "target_specificity", "min_size", "malignant"}
 # The layers that compute and show the evaluation: they take every such value from their caller.
-STATS_LAYERS = {("skinlesion", "stats"), ("skinlesion", "evaluation"), ("skinlesion", "render")}
+STATS_LAYERS = {("skinlesion", s) for s in ("stats", "evaluation", "render", "cv")}
 # What an output or cache path starts with; only core/layout.py may spell one in code.
-OUTPUT_ROOTS = ("runs/", "metrics/", "reports/", "plots/", "models/", "data/splits", "data/raw", ".cache/")
+OUTPUT_ROOTS = (
+    "runs/",
+    "metrics/",
+    "reports/",
+    "plots/",
+    "models/",
+    "data/splits",
+    "data/raw",
+    "data/folds",
+    ".cache/",
+)
 
 
 def functions(path: Path):

@@ -184,6 +184,14 @@ def test_dvc_yaml_uses_the_layout_paths():
     run = layout.RunPaths("${item.backbone}", "${item.seed}")
     for path in (run.model_dir, run.train_log, run.eval_dir, run.config):
         assert str(path) in text, path
+    fold, pooled = (
+        layout.RunPaths("${item.backbone}", "${item.seed}", "${item.fold}"),
+        layout.CvPaths("${item.backbone}"),
+    )
+    for path in (layout.FOLDS, fold.model_dir, fold.train_log, fold.eval_dir, fold.config, pooled.metrics):
+        assert str(path) in text, path
+    for path in (pooled.predictions, pooled.estimate, pooled.confusion):
+        assert str(path) in text, path
 
 
 def test_outputs_a_clone_restores_are_cached_and_registered():

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from skinlesion.core import layout
-from skinlesion.core.modes import Phase
+from skinlesion.core.modes import FoldPart, Phase
 
 from .conftest import REPO, copy_sources
 
@@ -471,9 +471,8 @@ def test_cross_validation_predicts_every_training_image_once_and_ships_the_fold_
     held = {f: pd.read_csv(project / layout.fold_csv(f, "held_out")) for f in folds}
     assert sorted(pd.concat(held.values())["path"]) == sorted(train["path"])  # each training image in one fold
     assert not set(held["f0"]["group"]) & set(held["f1"]["group"])  # no lesion in two folds
-    in_folds = {
-        p for f in folds for part in layout.FOLD_PARTS for p in pd.read_csv(project / layout.fold_csv(f, part))["path"]
-    }
+    parts = [pd.read_csv(project / layout.fold_csv(f, part)) for f in folds for part in FoldPart]
+    in_folds = set(pd.concat(parts)["path"])
     assert not in_folds & (set(val["path"]) | set(test["path"]))  # validation and test in no fold
     for backbone in BACKBONES:
         pooled = pd.read_csv(project / layout.CvPaths(backbone).predictions)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import read_csv
+from skinlesion.core.modes import FoldPart
 
 RAW = Path("data/raw")
 # Provenance and counts, inside the raw folder: fetch writes it last, so a raw folder without it is
@@ -147,13 +148,8 @@ def probability_classes(columns: list[str] | pd.Index) -> list[str]:
     return [c.removeprefix(PROBABILITY_PREFIX) for c in columns if c.startswith(PROBABILITY_PREFIX)]
 
 
-# A fold's three image lists: what its model trains on (the other folds less ``val``), its inner validation
-# (early stopping, temperature; carved, grouped, from the other folds) and the fold itself, which it predicts.
-FOLD_PARTS = ("train", "val", "held_out")
-
-
-def fold_csv(fold: str, part: str) -> Path:
-    """``data/folds/<fold>/<part>.csv`` (a split file's columns), ``part`` one of :data:`FOLD_PARTS`."""
+def fold_csv(fold: str, part: FoldPart) -> Path:
+    """``data/folds/<fold>/<part>.csv``: one of a fold's image lists (a split file's columns)."""
     return FOLDS / fold / f"{part}.csv"
 
 

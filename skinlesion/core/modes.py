@@ -100,6 +100,14 @@ class Split(StrEnum):
     TEST = "test"  # locked: it only reports
 
 
+class FoldPart(StrEnum):
+    """The three image lists of a cross-validation fold (``data/folds/<fold>/<part>.csv``)."""
+
+    TRAIN = "train"  # what the fold's model trains on: the other folds, less its inner validation
+    VAL = "val"  # its inner validation (early stopping, temperature), carved, grouped, from the other folds
+    HELD_OUT = "held_out"  # the fold itself, which its model predicts
+
+
 class Pick(StrEnum):
     """``model``'s rules besides a backbone's name (its best run) and ``ensemble-<backbone>`` (its seeds averaged)."""
 

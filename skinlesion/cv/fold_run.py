@@ -22,7 +22,7 @@ from skinlesion.core.errors import DataError
 from skinlesion.core.io import read_csv, write_csv
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, fold_csv, read_split
-from skinlesion.core.modes import Split
+from skinlesion.core.modes import FoldPart, Split
 from skinlesion.evaluation.evaluate import SplitScores, align_labels, predict_probabilities, predictions_frame
 from skinlesion.modeling.run import RunInputs, run_inputs
 from skinlesion.stats.resampling import balanced_accuracy
@@ -42,7 +42,7 @@ def read_fold_file(path: Path) -> pd.DataFrame:
 
 def prepare_fold_run(config: Config, run: RunPaths, log: Callable[[str], None] = print) -> RunInputs:
     """The fold run's inputs: its fold's training rows and inner validation, the training split's classes."""
-    frames = (read_fold_file(fold_csv(run.fold, "train")), read_fold_file(fold_csv(run.fold, "val")))
+    frames = (read_fold_file(fold_csv(run.fold, FoldPart.TRAIN)), read_fold_file(fold_csv(run.fold, FoldPart.VAL)))
     classes = sorted(read_split(Split.TRAIN)["label"].unique())
     return run_inputs(config, run, frames, classes, log)
 
@@ -59,7 +59,7 @@ def predict_fold_run(run: RunPaths, workers: int, log: Callable[[str], None] = p
 
     labels = LabelMap.read(run.model_dir)
     sets = {
-        "held_out": (read_fold_file(fold_csv(run.fold, "held_out")), run.held_out_predictions),
+        FoldPart.HELD_OUT: (read_fold_file(fold_csv(run.fold, FoldPart.HELD_OUT)), run.held_out_predictions),
         Split.VAL: (read_split(Split.VAL), run.val_predictions),
         Split.TEST: (read_split(Split.TEST), run.predictions),
     }

@@ -21,7 +21,8 @@ from skinlesion.core.config import CvConfig
 from skinlesion.core.data_params import fold_names
 from skinlesion.core.errors import ConfigError
 from skinlesion.core.io import write_csv, write_json
-from skinlesion.core.layout import FOLD_PARTS, FOLD_TABLE, FOLDS, fold_csv
+from skinlesion.core.layout import FOLD_TABLE, FOLDS, fold_csv
+from skinlesion.core.modes import FoldPart
 
 # The columns of a fold file: those of a split file.
 COLUMNS = ["path", "label", "sha256", "group"]
@@ -146,7 +147,7 @@ def write_folds(folds: list[Fold]) -> dict:
     """Write ``data/folds/<fold>/{train,val,held_out}.csv`` and the table of sizes; returns the table."""
     shutil.rmtree(FOLDS, ignore_errors=True)  # DVC empties it before a rerun; a manual run with fewer folds too
     for fold in folds:
-        for part in FOLD_PARTS:
+        for part in FoldPart:
             write_csv(fold_csv(fold.name, part), getattr(fold, part))
     table = fold_table(folds)
     write_json(FOLD_TABLE, table, sort_keys=False)
