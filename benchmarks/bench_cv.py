@@ -29,6 +29,9 @@ from pathlib import Path
 
 import yaml
 
+from skinlesion.core import layout
+from skinlesion.core.layout import TRAIN_STATE
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -37,19 +40,13 @@ def scratch_copy(root: Path, backbone: str, seed: int, folds: int) -> Path:
     listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     for name in listed.splitlines():
         source = REPO / name
-        if source.is_file() and not name.startswith(("data/", "runs/", "models/")):
+        if source.is_file() and not layout.is_generated(name, (*layout.GENERATED, layout.RAW.parent)):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
-    (root / "data").mkdir(exist_ok=True)
-    (root / ".cache").mkdir(exist_ok=True)
-    for link in ("data/raw", "data/splits", "reports/data.json", ".cache/decoded"):
-        (REPO / link).parent.mkdir(parents=True, exist_ok=True)
-        if link == ".cache/decoded":
-            (REPO / link).mkdir(exist_ok=True)
-        target = root / link
-        if target.exists():
-            target.unlink() if target.is_file() else shutil.rmtree(target)
-        target.symlink_to(REPO / link)
+    (REPO / layout.DECODED).mkdir(parents=True, exist_ok=True)
+    for link in (layout.RAW, layout.SPLITS, layout.DATA_SUMMARY, layout.DECODED):
+        (root / link).parent.mkdir(parents=True, exist_ok=True)
+        (root / link).symlink_to(REPO / link)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params |= {"backbones": [backbone], "seeds": [seed], "model": "auto"}
     params["cv"] |= {"pool": ["train"], "folds": [f"f{j}" for j in range(folds)]}
@@ -92,7 +89,7 @@ def main() -> None:
         root = scratch_copy(Path(tmp), args.backbone, args.seed, args.folds)
         for repeat in range(args.repeats):
             for side, commands in plans(args.backbone, args.seed, args.folds).items():
-                shutil.rmtree(root / ".cache" / "train", ignore_errors=True)  # no resuming: every run from scratch
+                shutil.rmtree(root / TRAIN_STATE, ignore_errors=True)  # no resuming: every run from scratch
                 times = [timed(root, command) for command in commands]
                 totals.setdefault(side, []).append(sum(times))
                 steps = ", ".join(f"{Path(c[0]).stem} {t:.1f}s" for c, t in zip(commands, times, strict=True))

@@ -51,7 +51,7 @@ def sweep(rng, n: int = 300) -> tuple[Predictions, dict[str, dict[int, float]]]:
 
 def test_the_candidates_are_each_backbones_best_run_its_seed_ensemble_and_all_runs():
     val, scores = sweep(np.random.default_rng(0))
-    options = {c.name: c for c in candidates(val, scores)}
+    options = {c.name: c for c in candidates(val, scores, [])}
     assert list(options) == ["mobilenet", "vgg19", "ensemble-mobilenet", "ensemble-vgg19", "ensemble-all"]
     assert options["mobilenet"].members == (RunPaths("mobilenet", 1),) and options["mobilenet"].kind == SINGLE_RUN
     assert options["ensemble-vgg19"].kind == SEED_ENSEMBLE and options["ensemble-all"].kind == ALL_BACKBONES
@@ -64,7 +64,7 @@ def test_the_candidates_are_each_backbones_best_run_its_seed_ensemble_and_all_ru
 
 def test_auto_takes_the_best_on_validation_and_a_name_pins_a_candidate():
     val, scores = sweep(np.random.default_rng(1))
-    options = candidates(val, scores)
+    options = candidates(val, scores, [])
     best = max(c.val_balanced_accuracy for c in options)
     assert choose(options, "auto").val_balanced_accuracy == best
     assert choose(options, "vgg19").members == (RunPaths("vgg19", 0),)
@@ -79,7 +79,7 @@ def test_an_ensemble_temperature_is_fitted_on_validation_and_fixes_the_under_con
     rng = np.random.default_rng(3)
     val, scores = sweep(rng, 600)
     test, _ = sweep(rng, 600)
-    all_runs = choose(candidates(val, scores), "ensemble-all")
+    all_runs = choose(candidates(val, scores, []), "ensemble-all")
     headline = headline_of(all_runs, val)
     assert headline.temperature < 1  # averaging disagreeing runs under-states confidence: sharpen
     raw = headline.raw(test)
@@ -90,5 +90,5 @@ def test_an_ensemble_temperature_is_fitted_on_validation_and_fixes_the_under_con
     assert calibration["temperature"] == headline.temperature
     assert calibration["after"]["calibration_error"] < calibration["before"]["calibration_error"]
     assert summary["test"]["ci"]["balanced_accuracy"]["low"] < summary["test"]["balanced_accuracy"]
-    single = headline_of(choose(candidates(val, scores), "mobilenet"), val)
+    single = headline_of(choose(candidates(val, scores, []), "mobilenet"), val)
     assert single.temperature == 1.0 and (single.probs(test) == test.probs["mobilenet"][1]).all()

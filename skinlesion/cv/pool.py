@@ -12,7 +12,7 @@ import pandas as pd
 
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import read_csv, read_json, write_csv, write_json
-from skinlesion.core.layout import CvPaths, RunPaths, probability_classes, probability_column
+from skinlesion.core.layout import FOLDS, CvPaths, RunPaths, probability_classes, probability_column
 from skinlesion.cv.estimate import OutOfFold, cv_estimate
 from skinlesion.stats.clinical import view_classes
 from skinlesion.stats.intervals import Resampling
@@ -63,7 +63,7 @@ def _check_once(frame: pd.DataFrame, pool: pd.DataFrame, what: str) -> None:
         if paths:
             raise DataError(
                 f"cv-pool: {what} predicts {len(paths)} image(s) {problem} (e.g. {sorted(paths)[0]}): its fold runs "
-                "follow another fold assignment; rerun `dvc repro` so that every fold run follows data/folds"
+                f"follow another fold assignment; rerun `dvc repro` so that every fold run follows {FOLDS}"
             )
 
 
