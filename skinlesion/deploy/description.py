@@ -33,8 +33,15 @@ from skinlesion.core.modes import Source
 SCHEMA_ID = "urn:skinlesion:model-metadata:1"
 # The schema, relative to this module (read by the tests and by consumers; pyproject.toml ships it).
 SCHEMA_FILE = "schemas/model-metadata.schema.json"
-# dvc.yaml's training stage: one entry per run, train@<backbone>-<seed> (RunPaths.name) in dvc.lock.
-TRAIN_STAGE = "train@"
+# dvc.yaml's training stages: one entry per run in dvc.lock, train@<backbone>-<seed> (RunPaths.name), and with
+# cross-validation one per fold run, cv@train-<backbone>-<seed>-f<j> (the cv matrix's pool, then the run's name).
+TRAIN_STAGE, FOLD_STAGE = "train@", "cv@train-"
+
+
+def training_stage(run: RunPaths) -> str:
+    """The dvc.lock entry of the stage that trained ``run``: ``train@mobilenet-0`` or ``cv@train-mobilenet-0-f2``."""
+    return f"{FOLD_STAGE if run.fold else TRAIN_STAGE}{run.name}"
+
 
 TASK = "multi-class classification of dermoscopic skin-lesion images"
 INTENDED_USE = (
@@ -245,7 +252,7 @@ def write_headline_description(
         if description is None:
             raise DataError(
                 f"{run.model_dir / METADATA_FILE} not found: the run was trained before model folders described "
-                f"themselves; retrain it (`dvc repro {TRAIN_STAGE}{run.name}`)"
+                f"themselves; retrain it (`dvc repro {training_stage(run)}`)"
             )
         descriptions.append(description)
     members = descriptions if len(descriptions) > 1 else None
@@ -264,7 +271,7 @@ def _size(description: dict) -> int:
 
 
 def lock_hashes(lock_path: str | Path, runs: list[RunPaths]) -> dict | None:
-    """The deps hashes dvc.lock records for each run's training stage: ``{train@<run>: {path: md5}}``.
+    """Each run's training-stage deps hashes in dvc.lock (:func:`training_stage`): ``{stage: {path: md5}}``.
 
     Returns:
         None when there is no lock file or a run has no entry in it (its stage was never locked).
@@ -277,7 +284,7 @@ def lock_hashes(lock_path: str | Path, runs: list[RunPaths]) -> dict | None:
         return None
     except (OSError, yaml.YAMLError, AttributeError) as exc:
         raise DataError(f"{lock_path}: unreadable ({type(exc).__name__}); `dvc repro` rewrites it") from None
-    names = [f"{TRAIN_STAGE}{run.name}" for run in runs]
+    names = [training_stage(run) for run in runs]
     if not all(name in stages for name in names):
         return None
     # Only content hashes (DVC's md5): a dep hashed otherwise (a cloud etag) is not a reproducible fingerprint here.
