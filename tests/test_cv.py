@@ -133,7 +133,7 @@ def test_without_lesion_ids_every_image_is_its_own_group():
 
 def test_a_fold_run_has_its_own_folder_name_and_stage_name():
     run = RunPaths("mobilenet", 0, "f2")
-    assert run.root.as_posix() == "runs/mobilenet/seed0/f2"
+    assert run.root.as_posix() == "runs/mobilenet/cv/seed0/f2"
     assert run.name == "mobilenet-0-f2"
     assert RunPaths.parse(run.name) == run
     assert RunPaths.parse("mobilenet-1") == RunPaths("mobilenet", 1)

@@ -195,9 +195,10 @@ class RunPaths:
 
     @property
     def root(self) -> Path:
-        """``runs/<backbone>/seed<k>``, or ``runs/<backbone>/seed<k>/<fold>`` for a fold run."""
-        root = RUNS / self.backbone / f"seed{self.seed}"
-        return root / self.fold if self.fold else root
+        """``runs/<backbone>/seed<k>``, or for a fold run ``runs/<backbone>/cv/seed<k>/<fold>`` (one folder of them)."""
+        if self.fold:
+            return RUNS / self.backbone / "cv" / f"seed{self.seed}" / self.fold
+        return RUNS / self.backbone / f"seed{self.seed}"
 
     @property
     def model_dir(self) -> Path:
