@@ -39,6 +39,8 @@ SKIPPED = SPLITS / "skipped.csv"
 FOLDS = Path("data/folds")
 FOLD_TABLE = FOLDS / "folds.json"
 RUNS = Path("runs")
+# Cross-validation's folder name: a backbone's fold runs (runs/<backbone>/cv/) and the pooled results (runs/cv/).
+CV = "cv"
 # Outside DVC's outputs, which DVC deletes before a rerun: resumable checkpoints and the decode-once cache.
 TRAIN_STATE = Path(".cache/train")
 DECODED = Path(".cache/decoded")
@@ -162,7 +164,7 @@ class CvPaths:
     @property
     def root(self) -> Path:
         """``runs/cv/<backbone>``."""
-        return RUNS / "cv" / self.backbone
+        return RUNS / CV / self.backbone
 
     @property
     def predictions(self) -> Path:
@@ -197,7 +199,7 @@ class RunPaths:
     def root(self) -> Path:
         """``runs/<backbone>/seed<k>``, or for a fold run ``runs/<backbone>/cv/seed<k>/<fold>`` (one folder of them)."""
         if self.fold:
-            return RUNS / self.backbone / "cv" / f"seed{self.seed}" / self.fold
+            return RUNS / self.backbone / CV / f"seed{self.seed}" / self.fold
         return RUNS / self.backbone / f"seed{self.seed}"
 
     @property
