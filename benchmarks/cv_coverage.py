@@ -1,6 +1,7 @@
 """Coverage of cross-validation intervals and level and power of the paired CV comparison, by simulation.
 
-Usage: python benchmarks/cv_coverage.py [--replicates 250] [--quick]
+Usage: python benchmarks/cv_coverage.py [--replicates 250] [--quick] [--tables coverage metrics paired]
+                                       [--noises 0 0.5 1 2]
 
 The simulated world of ``tests/test_cv_estimate.py`` (lesions of several correlated images, five imbalanced
 classes, a nearest-class-mean learner refitted on every fold's training set, lesion-grouped
@@ -16,9 +17,11 @@ set sizes it prints how often each candidate 95 % interval for balanced accuracy
 * ``cluster_boot+train``: ``cluster_boot`` plus the training variance the fold scores show beyond their own test
   sampling (``max(0, s^2 - mean within-fold sampling variance)``).
 
-Then the paired comparison (:mod:`skinlesion.cv.paired`) of two learners on the same folds and seeds: rejection
-rate at 5 % when they are equally good (type-I) and when one sees noisier features (power), beside Bouckaert &
-Frank's ``k * S``-score form. Prints the figures docs/cross-validation.md quotes.
+Then the shipped and the naive interval's coverage for all three metrics (balanced accuracy, macro-F1, malignant
+AUC; their ``Err`` from the learner's expected population confusion matrix and score distributions). Then the
+paired comparison (:mod:`skinlesion.cv.paired`) of two learners on the same folds and seeds: rejection rate at
+5 % when they are equally good (type-I) and when one sees noisier features (power), beside Bouckaert & Frank's
+``k * S``-score form. Prints the figures docs/cross-validation.md quotes.
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ from tests.test_cv_estimate import (  # noqa: E402
     LEARNERS,
     MALIGNANT,
     RESAMPLING,
+    SHARES,
     World,
     cross_validate,
+    fit,
     lesion_counts,
+    predict,
     truth,
 )
 
@@ -140,17 +146,74 @@ def _bouckaert_frank_p(a, b) -> float:
     return float(2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1)) if se > 0 else 1.0
 
 
+def population_scores(model: np.ndarray, test: list[np.ndarray]) -> dict[str, float]:
+    """Population balanced accuracy, macro-F1 and malignant AUC of one model (class shares :data:`SHARES`)."""
+    probs = [predict(model, t) for t in test]
+    rates = np.stack([np.bincount(p.argmax(1), minlength=len(SHARES)) / len(p) for p in probs])
+    joint = SHARES[:, None] * rates
+    recall, precision = np.diag(rates), np.diag(joint) / np.maximum(joint.sum(axis=0), 1e-300)
+    f1 = np.where(recall + precision > 0, 2 * recall * precision / np.maximum(recall + precision, 1e-300), 0.0)
+    score = np.concatenate([p[:, MALIGNANT].sum(axis=1) for p in probs])
+    label = np.repeat(MALIGNANT, [len(p) for p in probs])
+    weight = np.repeat(SHARES / np.array([len(p) for p in probs]), [len(p) for p in probs])
+    order = np.argsort(score, kind="stable")
+    negatives_below = np.cumsum(np.where(label[order], 0.0, weight[order])) / weight[~label].sum()
+    auc = float(np.sum(weight[order][label[order]] * negatives_below[label[order]]) / weight[label].sum())
+    return {"balanced_accuracy": float(recall.mean()), "macro_f1": float(f1.mean()), "malignant_auc": auc}
+
+
+def population_truth(world: World, counts: np.ndarray, k: int, fits: int = 200, per_class: int = 10_000) -> dict:
+    """``Err`` of each metric: the mean population score over fresh training sets of the fold-training size."""
+    rng = np.random.default_rng(12345)
+    sd = math.hypot(world.lesion_sd, world.image_sd)
+    test = [world.means[c] + rng.normal(0, sd, (per_class, world.means.shape[1])) for c in range(len(SHARES))]
+    train = np.round(counts * (k - 1) / k).astype(int)
+    values = []
+    for _ in range(fits):
+        x, y, _ = world.draw(rng, train)
+        values.append(population_scores(fit(x, y, rng, world.seed_sd), test))
+    return {m: float(np.mean([v[m] for v in values])) for m in values[0]}
+
+
+def metrics_table(replicates: int, cases: list[tuple[int, int, int]]) -> None:
+    """Print the coverage of the shipped and the naive interval for all three metrics."""
+    world = World.make()
+    names = ("balanced_accuracy", "macro_f1", "malignant_auc")
+    print(f"\nshipped / naive coverage for every metric, {replicates} data sets per row")
+    print("k  S  lesions | " + " | ".join(f"{n:>26}" for n in names))
+    for k, seeds, lesions in cases:
+        counts = lesion_counts(lesions)
+        err = population_truth(world, counts, k)
+        rng = np.random.default_rng(99 + 1000 * k + 10 * seeds + lesions)
+        hits = {(m, kind): 0 for m in names for kind in ("", "naive_")}
+        for _ in range(replicates):
+            out = cv_estimate(cross_validate(world, rng, counts, k, seeds)["full"], MALIGNANT, RESAMPLING)
+            for m, kind in hits:
+                got = out["metrics"][m]
+                hits[m, kind] += got[kind + "low"] <= err[m] <= got[kind + "high"]
+        cells = " | ".join(
+            f"{err[m]:.3f}: {hits[m, ''] / replicates:.3f} / {hits[m, 'naive_'] / replicates:.3f}    " for m in names
+        )
+        print(f"{k}  {seeds}  {counts.sum():7d} | {cells}", flush=True)
+
+
 def main() -> None:
     """Print both tables and the time they took."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=250)
     parser.add_argument("--quick", action="store_true", help="a few data sets per row: checks the script runs")
+    parser.add_argument("--tables", nargs="+", default=["coverage", "metrics", "paired"])
+    parser.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0], help="B's extra noise")
     args = parser.parse_args()
     replicates = 5 if args.quick else args.replicates
     started = time.perf_counter()
     sizes = (150, 300) if args.quick else (150, 300, 800)
-    coverage_table(replicates, [(k, s, n) for k in (3, 5) for s in (1, 3) for n in sizes])
-    paired_table(replicates, [(k, s, 300) for k in (3, 5) for s in (1, 3)], (0.0, 0.5, 1.0))
+    if "coverage" in args.tables:
+        coverage_table(replicates, [(k, s, n) for k in (3, 5) for s in (1, 3) for n in sizes])
+    if "metrics" in args.tables:
+        metrics_table(replicates, [(3, 1, 300), (5, 3, 300)])
+    if "paired" in args.tables:
+        paired_table(replicates, [(k, s, 300) for k in (3, 5) for s in (1, 3)], tuple(args.noises))
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 
