@@ -8,8 +8,9 @@ fold's training set, the other folds, exactly as real CV does, with folds from l
 ``Err``: the learner refitted on many fresh training sets of the fold-training size, each scored on a large fresh
 test population, averaged.
 
-Measured (``benchmarks/cv_coverage.py``, 95 % nominal; full table in docs/cross-validation.md): the shipped interval
-covers 95-97 %; the naive fold-mean t 92-93 % with one seed and 62-74 % with three seeds on the same folds.
+Measured (``benchmarks/cv_coverage.py``, 95 % nominal, 3 and 5 folds, 1 and 3 seeds, 150-800 lesions; full table in
+docs/cross-validation.md): the shipped interval covers 95-98.5 %; the naive fold-mean t 88.5-94.5 % with one seed
+and 63-73.5 % with three seeds on the same folds.
 """
 
 from __future__ import annotations
@@ -213,6 +214,10 @@ def test_coverage_with_seeds_sharing_folds_fast():
 @pytest.mark.slow
 @pytest.mark.parametrize(("k", "seeds", "lesions"), [(3, 1, 300), (3, 3, 300), (5, 1, 600)])
 def test_coverage_is_near_nominal(k, seeds, lesions):
-    """400 simulated data sets per case: the shipped 95 % interval covers at least 93 %."""
+    """400 simulated data sets per case: the shipped 95 % interval covers at least 93 %.
+
+    Measured: 0.968 (3 folds, 1 seed, 300 lesions), 0.960 (3, 3, 300), 0.980 (5, 1, 600); the naive interval
+    0.923, 0.605, 0.930. 28-93 s each on one core.
+    """
     got = coverage(World.make(), lesion_counts(lesions), k, seeds, replicates=400, seed=k * 10 + seeds)
     assert got["shipped"] >= 0.93

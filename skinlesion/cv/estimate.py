@@ -23,7 +23,7 @@ of fold models shares ``(k - 2) / (k - 1)`` of its training data), which the nai
 lesions of several correlated images, five imbalanced classes, a nearest-class-mean learner refitted on every
 fold's training set, lesion-grouped folds, the truth ``Err`` by Monte Carlo; 3 and 5 folds, 1 and 3 seeds, 150 to
 800 lesions. Nominal 95 %: this interval covers 95-98.5 % in every case. The naive fold-mean t (reported
-alongside as ``naive_low``/``naive_high``) 89-95 % with one seed, 63-74 % with 3 seeds on the same folds (it
+alongside as ``naive_low``/``naive_high``) 88.5-94.5 % with one seed, 63-73.5 % with 3 seeds on the same folds (it
 counts them as independent scores); Bouckaert & Frank's form over all ``k * S`` scores, df ``k * S - 1``,
 92.5-96 % with 3 seeds; a lesion-cluster bootstrap of the pooled predictions with the models held fixed
 87.5-94 % (it misses that the models change with the data; per image 82.5-90.5 %). It is wide with 3 folds
