@@ -10,18 +10,17 @@ import sys
 
 from skinlesion.core.config import load_config
 from skinlesion.core.errors import cli
-from skinlesion.core.io import read_json
-from skinlesion.core.layout import DATA_SUMMARY, FOLDS, read_split
+from skinlesion.core.layout import FOLDS, read_split, split_csv
 from skinlesion.core.modes import Split
-from skinlesion.cv.folds import describe, make_folds, write_folds
+from skinlesion.cv.folds import check_pool, describe, grouping_warning, make_folds, write_folds
 
 
 @cli
 def main() -> None:
     """Run the stage."""
     config = load_config()
-    pool = read_split(Split.TRAIN)
-    warning = read_json(DATA_SUMMARY)["grouping"]["warning"]
+    pool = check_pool(read_split(Split.TRAIN), str(split_csv(Split.TRAIN)))
+    warning = grouping_warning()
     if warning:  # the split's own warning: what groups per image (no lesion ids) lets leak, now between folds
         print(f"warning: {warning}")
     table = write_folds(make_folds(pool, config.cv))

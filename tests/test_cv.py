@@ -50,7 +50,9 @@ def test_cross_validation_is_off_by_default_and_the_fold_count_is_the_list_lengt
         ({"folds": ["f0", "f2"]}, "[f0, f1]"),
         ({"folds": [0, 1, 2]}, "[f0, f1, f2]"),
         ({"pool": ["val"]}, "[] (off) or [train]"),
-        ({"inner_val_fraction": 0.0}, "(0, 0.5)"),
+        ({"inner_val_parts": 1}, "[2, 20]"),
+        ({"pool": "train"}, "brackets included"),
+        ({"folds": "f0"}, "[f0, f1, f2, f3, f4]"),
     ],
 )
 def test_bad_cv_params_fail_before_any_work_naming_the_key_and_the_fix(cv: dict, says: str):
@@ -83,8 +85,8 @@ def lesion_pool(lesions: dict[str, int], images_per_lesion: int = 3, seed: int =
     return pd.DataFrame(rows)
 
 
-def cv_config(k: int, seed: int = 0, fraction: float = 0.2):
-    return parse_config(params(pool=["train"], folds=fold_names(k), seed=seed, inner_val_fraction=fraction)).cv
+def cv_config(k: int, seed: int = 0, parts: int = 5):
+    return parse_config(params(pool=["train"], folds=fold_names(k), seed=seed, inner_val_parts=parts)).cv
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

@@ -133,11 +133,11 @@ def fold_names(k: int) -> list[str]:
 class CvConfig:
     """Lesion-grouped k-fold cross-validation of the training split (the ``cv`` stages; off when ``pool`` is [])."""
 
-    pool: list[str]
-    # A number is refused by validate() with the list to write instead (a list of names is the only form).
-    folds: list[str] | int | float
+    # A string or a number (what `-S cv.pool=train` writes) is refused by validate() with the list to write instead.
+    pool: list[str] | str
+    folds: list[str] | int | float | str
     seed: int
-    inner_val_fraction: float
+    inner_val_parts: int
 
     @property
     def enabled(self) -> bool:
@@ -145,10 +145,11 @@ class CvConfig:
         return bool(self.pool)
 
     def validate(self, key: str) -> None:  # noqa: D102
-        rule = f"must be [] (off) or [{Split.TRAIN}] (cross-validate the training split)"
+        rule = f"must be the list [] (off) or [{Split.TRAIN}] (cross-validate the training split), brackets included"
         check(self.pool in ([], [Split.TRAIN.value]), f"{key}.pool", rule, self.pool)
         if not isinstance(self.folds, list):
-            k = int(self.folds) if float(self.folds).is_integer() and self.folds >= 2 else 5
+            whole = isinstance(self.folds, (int, float)) and float(self.folds).is_integer() and self.folds >= 2
+            k = int(self.folds) if whole else 5
             rule = f"must list the folds by name, e.g. {_yaml(fold_names(k))} for {k} folds (DVC's matrix needs a list)"
             check(False, f"{key}.folds", rule, self.folds)
         k = len(self.folds)
@@ -163,8 +164,8 @@ class CvConfig:
         )
         check(self.folds == fold_names(k), f"{key}.folds", rule, self.folds)
         check(0 <= self.seed < NUMPY_MAX_SEED, f"{key}.seed", f"must be in [0, {NUMPY_MAX_SEED})", self.seed)
-        fraction = self.inner_val_fraction
-        check(0.0 < fraction < 0.5, f"{key}.inner_val_fraction", "must be in (0, 0.5)", fraction)
+        rule = "must be in [2, 20]: the other folds are cut in this many parts, one of them the inner validation"
+        check(2 <= self.inner_val_parts <= 20, f"{key}.inner_val_parts", rule, self.inner_val_parts)
 
 
 def _yaml(names: list[str]) -> str:

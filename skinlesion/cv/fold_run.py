@@ -11,33 +11,19 @@ are decoded once per input size for every run (``.cache/decoded/``), folds and p
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from skinlesion.core.config import Config
 from skinlesion.core.decoded import decoded_images
-from skinlesion.core.errors import DataError
-from skinlesion.core.io import read_csv, write_csv
+from skinlesion.core.io import write_csv
 from skinlesion.core.labels import LabelMap
 from skinlesion.core.layout import RunPaths, fold_csv, read_split
 from skinlesion.core.modes import FoldPart, Split
+from skinlesion.cv.folds import read_fold_file
 from skinlesion.evaluation.evaluate import SplitScores, align_labels, predict_probabilities, predictions_frame
 from skinlesion.modeling.run import RunInputs, run_inputs
 from skinlesion.stats.resampling import balanced_accuracy
-
-
-def read_fold_file(path: Path) -> pd.DataFrame:
-    """One of a fold's CSVs (split-file columns).
-
-    Raises:
-        DataError: When the fold assignment is missing (the cv-folds stage has not run).
-    """
-    try:
-        return read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise DataError(f"{path} not found: run `dvc repro cv-folds@train` first") from None
 
 
 def prepare_fold_run(config: Config, run: RunPaths, log: Callable[[str], None] = print) -> RunInputs:

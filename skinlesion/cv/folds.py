@@ -13,15 +13,16 @@ from __future__ import annotations
 import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from skinlesion.core.config import CvConfig
 from skinlesion.core.data_params import fold_names
-from skinlesion.core.errors import ConfigError
-from skinlesion.core.io import write_csv, write_json
-from skinlesion.core.layout import FOLD_TABLE, FOLDS, fold_csv
+from skinlesion.core.errors import ConfigError, DataError
+from skinlesion.core.io import read_csv, read_json, write_csv, write_json
+from skinlesion.core.layout import DATA_SUMMARY, FOLD_TABLE, FOLDS, fold_csv
 from skinlesion.core.modes import FoldPart
 
 # The columns of a fold file: those of a split file.
@@ -45,6 +46,28 @@ class Fold:
     held_out: pd.DataFrame
 
 
+def check_pool(pool: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The pool's split-file columns, refused when a column is missing, a group is blank or one class is all.
+
+    Raises:
+        DataError: Naming ``where`` (the training split's file) and the fix.
+    """
+    missing = [c for c in COLUMNS if c not in pool.columns]
+    if missing:
+        raise DataError(
+            f"{where} has no column {missing[0]!r} (a split file's columns: {', '.join(COLUMNS)}); "
+            "rerun `dvc repro split`"
+        )
+    if (pool["group"].astype(str).str.strip() == "").any():
+        raise DataError(
+            f"{where}: an image has a blank group, which would join every such image into one lesion; "
+            "rerun `dvc repro split`"
+        )
+    if pool["label"].nunique() < 2:
+        raise DataError(f"{where} holds one class only: nothing to cross-validate; add the other classes' images")
+    return pool[COLUMNS].reset_index(drop=True)
+
+
 def check_fold_count(pool: pd.DataFrame, k: int) -> None:
     """Refuse ``k`` folds when the pool's rarest class has fewer lesions: some fold would lack it.
 
@@ -53,12 +76,21 @@ def check_fold_count(pool: pd.DataFrame, k: int) -> None:
     """
     lesions = pool.groupby("label")["group"].nunique().sort_values(kind="stable")
     rarest, n = lesions.index[0], int(lesions.iloc[0])
-    if n < k:
-        fix = f"cv.folds: [{', '.join(fold_names(n))}]" if n >= 2 else "add images of it, or drop its folder"
+    if n < 2:
         raise ConfigError(
-            f"params.yaml: cv.folds asks for {k} folds, but the training split has only {n} lesion(s) of class "
-            f"{rarest!r}: some fold would have none of it. Use at most {n} folds ({fix})"
+            f"params.yaml: cv.pool: cross-validation needs at least 2 lesions of every class in the training split, "
+            f"and class {rarest!r} has {n}: add lesions of it (more images of the same lesion do not help), or drop "
+            "its folder"
         )
+    if n < k:
+        raise ConfigError(
+            f"params.yaml: cv.folds asks for {k} folds, but the training split has only {n} lesions of class "
+            f"{rarest!r}: some fold would have none of it. Use at most {n} folds (cv.folds: {_names(n)})"
+        )
+
+
+def _names(k: int) -> str:
+    return f"[{', '.join(fold_names(k))}]"
 
 
 def _splitter(n_splits: int, seed: int):
@@ -90,15 +122,25 @@ def assign_folds(pool: pd.DataFrame, cv: CvConfig) -> np.ndarray:
     return fold
 
 
-def inner_validation(rest: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
-    """Which rows of the other folds form the inner validation set (a mask): a grouped, stratified share.
+def inner_validation(rest: pd.DataFrame, parts: int, seed: int) -> np.ndarray:
+    """Which rows of the other folds form the inner validation set (a mask): one of ``parts`` grouped, stratified parts.
 
     A class whose every lesion the draw would take stays wholly in training: a fold model must see
     every class of the pool, or its outputs would not match the other folds'.
+
+    Raises:
+        ConfigError: When the other folds hold too few lesions to cut in ``parts`` (naming ``cv.inner_val_parts``).
     """
-    n_splits = max(2, round(1 / fraction))
     labels, groups = rest["label"].to_numpy(), rest["group"].to_numpy()
-    _, val = _quietly(_splitter(n_splits, seed).split(np.zeros(len(rest)), labels, groups))[0]
+    try:
+        _, val = _quietly(_splitter(parts, seed).split(np.zeros(len(rest)), labels, groups))[0]
+    except ValueError:  # fewer lesions, or fewer of every class, than parts
+        most = rest.groupby("label")["group"].nunique().max()
+        raise ConfigError(
+            f"params.yaml: cv.inner_val_parts: {parts} parts of a fold's other folds, but they hold "
+            f"{rest['group'].nunique()} lesions, at most {most} of a class: use fewer parts (at most {max(2, most)}) "
+            "or fewer folds"
+        ) from None
     mask = np.zeros(len(rest), dtype=bool)
     mask[val] = True
     emptied = set(rest["label"]) - set(rest.loc[~mask, "label"])
@@ -107,15 +149,14 @@ def inner_validation(rest: pd.DataFrame, fraction: float, seed: int) -> np.ndarr
 
 
 def make_folds(pool: pd.DataFrame, cv: CvConfig) -> list[Fold]:
-    """Every fold's train, inner validation and held-out rows, in ``cv.folds`` order."""
-    pool = pool[COLUMNS].reset_index(drop=True)
+    """Every fold's train, inner validation and held-out rows, in ``cv.folds`` order (``pool``: :func:`check_pool`)."""
     fold = assign_folds(pool, cv)
     out = []
     for j, name in enumerate(cv.folds):
         rest = pool[fold != j].reset_index(drop=True)
         # One seed per fold, derived from cv.seed: each fold's inner draw is its own, and reproducible.
         seed = int(np.random.SeedSequence([cv.seed, j]).generate_state(1)[0])
-        val = inner_validation(rest, cv.inner_val_fraction, seed)
+        val = inner_validation(rest, cv.inner_val_parts, seed)
         out.append(Fold(name, rest[~val].reset_index(drop=True), rest[val].reset_index(drop=True), pool[fold == j]))
     return out
 
@@ -162,3 +203,27 @@ def describe(table: dict) -> list[str]:
         f"inner validation {f['val']}"
         for f in table["folds"]
     ]
+
+
+def grouping_warning() -> str | None:
+    """The split stage's warning about grouping (``reports/data.json``), which applies to the folds too.
+
+    Raises:
+        DataError: When the split's summary is missing or unreadable (run the split stage).
+    """
+    try:
+        return read_json(DATA_SUMMARY)["grouping"]["warning"]
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        raise DataError(f"{DATA_SUMMARY} is missing or has no grouping record: rerun `dvc repro split`") from None
+
+
+def read_fold_file(path: Path) -> pd.DataFrame:
+    """One of a fold's image lists (split-file columns).
+
+    Raises:
+        DataError: When it is missing or empty (the cv-folds stage has not run, or was interrupted).
+    """
+    try:
+        return read_csv(path, dtype=str, keep_default_na=False)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        raise DataError(f"{path} is missing or empty: rerun `dvc repro cv-folds@train`") from None

@@ -12,10 +12,11 @@ they add no degrees of freedom): with ``d_j`` the seed-mean difference on fold `
 out-of-fold balanced accuracies. p-values are Holm-adjusted over all pairs (:func:`skinlesion.stats.architecture.holm`).
 
 Measured in simulation (``tests/test_cv_paired.py``, ``benchmarks/cv_coverage.py``, ``docs/cross-validation.md``;
-two equally good learners on the same images, folds and seeds, 300 lesions, 200 data sets per case): type-I
-error 0.5-1.5 % at nominal 5 % for 3 and 5 folds, 1 and 3 seeds. The price is power: a 9-point gap is found 7.5-12 %
-of the time at that size. Counting the ``k * S`` (fold, seed) differences as independent rejects a true null
-26-31 % of the time; Bouckaert & Frank's correction over them 4-7 %.
+two equally good learners on the same images, folds and seeds, 300 lesions): type-I error 0.5-1.5 % at nominal
+5 % for 3 and 5 folds, 1 and 3 seeds (200 data sets per case), 1.7-3.0 % in the slow test (600 per case).
+The price is power: a 9-point gap is found 7.5-12 % of the time at that size. Counting the ``k * S`` (fold,
+seed) differences as independent rejects a true null 26-31 % of the time; Bouckaert & Frank's correction over
+them 4-7 %.
 
 What it can and cannot detect at ``k = 3`` folds and one seed (``df = 2``): the two-sided 5 % critical value is
 ``t(2) = 4.30``, so a difference is called only when it exceeds ``4.30 * sqrt(1/3 + 1/2) = 3.9`` standard

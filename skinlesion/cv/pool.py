@@ -12,8 +12,10 @@ import pandas as pd
 
 from skinlesion.core.errors import DataError
 from skinlesion.core.io import read_csv, read_json, write_csv, write_json
-from skinlesion.core.layout import FOLDS, CvPaths, RunPaths, probability_classes, probability_column
+from skinlesion.core.layout import FOLDS, CvPaths, RunPaths, fold_csv, probability_classes, probability_column
+from skinlesion.core.modes import FoldPart
 from skinlesion.cv.estimate import OutOfFold, cv_estimate
+from skinlesion.cv.folds import read_fold_file
 from skinlesion.stats.clinical import view_classes
 from skinlesion.stats.intervals import Resampling
 
@@ -34,8 +36,9 @@ def pool_predictions(backbone: str, seeds: list[int], folds: list[str], pool: pd
         DataError: When a seed does not predict every training image exactly once.
     """
     parts = []
+    classes = sorted(pool["label"].unique())
     for seed in seeds:
-        frame = pd.concat([_held_out(RunPaths(backbone, seed, fold)) for fold in folds], ignore_index=True)
+        frame = pd.concat([_held_out(RunPaths(backbone, seed, fold), classes) for fold in folds], ignore_index=True)
         _check_once(frame, pool, f"{backbone} seed {seed}")
         frame.insert(0, "seed", seed)
         parts.append(frame)
@@ -43,11 +46,28 @@ def pool_predictions(backbone: str, seeds: list[int], folds: list[str], pool: pd
     return pooled[KEYS + [probability_column(c) for c in probability_classes(pooled.columns)]]
 
 
-def _held_out(run: RunPaths) -> pd.DataFrame:
+def _held_out(run: RunPaths, classes: list[str]) -> pd.DataFrame:
+    """A fold run's held-out predictions, refused unless they are its fold's images, labels and groups, every class.
+
+    Raises:
+        DataError: Naming the file and the stage that rewrites it.
+    """
+    path, fix = run.held_out_predictions, f"rerun `dvc repro cv@train-{run.name}`"
     try:
-        frame = read_csv(run.held_out_predictions, keep_default_na=False, dtype={"group": str})
-    except FileNotFoundError:
-        raise DataError(f"{run.held_out_predictions} not found: run `dvc repro cv@train-{run.name}`") from None
+        frame = read_csv(path, keep_default_na=False, dtype={"group": str})
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        raise DataError(f"{path} is missing or empty: {fix}") from None
+    fold = read_fold_file(fold_csv(run.fold, FoldPart.HELD_OUT))
+    mine = frame.reindex(columns=["path", "actual", "group"]).set_axis(["path", "label", "group"], axis=1)
+    if (
+        not mine.sort_values("path")
+        .reset_index(drop=True)
+        .equals(fold[["path", "label", "group"]].sort_values("path").reset_index(drop=True))
+    ):
+        raise DataError(f"{path} does not predict the images of {fold_csv(run.fold, FoldPart.HELD_OUT)}: {fix}")
+    columns = [probability_column(c) for c in classes]
+    if probability_classes(frame.columns) != classes or frame[columns].isna().any().any():
+        raise DataError(f"{path} lacks a probability for a class of the training split ({', '.join(classes)}): {fix}")
     frame.insert(0, "fold", run.fold)
     return frame
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from skinlesion.core.errors import DataError
 from skinlesion.core.modes import ENSEMBLE_PREFIX, Pick, Split
 from skinlesion.cv.estimate import cv_estimate
 from skinlesion.cv.paired import compare_backbones
@@ -36,10 +37,11 @@ def cv_summary(backbones: list[str], analysis: Analysis, model: str, metrics: di
     comparisons = []
     if len(backbones) > 1:
         tables = {b: out_of_fold(frame) for b, (frame, _) in pooled.items()}
+        _check_aligned({b: frame for b, (frame, _) in pooled.items()})
         first = next(iter(tables.values()))
         mean = replace(first, probs=np.mean([t.probs for t in tables.values()], axis=0))
         mask = malignant_mask(first.classes, analysis.malignant)
-        estimates[Pick.ALL_BACKBONES] = cv_estimate(mean, mask, analysis.resampling)
+        estimates[Pick.ALL_BACKBONES] = cv_estimate(mean, mask, analysis.resampling) | {"ensemble": True}
         comparisons = compare_backbones(tables, analysis.alpha, analysis.resampling.confidence)
     return {
         "fold_table": fold_table,
@@ -47,6 +49,22 @@ def cv_summary(backbones: list[str], analysis: Analysis, model: str, metrics: di
         "comparisons": comparisons,
         "locked_test": _locked_test(estimates, model, metrics),
     }
+
+
+def _check_aligned(frames: dict) -> None:
+    """Every backbone's pooled predictions on the same images, folds and seeds: else no pairing, no average.
+
+    Raises:
+        DataError: Naming the two backbones (their fold runs follow different fold assignments).
+    """
+    keys = {b: sorted(zip(f["seed"], f["fold"], f["path"], strict=True)) for b, f in frames.items()}
+    first, *rest = keys
+    for other in rest:
+        if keys[other] != keys[first]:
+            raise DataError(
+                f"cv: the out-of-fold predictions of {first} and {other} are not on the same folds: "
+                "rerun `dvc repro` so that every backbone's fold runs follow data/folds"
+            )
 
 
 def _locked_test(estimates: dict, model: str, metrics: dict) -> dict:

@@ -93,6 +93,16 @@ def calibration(value: float, ci: dict) -> str:
     return interval(value, ci)
 
 
+def bounded(value: float, ci: dict) -> str:
+    """A score in [0, 1] and its interval, a bound clipped at 0 or 1 said so: ``0.930 (0.750 to the bound 1)``.
+
+    A plain ``1.000`` would read as a perfect score where the interval only ran past what a score can be.
+    """
+    low = "the bound 0" if ci["low"] <= 0.0 else f"{ci['low']:.3f}"
+    high = "the bound 1" if ci["high"] >= 1.0 else f"{ci['high']:.3f}"
+    return f"{value:.3f} ({low} to {high})" if "bound" in low + high else interval(value, ci)
+
+
 def estimate(entry: dict | None) -> str:
     """An ``{"value", "low", "high"}`` entry as :func:`interval`, or ``–`` where there is none."""
     return DASH if entry is None else interval(entry["value"], entry)
@@ -136,6 +146,7 @@ def _environment() -> Environment:
     env.filters |= {
         "fmt": fmt,
         "interval": interval,
+        "bounded": bounded,
         "calibration": calibration,
         "signed": signed,
         "estimate": estimate,
