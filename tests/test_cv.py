@@ -16,7 +16,7 @@ from skinlesion.core.config import parse_config
 from skinlesion.core.data_params import fold_names
 from skinlesion.core.errors import ConfigError, DataError
 from skinlesion.core.layout import RunPaths
-from skinlesion.cv.folds import check_fold_count, make_folds
+from skinlesion.cv.folds import check_fold_count, check_pool, make_folds, write_folds
 from skinlesion.cv.pool import out_of_fold, pool_predictions
 from skinlesion.evaluation.evaluate import predictions_frame
 from skinlesion.evaluation.headline import FOLD_ENSEMBLE, candidates, choose
@@ -116,11 +116,29 @@ def test_folds_are_reproducible_and_follow_the_seed():
 
 def test_more_folds_than_the_rarest_class_has_lesions_is_refused_naming_the_key_and_the_largest_count():
     pool = lesion_pool({"nv": 40, "df": 3}, images_per_lesion=4)  # df: 3 lesions, up to 12 images
-    with pytest.raises(
-        ConfigError, match=r"cv.folds asks for 5 folds.*only 3 lesion\(s\) of class 'df'.*\[f0, f1, f2\]"
-    ):
+    with pytest.raises(ConfigError, match=r"cv.folds asks for 5 folds.*only 3 lesions of class 'df'.*\[f0, f1, f2\]"):
         check_fold_count(pool, 5)
     check_fold_count(pool, 3)
+
+
+def test_a_class_of_one_lesion_and_an_inner_split_too_fine_are_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"at least 2 lesions of every class.*'df' has 1.*do not help"):
+        check_fold_count(lesion_pool({"nv": 10, "df": 1}, images_per_lesion=3), 2)
+    pool = lesion_pool({"nv": 6, "mel": 4}, images_per_lesion=1)  # 10 lesions: 2 folds leave 5 to cut in 8 parts
+    with pytest.raises(ConfigError, match=r"cv.inner_val_parts: 8 parts .* use fewer parts"):
+        make_folds(pool, cv_config(2, parts=8))
+    assert len(make_folds(pool, cv_config(2, parts=2))) == 2
+
+
+def test_a_pool_without_groups_or_of_one_class_is_refused_naming_the_file():
+    pool = lesion_pool({"nv": 10, "mel": 5})
+    with pytest.raises(DataError, match="train.csv has no column 'group'"):
+        check_pool(pool.drop(columns="group"), "data/splits/train.csv")
+    blank = pool.assign(group=lambda f: f["group"].where(f.index > 0, " "))
+    with pytest.raises(DataError, match="blank group"):
+        check_pool(blank, "data/splits/train.csv")
+    with pytest.raises(DataError, match="one class only"):
+        check_pool(pool[pool["label"] == "nv"], "data/splits/train.csv")
 
 
 def test_without_lesion_ids_every_image_is_its_own_group():
@@ -157,6 +175,7 @@ def test_pooling_gives_each_training_image_one_row_per_seed_and_refuses_a_stale_
     monkeypatch.chdir(tmp_path)
     pool = lesion_pool({"nv": 20, "mel": 8, "df": 4})
     folds = make_folds(pool, cv_config(3))
+    write_folds(folds)
     classes = sorted(pool["label"].unique())
     for seed in (0, 1):
         write_held_out(tmp_path, pool, folds, seed, classes)
@@ -166,14 +185,19 @@ def test_pooling_gives_each_training_image_one_row_per_seed_and_refuses_a_stale_
     assert list(pooled.columns[:5]) == ["seed", "fold", "path", "label", "group"]
     table = out_of_fold(pooled)
     assert table.probs.shape == (2 * len(pool), len(classes)) and np.allclose(table.probs.sum(axis=1), 1)
-    # A fold run from another assignment: one fold's file now also lists another fold's image.
-    stale = RunPaths("mobilenet", 1, "f0").held_out_predictions
-    frame = pd.read_csv(stale)
-    pd.concat([frame, frame.iloc[:1]]).to_csv(stale, index=False)
-    with pytest.raises(DataError, match="mobilenet seed 1 predicts 1 image.s. twice"):
+    # Fold runs of another fold assignment (another cv.seed): each still covers the pool once, but not its fold.
+    for seed in (0, 1):
+        write_held_out(tmp_path, pool, make_folds(pool, cv_config(3, seed=7)), seed, classes)
+    with pytest.raises(DataError, match=r"f0/eval/held_out_predictions.csv does not predict the images of .*f0"):
         pool_predictions("mobilenet", [0, 1], ["f0", "f1", "f2"], pool)
-    frame.iloc[1:].to_csv(stale, index=False)
-    with pytest.raises(DataError, match="never"):
+    write_held_out(tmp_path, pool, folds, 0, classes)
+    write_held_out(tmp_path, pool, folds, 1, classes)
+    lacking = RunPaths("mobilenet", 1, "f2").held_out_predictions
+    pd.read_csv(lacking).drop(columns="p_mel").to_csv(lacking, index=False)  # a class's probability column gone
+    with pytest.raises(DataError, match="lacks a probability for a class"):
+        pool_predictions("mobilenet", [0, 1], ["f0", "f1", "f2"], pool)
+    lacking.write_text("")
+    with pytest.raises(DataError, match="is missing or empty"):
         pool_predictions("mobilenet", [0, 1], ["f0", "f1", "f2"], pool)
 
 
