@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from skinlesion.core.errors import DataError
+from skinlesion.core.layout import FOLDS
 from skinlesion.core.modes import ENSEMBLE_PREFIX, Pick, Split
 from skinlesion.cv.estimate import cv_estimate
 from skinlesion.cv.paired import compare_backbones
@@ -63,7 +64,7 @@ def _check_aligned(frames: dict) -> None:
         if keys[other] != keys[first]:
             raise DataError(
                 f"cv: the out-of-fold predictions of {first} and {other} are not on the same folds: "
-                "rerun `dvc repro` so that every backbone's fold runs follow data/folds"
+                f"rerun `dvc repro` so that every backbone's fold runs follow {FOLDS}"
             )
 
 
