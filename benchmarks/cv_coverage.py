@@ -50,6 +50,7 @@ from tests.test_cv_estimate import (  # noqa: E402
     cross_validate,
     fit,
     lesion_counts,
+    population,
     predict,
     truth,
 )
@@ -164,10 +165,7 @@ def population_scores(model: np.ndarray, test: list[np.ndarray]) -> dict[str, fl
 
 def population_truth(world: World, counts: np.ndarray, k: int, fits: int = 200, per_class: int = 10_000) -> dict:
     """``Err`` of each metric: the mean population score over fresh training sets of the fold-training size."""
-    rng = np.random.default_rng(12345)
-    sd = math.hypot(world.lesion_sd, world.image_sd)
-    test = [world.means[c] + rng.normal(0, sd, (per_class, world.means.shape[1])) for c in range(len(SHARES))]
-    train = np.round(counts * (k - 1) / k).astype(int)
+    rng, test, train = population(world, counts, k, per_class)
     values = []
     for _ in range(fits):
         x, y, _ = world.draw(rng, train)

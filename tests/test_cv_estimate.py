@@ -77,12 +77,17 @@ def predict(model: np.ndarray, x: np.ndarray) -> np.ndarray:
 LEARNERS = {"full": (slice(0, 6), 0.0), "a": (slice(0, 3), 0.0), "b": (slice(3, 6), 0.0)}
 
 
-def truth(world: World, lesions: np.ndarray, k: int, features=slice(0, 6), fits=200, per_class=10_000) -> float:
-    """``Err``: mean population balanced accuracy of the learner fitted on fresh sets of the fold-training size."""
+def population(world: World, lesions: np.ndarray, k: int, per_class: int) -> tuple:
+    """What ``Err`` is measured on: a generator, a large fresh test population per class, fold-training sizes."""
     rng = np.random.default_rng(12345)
     sd = math.hypot(world.lesion_sd, world.image_sd)
     test = [world.means[c] + rng.normal(0, sd, (per_class, world.means.shape[1])) for c in range(len(SHARES))]
-    train = np.round(lesions * (k - 1) / k).astype(int)
+    return rng, test, np.round(lesions * (k - 1) / k).astype(int)
+
+
+def truth(world: World, lesions: np.ndarray, k: int, features=slice(0, 6), fits=200, per_class=10_000) -> float:
+    """``Err``: mean population balanced accuracy of the learner fitted on fresh sets of the fold-training size."""
+    rng, test, train = population(world, lesions, k, per_class)
     values = []
     for _ in range(fits):
         x, y, _ = world.draw(rng, train)
