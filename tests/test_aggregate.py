@@ -74,7 +74,7 @@ def test_the_aggregate_stage_picks_the_headline_on_validation_when_test_disagree
     _write_run(tmp_path, "vgg19", 1, val_right=12, test_right=12)
     config = replace(default_config(), model="mobilenet", backbones=["mobilenet", "vgg19"], seeds=[0, 1])
     monkeypatch.chdir(tmp_path)
-    runs = collect_runs(config.backbones, config.seeds)
+    runs = collect_runs(config.backbones, config.seeds, [])
     assert runs.val_scores("mobilenet") == {0: 0.5, 1: 0.7}
     result = aggregate_runs(runs, config.model, analysis_of(config), [])
     assert result.headline.candidate.members == (RunPaths("mobilenet", 1),)
@@ -100,7 +100,7 @@ def test_the_aggregate_stage_gives_every_interval_at_evaluate_confidence(tmp_pat
             _write_run(tmp_path, backbone, seed, val_right=12, test_right=right)
     base = replace(default_config(), model="mobilenet", backbones=["mobilenet", "vgg19"], seeds=[0, 1])
     monkeypatch.chdir(tmp_path)
-    runs = collect_runs(base.backbones, base.seeds)
+    runs = collect_runs(base.backbones, base.seeds, [])
     results = {
         level: aggregate_runs(
             runs, base.model, analysis_of(replace(base, evaluate=replace(base.evaluate, confidence=level))), []

@@ -62,7 +62,7 @@ def test_every_stage_with_invalid_params_fails_at_once_naming_the_key(tmp_path: 
 
     text = (REPO / "params.yaml").read_text().replace("  views: 5", "  views: 0")
     (tmp_path / "params.yaml").write_text(text)
-    matrix = {"item.backbone": "mobilenet", "item.seed": "0", "key": "site2"}
+    matrix = {"item.backbone": "mobilenet", "item.seed": "0", "item.fold": "f0", "key": "site2"}
     commands = [
         re.sub(r"\$\{([^}]+)\}", lambda m: matrix[m[1]], stage.get("do", stage)["cmd"]) for stage in STAGES.values()
     ]
@@ -70,7 +70,7 @@ def test_every_stage_with_invalid_params_fails_at_once_naming_the_key(tmp_path: 
     proc = subprocess.run(
         [sys.executable, "-c", EACH_STAGE, *absolute], cwd=tmp_path, env=STAGE_ENV, capture_output=True, text=True
     )
-    assert len(commands) == 8 and "Traceback" not in proc.stderr
+    assert len(commands) == 11 and "Traceback" not in proc.stderr  # the cv stages too
     # Each stage stops with exit status 2 and one line naming the key, before TensorFlow is imported.
     assert proc.stdout.splitlines() == ["2 False"] * len(commands)
     assert error_lines(proc.stderr) == ["error: params.yaml: preview.views must be >= 1 (got 0)"] * len(commands)
